@@ -1,0 +1,35 @@
+"""wirelang: a compiler for neural-network wirings learned with Discovering Neural Wirings.
+
+    >>> import wirelang
+    >>> model = wirelang.load("specs/cifar_tiny.wire")      # an nn.Module
+    >>> net = wirelang.check("specs/cifar_tiny.wire")       # the checked IR, torch-free
+
+Heavy modules (torch) are imported only when a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+from wirelang.version import LANGUAGE_VERSION, __version__
+
+__all__ = ["LANGUAGE_VERSION", "__version__", "check", "load", "sparsify"]
+
+
+def check(path):
+    """Parse and check a spec; return its IR (`wirelang.ir.core.Network`) or raise SpecError."""
+    from wirelang.frontend import build
+
+    return build(path)
+
+
+def load(path_or_run, weights=None):
+    """A spec file or a run directory as an `nn.Module` (see `wirelang.backend.load`)."""
+    from wirelang.backend.api import load as _load
+
+    return _load(path_or_run, weights=weights)
+
+
+def sparsify(model, budget, method="dnw", exclude=()):
+    """Make the conv and linear weights of an existing model DNW-sparse (in place); returns it."""
+    from wirelang.backend.sparsify import sparsify as _sparsify
+
+    return _sparsify(model, budget=budget, method=method, exclude=exclude)

@@ -1,0 +1,147 @@
+"""ImageNet (or any dataset in the same layout) from class-per-folder images.
+
+Layout: `root/train/<class>/<image>` and `root/val/<class>/<image>`, read with torchvision's
+ImageFolder. `root/val` is the test split (ImageNet's labelled validation set); the
+validation split used during training is held out of `root/train` by `build_datasets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from .registry import (
+    DataError,
+    DatasetInfo,
+    DatasetSource,
+    SourceData,
+    missing_message,
+    register_dataset,
+    reject_options,
+)
+
+
+def load_rgb(path: str) -> Any:
+    """ImageFolder loader that names the file when an image cannot be decoded."""
+    from PIL import Image  # lazy: only needed once items are actually read
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except OSError as exc:  # includes PIL.UnidentifiedImageError
+        raise DataError(f"{path}: cannot read image ({exc})") from None
+
+
+class TransformedDataset(Dataset):
+    """Applies `transform` to the image of `base`'s items.
+
+    One ImageFolder scan (slow: a million files for ImageNet) is shared between the
+    augmented training view and the eval-transform validation view.
+    """
+
+    def __init__(self, base: Any, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.base = base
+        self.transform = transform
+
+    @property
+    def targets(self) -> list[int]:
+        return list(self.base.targets)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[index]
+        return self.transform(image), int(label)
+
+
+def image_folder(path: Path) -> Any:
+    """An ImageFolder over `path` without transforms; DataError if it has no usable classes."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(path), loader=load_rgb)
+    except FileNotFoundError as exc:
+        # torchvision raises this both for "no class folders" and "a class folder with no
+        # images"; its own text says which.
+        raise DataError(
+            f"{path}: not a usable ImageFolder ({exc}); expected one sub-folder per class, "
+            f"e.g. {path}/<class>/<image>.JPEG"
+        ) from None
+
+
+def imagenet_transforms(
+    size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]:
+    """(train, eval) transforms: the standard ResNet recipe, scaled to `size`."""
+    from torchvision import transforms as T
+
+    # Resize to 256 then crop 224 is the usual 0.875 centre crop; keep that ratio for
+    # other sizes so eval sees the same field of view.
+    resize = round(min(size) * 256 / 224)
+    train = T.Compose(
+        [
+            T.RandomResizedCrop(size),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+    evaluate = T.Compose(
+        [T.Resize(resize), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
+    )
+    return train, evaluate
+
+
+@register_dataset("imagenet")
+class ImageNetSource(DatasetSource):
+    info = DatasetInfo("imagenet", 3, 224, 224, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    how_to_get = (
+        "Pass --data-root DIR pointing to the folder that holds train/ and val/, each with "
+        "one sub-folder per class (ImageNet's val images must first be sorted into class "
+        "folders)."
+    )
+
+    def load(
+        self,
+        root: Path | None,
+        *,
+        augment: bool,
+        download: bool,
+        image_size: tuple[int, int] | None,
+        **options: Any,
+    ) -> SourceData:
+        name = self.info.name
+        reject_options(name, options)
+        wanted = ["train/<class>/<images>", "val/<class>/<images>"]
+        if root is None:
+            raise DataError(
+                f"{name}: no data folder given; looked for {', '.join(wanted)}. {self.how_to_get}"
+            )
+        missing = [w for w in wanted if not (root / w.split("/")[0]).is_dir()]
+        if missing:
+            raise DataError(missing_message(name, root, missing, self.how_to_get))
+        train_base = image_folder(root / "train")
+        test_base = image_folder(root / "val")
+        if train_base.classes != test_base.classes:
+            only_train = sorted(set(train_base.classes) - set(test_base.classes))
+            only_val = sorted(set(test_base.classes) - set(train_base.classes))
+            raise DataError(
+                f"{root / 'val'}: class folders differ from {root / 'train'} "
+                f"(only in train: {only_train[:5]}, only in val: {only_val[:5]}); "
+                f"labels would not line up"
+            )
+        size = image_size or (self.info.height, self.info.width)
+        # Subsets of ImageNet (or other datasets in this layout) have fewer classes; the
+        # model's head must match the folders actually present.
+        info = replace(self.info, height=size[0], width=size[1], classes=len(train_base.classes))
+        train_tf, eval_tf = imagenet_transforms(size, info.mean, info.std)
+        train_eval = TransformedDataset(train_base, eval_tf)
+        train = TransformedDataset(train_base, train_tf) if augment else train_eval
+        test = TransformedDataset(test_base, eval_tf)
+        return SourceData(train=train, train_eval=train_eval, test=test, info=info)

@@ -1,0 +1,117 @@
+"""Located errors: every mistake a spec author can make is reported as `path:line:col`.
+
+A `SpecError` carries one or more `Diagnostic`s. Rendering shows the source line and a caret
+under the span, then a hint. Passes collect diagnostics in a `Reporter` and keep going, so that
+one run of `wirelang check` reports every problem it can find, not just the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """Where an object came from: 1-based line and column, end exclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+UNKNOWN = Span(path="<unknown>", line=1, col=1, end_line=1, end_col=2)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span
+    message: str
+    hint: str | None = None
+    # A second place involved in the problem (the other definition of a duplicate name, ...).
+    related: tuple[tuple[Span, str], ...] = ()
+
+
+class SpecError(Exception):
+    """A problem in a spec. Never a bug in wirelang: the CLI prints it and exits 2."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = sorted(
+            diagnostics, key=lambda d: (d.span.path, d.span.line, d.span.col, d.message)
+        )
+        super().__init__("\n".join(f"{d.span}: {d.message}" for d in self.diagnostics))
+
+
+# Source text by path, so that a diagnostic can show its line long after parsing.
+_SOURCES: dict[str, str] = {}
+
+
+def remember_source(path: str, text: str) -> None:
+    _SOURCES[path] = text
+
+
+def source_line(path: str, line: int) -> str | None:
+    text = _SOURCES.get(path)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def render(diag: Diagnostic) -> str:
+    """`path:line:col: error: message`, the line, a caret, and the hint."""
+    out = [f"{diag.span}: error: {diag.message}"]
+    out.extend(_excerpt(diag.span))
+    for span, note in diag.related:
+        out.append(f"{span}: note: {note}")
+        out.extend(_excerpt(span))
+    if diag.hint:
+        out.append(f"  = help: {diag.hint}")
+    return "\n".join(out)
+
+
+def _excerpt(span: Span) -> list[str]:
+    text = source_line(span.path, span.line)
+    if text is None:
+        return []
+    text = text.replace("\t", " ")
+    width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1)
+    gutter = f"{span.line:>4} | "
+    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" * width]
+
+
+def render_error(err: SpecError) -> str:
+    return "\n\n".join(render(d) for d in err.diagnostics)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """A hint naming the closest of `choices`, or listing them when there are few."""
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    if 0 < len(options) <= 12:
+        return "expected one of: " + ", ".join(f"`{o}`" for o in options)
+    return None
+
+
+@dataclass
+class Reporter:
+    """Collects diagnostics; `raise_if_any` ends a stage that found problems."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, span: Span, message: str, hint: str | None = None, related=()) -> None:
+        self.diagnostics.append(Diagnostic(span, message, hint, tuple(related)))
+
+    def raise_if_any(self) -> None:
+        if self.diagnostics:
+            raise SpecError(self.diagnostics)

@@ -1,0 +1,69 @@
+"""The front end as one list: read -> parse -> expand -> passes -> checked IR.
+
+    build("specs/cifar_tiny.wire") -> ir.core.Network
+
+Each pass takes the network and a Reporter and returns a new network; problems are collected,
+and the pipeline stops after the first pass that found any (later passes would only repeat
+them). Nothing here imports torch, so `wirelang check` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from wirelang.diagnostics import Reporter, SpecError
+from wirelang.ir import core
+from wirelang.passes.check import check_graphs, check_pools
+from wirelang.passes.expand import expand
+from wirelang.passes.load import load
+from wirelang.passes.settings import check_train
+from wirelang.passes.shapes import infer_shapes
+from wirelang.passes.sparse import apply_sparse
+
+Pass = Callable[[core.Network, Reporter], core.Network]
+
+
+def passes(extras: dict) -> list[tuple[str, Pass]]:
+    return [
+        ("shapes", infer_shapes),
+        ("graphs", check_graphs),
+        ("sparse", lambda net, rep: apply_sparse(net, extras.get("sparse", []), extras.get("sparse_scope"), rep)),
+        ("pools", check_pools),
+        ("train", check_train),
+    ]
+
+
+def build(path: str | Path, text: str | None = None, verify: Callable[[str, core.Network], None] | None = None) -> core.Network:
+    """Compile a spec to the checked IR, or raise SpecError with every problem found.
+
+    `verify(pass_name, network)` runs after each pass (the tests use it to check invariants).
+    """
+    program = load(path, text)
+    net, rep, extras = expand(program)
+    # Shapes are worth inferring even after expansion errors in unrelated items, but a
+    # network that failed to expand at all has nothing more to say.
+    if net is None:
+        rep.raise_if_any()
+        raise AssertionError("expand returned no network without an error")  # pragma: no cover
+    for name, run in passes(extras):
+        try:
+            net = run(net, rep)
+        except SpecError:
+            raise
+        except Exception as err:  # an internal failure: name the pass and the ones before it
+            done = [n for n, _ in passes(extras)][: [n for n, _ in passes(extras)].index(name)]
+            raise RuntimeError(f"internal error in pass `{name}` (after {', '.join(['expand'] + done)}): {err!r}") from err
+        if verify is not None:
+            verify(name, net)
+        rep.raise_if_any()
+    return net
+
+
+def check_file(path: str | Path) -> list:
+    """Diagnostics for one file (empty when it is valid)."""
+    try:
+        build(path)
+    except SpecError as err:
+        return list(err.diagnostics)
+    return []

@@ -1,0 +1,165 @@
+"""The resolved network: frozen pydantic models with every expression evaluated.
+
+Templates, repeats, lets and includes are gone; every object still carries the span of the
+text that produced it, so that later checks and the backend can point back at the spec.
+Node sets are the unit of the IR (never single nodes): a graph is its sets, the candidate edge
+blocks between them, a budget, a wiring method and a semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wirelang.diagnostics import Span
+
+Scalar = int | float | bool | str | None | list[int] | list[float]
+
+
+class IRNode(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    span: Span
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    channels: int
+    height: int
+    width: int
+
+    def __str__(self) -> str:
+        return f"{self.channels}x{self.height}x{self.width}"
+
+
+class Budget(IRNode):
+    """Exactly k edges (or weights): a count, a fraction of the candidates, or a pool's share."""
+
+    kind: Literal["count", "fraction", "pooled"]
+    count: int | None = None
+    fraction: float | None = None
+    pool: str | None = None
+    k: int | None = None  # resolved by the check pass; None for pooled budgets
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Budget:
+        expected = {"count": self.count, "fraction": self.fraction, "pooled": self.pool}[self.kind]
+        assert expected is not None, f"budget of kind {self.kind} without its value"
+        return self
+
+
+class Wiring(IRNode):
+    method: str
+    params: dict[str, Scalar] = {}
+    # `wiring fixed`: explicit (source set, source index, target set, target index) edges.
+    fixed: list[tuple[str, int, str, int]] | None = None
+
+
+class Semantics(IRNode):
+    kind: Literal["static", "discrete", "continuous"]
+    params: dict[str, Scalar] = {}
+
+
+class SparseSpec(IRNode):
+    """A conv or linear weight trained as a learned wiring over its own entries."""
+
+    budget: Budget
+    wiring: Wiring
+
+
+class Layer(IRNode):
+    kind: Literal["layer"] = "layer"
+    op: str
+    params: dict[str, Scalar]
+    path: str
+    sparse: SparseSpec | None = None
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+
+
+class NodeSet(IRNode):
+    name: str
+    size: Annotated[int, Field(ge=1)]
+    role: Literal["input", "hidden", "output"]
+    op: list[Layer] = []  # applied to the summed input of each node (the paper's f_u)
+    send: list[Layer] = []  # applied to a node's state before it leaves along edges
+    in_hw: tuple[int, int] | None = None
+    out_hw: tuple[int, int] | None = None
+
+
+class EdgeBlock(IRNode):
+    """All nodes of `source` may feed all nodes of `target` (minus the diagonal when a set
+    feeds itself without self loops)."""
+
+    source: str
+    target: str
+    self_loops: bool = False
+    candidates: int = 0
+
+
+class Graph(IRNode):
+    kind: Literal["graph"] = "graph"
+    name: str
+    sets: list[NodeSet]
+    blocks: list[EdgeBlock]
+    budget: Budget
+    wiring: Wiring
+    semantics: Semantics
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+
+    @property
+    def candidates(self) -> int:
+        return sum(b.candidates for b in self.blocks)
+
+    def set(self, name: str) -> NodeSet:
+        return next(s for s in self.sets if s.name == name)
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.sets)
+
+
+class Residual(IRNode):
+    kind: Literal["residual"] = "residual"
+    name: str
+    branch: list[Layer]
+    shortcut: list[Layer] = []  # empty: identity
+    after: list[Layer] = []
+    in_shape: Shape | None = None
+    out_shape: Shape | None = None
+
+
+Item = Annotated[Layer | Graph | Residual, Field(discriminator="kind")]
+
+
+class Pool(IRNode):
+    name: str
+    budget: Budget
+    members: list[str] = []  # graph names and layer paths sharing this pool
+    candidates: int = 0
+
+
+class Network(IRNode):
+    name: str
+    input_kind: str = "image"
+    input: Shape
+    classes: int
+    items: list[Item]
+    pools: list[Pool] = []
+    train: dict[str, Any] = {}  # validated by wirelang.train_config.TrainConfig
+    train_spans: dict[str, Span] = {}
+    language_version: int = 1
+
+    def graphs(self) -> list[Graph]:
+        return [i for i in self.items if isinstance(i, Graph)]
+
+    def layers(self) -> list[Layer]:
+        """Every plain layer in order, including those inside residual blocks."""
+        out: list[Layer] = []
+        for item in self.items:
+            if isinstance(item, Layer):
+                out.append(item)
+            elif isinstance(item, Residual):
+                out.extend(item.branch + item.shortcut + item.after)
+        return out

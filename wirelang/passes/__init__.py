@@ -1,0 +1,1 @@
+"""The compiler's passes, in order. `wirelang.frontend.build` runs them as one list."""

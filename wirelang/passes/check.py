@@ -1,0 +1,164 @@
+"""Check graphs and resolve budgets: candidates per block, exactly k edges, pools, fixed edges.
+
+After this pass every graph and sparse layer has `budget.k` (or belongs to a pool whose `k`
+is resolved) and every static graph is proven acyclic.
+"""
+
+from __future__ import annotations
+
+import math
+
+from wirelang.diagnostics import Reporter, Span, did_you_mean
+from wirelang.ir import core
+from wirelang.passes.shapes import topo_order
+
+
+def block_candidates(block: core.EdgeBlock, sizes: dict[str, int]) -> int:
+    n = sizes[block.source] * sizes[block.target]
+    if block.source == block.target and not block.self_loops:
+        n -= sizes[block.source]
+    return n
+
+
+def resolve_k(budget: core.Budget, candidates: int, what: str, rep: Reporter) -> core.Budget | None:
+    if budget.kind == "pooled":
+        return budget
+    if budget.kind == "fraction":
+        k = math.floor(budget.fraction * candidates)
+        if k < 1:
+            rep.error(budget.span, f"{budget.fraction * 100:g}% of the {candidates} candidates of {what} is {budget.fraction * candidates:g}, less than one edge",
+                      "raise the percentage or give a count")
+            return None
+    else:
+        k = budget.count
+        if k > candidates:
+            rep.error(budget.span, f"a budget of {k} edges is more than the {candidates} candidate edges of {what}",
+                      f"the budget must be between 1 and {candidates}")
+            return None
+    return budget.model_copy(update={"k": k})
+
+
+def check_graphs(net: core.Network, rep: Reporter) -> core.Network:
+    items = [(_graph(i, rep) if isinstance(i, core.Graph) else i) for i in net.items]
+    return net.model_copy(update={"items": items})
+
+
+def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
+    sizes = {s.name: s.size for s in g.sets}
+    blocks = [b.model_copy(update={"candidates": block_candidates(b, sizes)}) for b in g.blocks]
+    g = g.model_copy(update={"blocks": blocks})
+    roles = {s.role for s in g.sets}
+    for role in ("input", "output"):
+        if role not in roles:
+            rep.error(g.span, f"graph `{g.name}` has no {role} set", f"mark one set `{role}`: `nodes x[8] {role}`")
+    targets = {b.target for b in blocks}
+    sources = {b.source for b in blocks}
+    static = g.semantics.kind == "static"
+    for s in g.sets:
+        if s.role != "input" and s.name not in targets:
+            rep.error(s.span, f"set `{s.name}` of graph `{g.name}` receives no candidate edges", "add it to an `edges` pattern")
+        if s.role != "output" and s.name not in sources:
+            rep.error(s.span, f"set `{s.name}` of graph `{g.name}` sends no candidate edges, so it can never reach the output",
+                      "add it to an `edges` pattern")
+        if static and s.role == "input" and s.name in targets:
+            b = next(b for b in blocks if b.target == s.name)
+            rep.error(b.span, f"input set `{s.name}` receives edges (`{b.source} -> {s.name}`), but in a static graph input nodes hold g(x)",
+                      "leave input sets out of the targets, or use `semantics discrete(steps=...)`")
+    if static and topo_order(g) is None:
+        b = _cycle_block(g)
+        rep.error(b.span, f"a static graph must be acyclic, but edges `{b.source} -> {b.target}` close a cycle",
+                  "use `forward(...)` or `chain(...)`, or `semantics discrete(steps=...)` for a cyclic graph")
+    cand = g.candidates
+    if cand == 0:
+        rep.error(g.span, f"graph `{g.name}` has no candidate edges")
+        return g
+    method = g.wiring.method
+    if method == "fixed":
+        return _fixed(g, rep)
+    if method == "complete":
+        return g.model_copy(update={"budget": core.Budget(span=g.budget.span, kind="count", count=cand, k=cand)})
+    budget = resolve_k(g.budget, cand, f"graph `{g.name}`", rep)
+    return g.model_copy(update={"budget": budget}) if budget is not None else g
+
+
+def _cycle_block(g: core.Graph) -> core.EdgeBlock:
+    """The block that closes a cycle: the first one whose removal does not need others."""
+    for b in g.blocks:
+        if b.source == b.target:
+            return b
+    for b in reversed(g.blocks):
+        rest = g.model_copy(update={"blocks": [x for x in g.blocks if x is not b]})
+        if topo_order(rest) is not None:
+            return b
+    return g.blocks[-1]
+
+
+def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
+    sizes = {s.name: s.size for s in g.sets}
+    blocks = {(b.source, b.target): b for b in g.blocks}
+    seen: set[tuple] = set()
+    span = g.wiring.span
+    for src, i, dst, j in g.wiring.fixed or []:
+        where = f"`{src}[{i}] -> {dst}[{j}]`"
+        if src not in sizes or dst not in sizes:
+            bad = src if src not in sizes else dst
+            rep.error(span, f"fixed edge {where}: unknown node set `{bad}`", did_you_mean(bad, sizes))
+            continue
+        if i >= sizes[src] or j >= sizes[dst]:
+            rep.error(span, f"fixed edge {where}: index out of range (`{src}` has {sizes[src]} nodes, `{dst}` has {sizes[dst]})")
+            continue
+        block = blocks.get((src, dst))
+        if block is None or (src == dst and i == j and not block.self_loops):
+            rep.error(span, f"fixed edge {where} is not a candidate edge", "fixed edges must lie inside the declared `edges` patterns")
+            continue
+        if (src, i, dst, j) in seen:
+            rep.error(span, f"fixed edge {where} is listed twice")
+        seen.add((src, i, dst, j))
+    k = len(seen)
+    if k == 0:
+        rep.error(span, "`wiring fixed` lists no edges")
+        return g
+    if g.budget.kind == "count" and g.budget.span != g.span and g.budget.count not in (1, k):
+        rep.error(g.budget.span, f"the budget says {g.budget.count} edges but `wiring fixed` lists {k}")
+    return g.model_copy(update={"budget": core.Budget(span=g.budget.span, kind="count", count=k, k=k)})
+
+
+def check_pools(net: core.Network, rep: Reporter) -> core.Network:
+    pools = {p.name: p for p in net.pools}
+    members: dict[str, list[tuple[str, int, Span]]] = {name: [] for name in pools}
+    for g in net.graphs():
+        if g.budget.kind == "pooled":
+            _member(g.budget, g.name, g.candidates, pools, members, rep)
+    for layer in net.layers():
+        if layer.sparse is not None and layer.sparse.budget.kind == "pooled":
+            _member(layer.sparse.budget, layer.path, sparse_candidates(layer), pools, members, rep)
+    resolved = []
+    for p in net.pools:
+        got = members[p.name]
+        if not got:
+            rep.error(p.span, f"pool `{p.name}` is declared but nothing draws from it", "use `budget pooled " + p.name + "` in a graph or a sparse block")
+            continue
+        cand = sum(c for _, c, _ in got)
+        budget = resolve_k(p.budget, cand, f"pool `{p.name}`", rep)
+        if budget is not None:
+            resolved.append(p.model_copy(update={"budget": budget, "members": [m for m, _, _ in got], "candidates": cand}))
+    return net.model_copy(update={"pools": resolved})
+
+
+def _member(budget: core.Budget, name: str, cand: int, pools, members, rep: Reporter) -> None:
+    if budget.pool not in pools:
+        rep.error(budget.span, f"unknown pool `{budget.pool}`", did_you_mean(budget.pool, pools) or "declare it in the network: `pool NAME 10%`")
+        return
+    members[budget.pool].append((name, cand, budget.span))
+
+
+def sparse_candidates(layer: core.Layer) -> int:
+    from wirelang.ops import conv_weight_count
+
+    if layer.in_shape is None:
+        return 0
+    if layer.op == "linear":
+        return layer.in_shape.channels * layer.params["out"]
+    if layer.op == "dwconv":
+        return conv_weight_count({**layer.params, "groups": layer.in_shape.channels, "out": layer.in_shape.channels}, layer.in_shape)
+    return conv_weight_count(layer.params, layer.in_shape)

@@ -1,0 +1,341 @@
+"""Expand the syntax tree into the resolved IR: lets, templates, repeats and includes disappear.
+
+Names: top-level items are named by the spec (`graph body`, `stem`, `head`) or numbered
+(`graph1`, `res3`, `layers2`); items from a template use are prefixed by the use's alias
+(`use stage(...) as s1` -> `s1`, default `<template><n>`), and an unnamed graph in a template
+takes the alias itself. Explicit names inside a `repeat` get `_<i>` appended. Layer paths are
+`<block>.<index>`, which is what `sparse { exclude ... }` refers to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wirelang.diagnostics import Reporter, Span, did_you_mean
+from wirelang.ir import core
+from wirelang.passes.evaluate import EvalError, Scope, Symbol, describe, evaluate, to_plain
+from wirelang.passes.graph_build import build_graph
+from wirelang.passes.items import budget_value, count, layer
+from wirelang.passes.load import Program
+from wirelang.syntax import ast
+
+MAX_TEMPLATE_DEPTH = 16
+
+
+@dataclass
+class _Ctx:
+    rep: Reporter
+    templates: dict[str, ast.TemplateDecl]
+    items: list = field(default_factory=list)
+    names: dict[str, Span] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    pools: list[core.Pool] = field(default_factory=list)
+    sparse: list[ast.SparseDecl] = field(default_factory=list)
+    sparse_scope: Scope | None = None
+    train: list[tuple[ast.TrainDecl, Scope]] = field(default_factory=list)
+    stack: list[str] = field(default_factory=list)
+    budget_spans: dict[str, Span] = field(default_factory=dict)
+
+    def fresh(self, kind: str) -> int:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return self.counters[kind]
+
+    def claim(self, name: str, span: Span) -> bool:
+        if name in self.names:
+            self.rep.error(span, f"`{name}` is already defined", related=[(self.names[name], "first defined here")])
+            return False
+        self.names[name] = span
+        return True
+
+
+def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
+    """Return the network (None if unusable), the reporter, and extras for later passes."""
+    rep = Reporter()
+    globals_ = Scope({})
+    templates: dict[str, ast.TemplateDecl] = {}
+    defined: dict[str, Span] = {}
+    for file in program.files:
+        for item in file.items:
+            if isinstance(item, ast.LetStmt):
+                _let(item, globals_, rep, defined)
+            elif isinstance(item, ast.TemplateDecl):
+                if item.name in templates:
+                    rep.error(item.span, f"template `{item.name}` is already defined", related=[(templates[item.name].span, "first defined here")])
+                templates[item.name] = item
+    networks = [i for i in program.root.items if isinstance(i, ast.NetworkDecl)]
+    if not networks:
+        rep.error(Span(path=program.root.path, line=1, col=1, end_line=1, end_col=2), "this file defines no `network`",
+                  "a spec holds one `network NAME { ... }`; files with only templates belong in specs/lib/")
+        return None, rep, {}
+    for extra in networks[1:]:
+        rep.error(extra.span, f"a spec holds one network; `{extra.name}` is a second one", related=[(networks[0].span, "the first network")])
+    decl = networks[0]
+    ctx = _Ctx(rep, templates)
+    scope = globals_.child()
+    input_shape, input_kind, classes = _header(decl, scope, rep)
+    if classes is not None:
+        scope.values.setdefault("classes", classes)
+    _net_items(decl.body, scope, ctx, prefix="", in_repeat=None)
+    train, train_spans = _train(ctx, rep)
+    if input_shape is None or classes is None:
+        return None, rep, {}
+    net = core.Network(span=decl.span, name=decl.name, input_kind=input_kind, input=input_shape, classes=classes,
+                       items=ctx.items, pools=ctx.pools, train=train, train_spans=train_spans)
+    return net, rep, {"sparse": ctx.sparse, "sparse_scope": ctx.sparse_scope, "budget_spans": ctx.budget_spans}
+
+
+def _let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span]) -> None:
+    if item.name in defined:
+        rep.error(item.span, f"`{item.name}` is already defined", related=[(defined[item.name], "first defined here")])
+        return
+    defined[item.name] = item.span
+    try:
+        scope.values[item.name] = evaluate(item.value, scope, rep)
+    except EvalError:
+        scope.values[item.name] = Symbol(item.name, item.span)
+
+
+def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Shape | None, str, int | None]:
+    inputs = [i for i in decl.body if isinstance(i, ast.InputDecl)]
+    classes_stmts = [i for i in decl.body if isinstance(i, ast.ClassesStmt)]
+    shape, kind, classes = None, "image", None
+    if not inputs:
+        rep.error(decl.span, f"network `{decl.name}` has no `input`", "add `input image(channels, height, width)`")
+    for extra in inputs[1:]:
+        rep.error(extra.span, "a network has one `input`", related=[(inputs[0].span, "the first one")])
+    if inputs:
+        item = inputs[0]
+        kind = item.name
+        if kind != "image":
+            rep.error(item.span, f"unknown input kind `{kind}`", "write `input image(channels, height, width)`")
+        dims = []
+        for arg in item.args:
+            try:
+                v = evaluate(arg.value, scope, rep)
+            except EvalError:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                rep.error(arg.span, f"an input dimension must be a positive integer, found {describe(v)}")
+            else:
+                dims.append(v)
+        if len(item.args) != 3:
+            rep.error(item.span, f"`input image(...)` takes channels, height and width; found {len(item.args)} values")
+        elif len(dims) == 3:
+            shape = core.Shape(channels=dims[0], height=dims[1], width=dims[2])
+    if not classes_stmts:
+        rep.error(decl.span, f"network `{decl.name}` has no `classes`", "add `classes 10`")
+    for extra in classes_stmts[1:]:
+        rep.error(extra.span, "a network has one `classes`", related=[(classes_stmts[0].span, "the first one")])
+    if classes_stmts:
+        try:
+            v = evaluate(classes_stmts[0].value, scope, rep)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                rep.error(classes_stmts[0].value.span, f"`classes` must be a positive integer, found {describe(v)}")
+            else:
+                classes = v
+        except EvalError:
+            pass
+    return shape, kind, classes
+
+
+def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+    scope = scope.child()
+    for item in body:
+        match item:
+            case ast.InputDecl() | ast.ClassesStmt():
+                if ctx.stack:  # only the network itself declares these
+                    ctx.rep.error(item.span, f"`{item.kind}` belongs to the network, not to a template")
+            case ast.LetStmt():
+                _let(item, scope, ctx.rep, {})
+            case ast.LayersBlock():
+                _layers_block(item, scope, ctx, prefix, in_repeat)
+            case ast.GraphDecl():
+                _graph(item, scope, ctx, prefix, in_repeat)
+            case ast.ResidualDecl():
+                _residual(item, scope, ctx, prefix, in_repeat)
+            case ast.RepeatDecl():
+                n = count(item.count, scope, ctx.rep, "repeat")
+                for i in range(n or 0):
+                    inner = scope.child({item.var: i} if item.var else {})
+                    _net_items(item.body, inner, ctx, prefix, i)
+            case ast.UseDecl():
+                _use(item, scope, ctx, prefix, in_repeat)
+            case ast.PoolDecl():
+                budget = budget_value(item.budget, scope, ctx.rep)
+                if budget is not None:
+                    if budget.kind == "pooled":
+                        ctx.rep.error(item.budget.span, "a pool's budget is a count or a percentage, not another pool")
+                    elif ctx.claim(f"pool:{item.name}", item.span):
+                        ctx.pools.append(core.Pool(span=item.span, name=item.name, budget=budget))
+            case ast.SparseDecl():
+                ctx.sparse.append(item)
+                ctx.sparse_scope = scope
+            case ast.TrainDecl():
+                ctx.train.append((item, scope))
+
+
+def _name(explicit: str | None, kind: str, ctx: _Ctx, prefix: str, in_repeat: int | None, default: str | None = None) -> str:
+    if explicit is not None:
+        name = explicit if in_repeat is None else f"{explicit}_{in_repeat}"
+    elif default is not None:
+        name = default
+    else:
+        name = f"{kind}{ctx.fresh(kind)}"
+    return f"{prefix}{name}"
+
+
+def layer_list(items: list, scope: Scope, ctx: _Ctx, base: str, start: int = 0) -> list[core.Layer]:
+    out: list[core.Layer] = []
+    for item in items:
+        if isinstance(item, ast.LayerRepeat):
+            n = count(item.count, scope, ctx.rep, "repeat") or 0
+            for i in range(n):
+                out += layer_list(item.body, scope.child({item.var: i} if item.var else {}), ctx, base, start + len(out))
+            continue
+        calls = item.layers if isinstance(item, ast.LayerLine) else [item]
+        for call in calls:
+            built = layer(call, scope, ctx.rep, f"{base}.{start + len(out)}")
+            if built is not None:
+                out.append(built)
+    return out
+
+
+def _layers_block(item: ast.LayersBlock, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+    default = item.role if item.role in ("stem", "head") else None
+    name = _name(item.name, "layers", ctx, prefix, in_repeat, default=default if item.name is None else None)
+    if item.role in ("stem", "head") and item.name is not None:
+        name = _name(item.name, "layers", ctx, prefix, in_repeat)
+    if not ctx.claim(name, item.span):
+        return
+    ctx.items.extend(layer_list(item.body, scope, ctx, name))
+
+
+def _residual(item: ast.ResidualDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+    name = _name(item.name, "res", ctx, prefix, in_repeat)
+    if not ctx.claim(name, item.span):
+        return
+    if item.branch is None:
+        ctx.rep.error(item.span, "a residual block needs a `branch { ... }`")
+        return
+    branch = layer_list(item.branch, scope, ctx, f"{name}.branch")
+    shortcut = layer_list(item.shortcut or [], scope, ctx, f"{name}.shortcut")
+    after = [x for i, c in enumerate(item.after) if (x := layer(c, scope, ctx.rep, f"{name}.after.{i}")) is not None]
+    ctx.items.append(core.Residual(span=item.span, name=name, branch=branch, shortcut=shortcut, after=after))
+
+
+def _use(item: ast.UseDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+    call = item.call
+    template = ctx.templates.get(call.name)
+    if template is None:
+        ctx.rep.error(call.name_span, f"unknown template `{call.name}`", did_you_mean(call.name, ctx.templates))
+        return
+    if len(ctx.stack) >= MAX_TEMPLATE_DEPTH or call.name in ctx.stack:
+        chain = " -> ".join(ctx.stack + [call.name])
+        ctx.rep.error(item.span, f"template `{call.name}` uses itself ({chain})" if call.name in ctx.stack else
+                      f"templates nested deeper than {MAX_TEMPLATE_DEPTH} ({chain})", "templates cannot recurse")
+        return
+    from wirelang.ops import ParamSpec
+
+    specs = tuple(ParamSpec(p.name, "any", required=p.default is None) for p in template.params)
+    values = _bind_template(call, template, specs, scope, ctx.rep)
+    if values is None:
+        return
+    alias = item.alias if item.alias is not None else f"{call.name}{ctx.fresh('use:' + call.name)}"
+    if in_repeat is not None and item.alias is not None:
+        alias = f"{alias}_{in_repeat}"
+    # lexical scope: the template sees global lets and its own parameters, not the caller's lets
+    root = scope
+    while root.parent is not None:
+        root = root.parent
+    ctx.stack.append(call.name)
+    inner_prefix = f"{prefix}{alias}."
+    before = len(ctx.items)
+    _net_items(template.body, root.child({"classes": _lookup(scope, "classes"), **values}), ctx, inner_prefix, None)
+    ctx.stack.pop()
+    # An unnamed graph of a template takes the alias itself.
+    graphs = [i for i in ctx.items[before:] if isinstance(i, core.Graph) and i.name.startswith(inner_prefix + "graph")]
+    if len(graphs) == 1:
+        renamed = graphs[0].model_copy(update={"name": f"{prefix}{alias}"})
+        ctx.items[ctx.items.index(graphs[0])] = renamed
+
+
+def _lookup(scope: Scope, name: str) -> Any:
+    try:
+        return scope.lookup(name)
+    except KeyError:
+        return None
+
+
+def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Scope, rep: Reporter) -> dict | None:
+    names = [p.name for p in template.params]
+    values: dict[str, Any] = {}
+    ok = True
+    for i, arg in enumerate(call.args):
+        name = arg.name if arg.name is not None else (names[i] if i < len(names) else None)
+        if name is None:
+            rep.error(arg.span, f"template `{template.name}` takes {len(names)} arguments", f"its parameters: {', '.join(names)}")
+            ok = False
+            continue
+        if name not in names:
+            rep.error(arg.span, f"template `{template.name}` has no parameter `{name}`", did_you_mean(name, names))
+            ok = False
+            continue
+        try:
+            values[name] = evaluate(arg.value, scope, rep)
+        except EvalError:
+            ok = False
+    for p in template.params:
+        if p.name not in values:
+            if p.default is None:
+                rep.error(call.span, f"template `{template.name}` needs `{p.name}`", related=[(p.span, "declared here")])
+                ok = False
+            else:
+                try:
+                    values[p.name] = evaluate(p.default, scope, rep)
+                except EvalError:
+                    ok = False
+    return values if ok else None
+
+
+
+
+def _graph(item: ast.GraphDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+    name = _name(item.name, "graph", ctx, prefix, in_repeat)
+    if not ctx.claim(name, item.span):
+        return
+    graph = build_graph(item, name, scope, ctx.rep)
+    if graph is not None:
+        ctx.items.append(graph)
+
+
+def _train(ctx: _Ctx, rep: Reporter) -> tuple[dict, dict[str, Span]]:
+    settings: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    if len(ctx.train) > 1:
+        rep.error(ctx.train[1][0].span, "a network has one `train` block", related=[(ctx.train[0][0].span, "the first one")])
+    for decl, scope in ctx.train[:1]:
+        for entry in decl.body:
+            if isinstance(entry, ast.PhaseDecl):
+                if "phase2" in settings:
+                    rep.error(entry.span, "`phase2` is given twice", related=[(spans["phase2"], "first given here")])
+                    continue
+                phase: dict[str, Any] = {}
+                for s in entry.settings:
+                    _setting(s, scope, rep, phase, spans, "phase2.")
+                settings["phase2"], spans["phase2"] = phase, entry.span
+            else:
+                _setting(entry, scope, rep, settings, spans, "")
+    return settings, spans
+
+
+def _setting(s: ast.Setting, scope: Scope, rep: Reporter, into: dict, spans: dict, prefix: str) -> None:
+    key = prefix + s.key
+    if s.key in into:
+        rep.error(s.key_span, f"`{s.key}` is set twice", related=[(spans[key], "first set here")])
+        return
+    try:
+        into[s.key] = to_plain(evaluate(s.value, scope, rep))
+    except EvalError:
+        return
+    spans[key] = s.span

@@ -1,0 +1,198 @@
+"""Build one graph: its node sets, candidate edge blocks, budget, wiring and semantics.
+
+Edge patterns over sets (a group `h[64] * 3` stands for h.1, h.2, h.3 in order):
+  forward(a, b, c)   every set feeds every later set    (a->b, a->c, b->c)
+  chain(a, b, c)     each set feeds the next one        (a->b, b->c)
+  all(a, b)          every set feeds every set, itself included; `self_loops=true` adds u->u
+  a, b -> c          every listed source feeds every listed target
+"""
+
+from __future__ import annotations
+
+from wirelang import methods
+from wirelang.diagnostics import Reporter, Span, did_you_mean
+from wirelang.ir import core
+from wirelang.ops import ParamSpec
+from wirelang.passes.bind import bind_call
+from wirelang.passes.evaluate import Scope
+from wirelang.passes.items import budget_value, count, layer, wiring_from
+from wirelang.syntax import ast
+
+PATTERNS = {"forward", "chain", "all"}
+_PATTERN_PARAMS = (ParamSpec("self_loops", "bool", False),)
+
+
+def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter) -> core.Graph | None:
+    scope = scope.child()
+    sets: list[core.NodeSet] = []
+    groups: dict[str, list[str]] = {}  # a name in patterns -> the sets it stands for
+    declared: dict[str, Span] = {}
+    singles: dict[str, ast.Node] = {}
+    ok = True
+    for stmt in item.body:
+        if isinstance(stmt, ast.LetStmt):
+            from wirelang.passes.expand import _let
+
+            _let(stmt, scope, rep, {})
+        elif isinstance(stmt, ast.NodesStmt):
+            ok &= _nodes(stmt, name, scope, rep, sets, groups, declared)
+        else:
+            kind = stmt.kind if stmt.kind not in ("edges_pattern", "edges_arrow") else None
+            if kind is not None:
+                if kind in singles:
+                    rep.error(stmt.span, f"a graph has one `{kind}`", related=[(singles[kind].span, "the first one")])
+                    ok = False
+                singles[kind] = stmt
+    blocks = _edges(item, groups, scope, rep)
+    if blocks is None:
+        ok = False
+    wiring = core.Wiring(span=item.span, method="dnw")
+    if "wiring" in singles:
+        wiring = wiring_from(singles["wiring"], scope, rep)
+    semantics = core.Semantics(span=item.span, kind="static")
+    if "semantics" in singles:
+        semantics = _semantics(singles["semantics"], scope, rep)
+    budget = None
+    if "budget" in singles:
+        budget = budget_value(singles["budget"].value, scope, rep)
+        ok &= budget is not None
+    elif wiring is not None and wiring.method in ("complete", "fixed"):
+        pass  # resolved from the candidates or the edge list
+    else:
+        rep.error(item.span, f"graph `{name}` has no `budget`", "add `budget 1000` (edges), `budget 5%` (of the candidates) or an expression")
+        ok = False
+    if not sets:
+        rep.error(item.span, f"graph `{name}` has no node sets", "add `nodes in[32] input`, hidden sets and `nodes out[10] output`")
+        ok = False
+    if not ok or wiring is None or semantics is None or blocks is None:
+        return None
+    if budget is None:  # complete / fixed: a placeholder count fixed by the check pass
+        budget = core.Budget(span=item.span, kind="count", count=1)
+    return core.Graph(span=item.span, name=name, sets=sets, blocks=blocks, budget=budget, wiring=wiring, semantics=semantics)
+
+
+def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: list, groups: dict, declared: dict) -> bool:
+    ok = True
+    role = stmt.role or "hidden"
+    op = _pipeline(stmt.op or [], scope, rep, f"{graph}.op")
+    send = _pipeline(stmt.send or [], scope, rep, f"{graph}.send")
+    if op is None or send is None:
+        ok = False
+    for decl in stmt.sets:
+        if decl.name in declared:
+            rep.error(decl.span, f"node set `{decl.name}` is already declared", related=[(declared[decl.name], "first declared here")])
+            ok = False
+            continue
+        declared[decl.name] = decl.span
+        size = count(decl.size, scope, rep, "node set size")
+        n = 1 if decl.count is None else count(decl.count, scope, rep, "node set group")
+        if size is None or n is None:
+            ok = False
+            continue
+        if size < 1:
+            rep.error(decl.size.span, f"node set `{decl.name}` needs at least one node, found {size}")
+            ok = False
+            continue
+        names = [decl.name] if decl.count is None else [f"{decl.name}.{i}" for i in range(1, n + 1)]
+        groups[decl.name] = names
+        for set_name in names:
+            groups.setdefault(set_name, [set_name])
+            path = f"{graph}.{set_name}"
+            sets.append(core.NodeSet(
+                span=decl.span, name=set_name, size=size, role=role,
+                op=[x.model_copy(update={"path": f"{path}.op.{i}"}) for i, x in enumerate(op or [])],
+                send=[x.model_copy(update={"path": f"{path}.send.{i}"}) for i, x in enumerate(send or [])],
+            ))
+    return ok
+
+
+def _pipeline(calls: list[ast.Call], scope: Scope, rep: Reporter, base: str) -> list[core.Layer] | None:
+    out = [layer(c, scope, rep, f"{base}.{i}", per_channel=True) for i, c in enumerate(calls)]
+    for c, x in zip(calls, out, strict=True):
+        if x is not None and x.sparse is not None:
+            rep.error(c.span, "a node operator cannot be sparse; its edges are the learned wiring")
+            return None
+    return None if any(x is None for x in out) else out
+
+
+def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep: Reporter) -> list[core.EdgeBlock] | None:
+    blocks: dict[tuple[str, str], core.EdgeBlock] = {}
+    ok = True
+
+    def resolve(name: str, span: Span) -> list[str] | None:
+        if name not in groups:
+            rep.error(span, f"unknown node set `{name}`", did_you_mean(name, [g for g in groups if "." not in g] + list(groups)))
+            return None
+        return groups[name]
+
+    def add(src: str, dst: str, self_loops: bool, span: Span) -> None:
+        nonlocal ok
+        key = (src, dst)
+        if key in blocks:
+            rep.error(span, f"edges `{src} -> {dst}` are already candidates", related=[(blocks[key].span, "declared here")])
+            ok = False
+            return
+        blocks[key] = core.EdgeBlock(span=span, source=src, target=dst, self_loops=self_loops)
+
+    for stmt in item.body:
+        if isinstance(stmt, ast.EdgesPattern):
+            call = stmt.pattern
+            if call.name not in PATTERNS:
+                rep.error(call.name_span, f"unknown edge pattern `{call.name}`", did_you_mean(call.name, PATTERNS) or "expected `forward`, `chain` or `all`")
+                ok = False
+                continue
+            names: list[str] = []
+            for arg in call.args:
+                if arg.name is None:
+                    if not isinstance(arg.value, ast.Name):
+                        rep.error(arg.span, "an edge pattern lists node sets by name")
+                        ok = False
+                        continue
+                    got = resolve(arg.value.name, arg.span)
+                    ok &= got is not None
+                    names += got or []
+            kw = ast.Call(span=call.span, name=call.name, name_span=call.name_span, args=[a for a in call.args if a.name is not None])
+            opts = bind_call(kw, _PATTERN_PARAMS if call.name == "all" else (), (), scope, rep, f"edge pattern `{call.name}`")
+            if opts is None:
+                ok = False
+                continue
+            if len(set(names)) != len(names):
+                rep.error(call.span, "a node set appears twice in this pattern")
+                ok = False
+                continue
+            if call.name == "forward":
+                pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+            elif call.name == "chain":
+                pairs = list(zip(names, names[1:], strict=False))
+            else:
+                pairs = [(a, b) for a in names for b in names]
+            for a, b in pairs:
+                add(a, b, bool(opts.get("self_loops")), stmt.span)
+        elif isinstance(stmt, ast.EdgesArrow):
+            srcs = [resolve(r.full, r.span) for r in stmt.sources]
+            dsts = [resolve(r.full, r.span) for r in stmt.targets]
+            if any(x is None for x in srcs + dsts):
+                ok = False
+                continue
+            for a in [n for g in srcs for n in g]:
+                for b in [n for g in dsts for n in g]:
+                    add(a, b, False, stmt.span)
+    return list(blocks.values()) if ok else None
+
+
+def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Semantics | None:
+    call = stmt.semantics
+    spec = methods.SEMANTICS.get(call.name)
+    if spec is None:
+        rep.error(call.name_span, f"unknown semantics `{call.name}`", did_you_mean(call.name, methods.SEMANTICS))
+        return None
+    params = bind_call(call, spec.params, spec.positional, scope, rep, f"semantics `{call.name}`")
+    if params is None:
+        return None
+    if call.name == "continuous":
+        if params["time"] <= 0:
+            rep.error(call.span, "the integration time must be above 0")
+            return None
+        if params["solver"] in methods.FIXED_STEP_SOLVERS and params.get("step_size") is None:
+            params["step_size"] = params["time"] / 10  # ten steps unless told otherwise
+    return core.Semantics(span=stmt.span, kind=call.name, params=params)

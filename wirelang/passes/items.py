@@ -1,0 +1,110 @@
+"""Build single IR objects from syntax: layers, counts, budgets and wiring methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wirelang import methods
+from wirelang.diagnostics import Reporter, Span, did_you_mean
+from wirelang.ir import core
+from wirelang.ops import get_op, list_ops
+from wirelang.passes.bind import bind_call
+from wirelang.passes.evaluate import EvalError, Fraction, Scope, Symbol, describe, evaluate
+from wirelang.syntax import ast
+
+MAX_REPEAT = 10_000
+
+def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str) -> int | None:
+    try:
+        v = evaluate(expr, scope, rep)
+    except EvalError:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, Symbol):
+        rep.error(v.span, f"unknown name `{v.name}`", did_you_mean(v.name, scope.names()))
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        rep.error(expr.span, f"a {what} count must be a whole number >= 0, found {describe(v)}")
+        return None
+    if v > MAX_REPEAT:
+        rep.error(expr.span, f"a {what} count of {v} is more than the limit of {MAX_REPEAT}")
+        return None
+    return v
+
+
+def layer(call: ast.Call, scope: Scope, rep: Reporter, path: str, per_channel: bool = False) -> core.Layer | None:
+    spec = get_op(call.name)
+    if spec is None:
+        rep.error(call.name_span, f"unknown layer `{call.name}`", did_you_mean(call.name, list_ops()))
+        return None
+    if per_channel and not spec.per_channel:
+        rep.error(call.name_span, f"`{call.name}` mixes channels and cannot be a node operator",
+                  "a node's operator acts on its own channel: use `dwconv(k=3)` for a convolution")
+        return None
+    params = bind_call(call, spec.params, spec.positional, scope, rep, f"`{call.name}`")
+    if params is None:
+        return None
+    sparse_value = params.pop("sparse", None)
+    sparse = None
+    if sparse_value is not None:
+        budget = budget_from(sparse_value, call.span, rep)
+        if budget is not None:
+            sparse = core.SparseSpec(span=call.span, budget=budget, wiring=core.Wiring(span=call.span, method="dnw"))
+    return core.Layer(span=call.span, op=call.name, params=params, path=path, sparse=sparse)
+
+
+def budget_from(value: Any, span: Span, rep: Reporter) -> core.Budget | None:
+    if isinstance(value, Fraction):
+        if not 0 < value.value <= 1:
+            rep.error(span, f"a budget percentage must be above 0% and at most 100%, found {value.value * 100:g}%")
+            return None
+        return core.Budget(span=span, kind="fraction", fraction=value.value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = "write floor(...), round(...) or ceil(...) for an exact count, or a percentage such as `5%`" if isinstance(value, float) else None
+        rep.error(span, f"a budget must be a whole number of edges, found {describe(value)}", hint)
+        return None
+    if value < 1:
+        rep.error(span, f"a budget must be at least 1 edge, found {value}")
+        return None
+    return core.Budget(span=span, kind="count", count=value)
+
+
+def budget_value(value: ast.BudgetValue, scope: Scope, rep: Reporter) -> core.Budget | None:
+    if isinstance(value, ast.BudgetPooled):
+        return core.Budget(span=value.span, kind="pooled", pool=value.pool)
+    try:
+        v = evaluate(value.value, scope, rep)
+    except EvalError:
+        return None
+    if isinstance(v, Symbol):
+        rep.error(v.span, f"unknown name `{v.name}`", did_you_mean(v.name, scope.names()))
+        return None
+    if value.percent:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            rep.error(value.span, f"a percentage needs a number, found {describe(v)}")
+            return None
+        v = Fraction(v / 100)
+    return budget_from(v, value.span, rep)
+
+
+def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wiring | None:
+    call = stmt.method
+    spec = methods.WIRINGS.get(call.name)
+    if spec is None:
+        rep.error(call.name_span, f"unknown wiring method `{call.name}`", did_you_mean(call.name, methods.WIRINGS))
+        return None
+    if call.name == "fixed" and stmt.fixed is None:
+        rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
+        return None
+    params = bind_call(call, spec.params, spec.positional, scope, rep, f"wiring `{call.name}`")
+    if params is None:
+        return None
+    fixed = None
+    if stmt.fixed is not None:
+        fixed = [(e.source.full, e.source_index, e.target.full, t) for e in stmt.fixed for t in e.target_indices]
+    return core.Wiring(span=stmt.span, method=call.name, params=params, fixed=fixed)
+
+

@@ -1,0 +1,402 @@
+"""Parse .wire text into the syntax tree of `wirelang.syntax.ast`, with spans and comments.
+
+Syntax errors from lark become `SpecError`s that say what was found and what was expected in
+the spec author's terms ("expected `}` or a name"), never lark's terminal names.
+"""
+
+from __future__ import annotations
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from wirelang.diagnostics import Diagnostic, Span, SpecError, remember_source
+from wirelang.syntax import ast
+from wirelang.syntax import grammar
+from wirelang.syntax.grammar import parser
+
+# How a terminal is called in an error message, when it is not a literal word or symbol.
+_FRIENDLY = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "INT": "an integer",
+    "STRING": "a string",
+    "PATH": "a layer path",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "PERCENT": "`%`",
+}
+
+
+def parse_text(text: str, path: str) -> ast.File:
+    remember_source(path, text)
+    comments: list[ast.Comment] = []
+    tree = _parse(text, path, comments)
+    try:
+        file = _Build(path).transform(tree)
+    except VisitError as err:  # a builder check on a literal (integer too large, ...)
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc from None
+        raise
+    return file.model_copy(update={"comments": comments})
+
+
+def parse_bytes(data: bytes, path: str) -> ast.File:
+    """Decode strictly: a binary or mis-encoded file is a spec error, not a crash."""
+    where = Span(path=path, line=1, col=1, end_line=1, end_col=2)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            [Diagnostic(where, f"the file is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start})",
+                        "save the spec as UTF-8")]
+        ) from None
+    if "\x00" in text:
+        raise SpecError([Diagnostic(where, f"the file contains a NUL byte (at offset {text.index(chr(0))}); it looks binary",
+                                    "a .wire file is plain text")])
+    if text.startswith("\ufeff"):  # a byte-order mark is harmless: drop it
+        text = text[1:]
+    return parse_text(text, path)
+
+
+def parse_value(text: str, path: str = "<--set>") -> ast.Expr:
+    """Parse a lone value, as given to `--set key=value` on the command line."""
+    remember_source(path, text)
+    tree = _parse(f"network _ {{\ntrain {{\n_ {text}\n}}\n}}\n", path, [], line_offset=2, col_offset=2)
+    file = _Build(path, line_offset=2, col_offset=2).transform(tree)
+    setting = file.items[0].body[0].body[0]
+    return setting.value
+
+
+def _parse(text: str, path: str, comments: list[ast.Comment], line_offset: int = 0, col_offset: int = 0) -> Tree:
+    lark: Lark = parser()
+    if not text.endswith("\n"):
+        text += "\n"
+    grammar.comment_sink.clear()
+    try:
+        tree = lark.parse(text)
+    except UnexpectedInput as err:
+        raise SpecError([_syntax_error(err, text, path, lark, line_offset, col_offset)]) from None
+    comments.extend(
+        ast.Comment(line=t.line, col=t.column, text=t.value.rstrip()) for t in grammar.comment_sink
+    )
+    grammar.comment_sink.clear()
+    return tree
+
+
+def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_offset: int, col_offset: int) -> Diagnostic:
+    line, col = max(1, err.line - line_offset), max(1, err.column - (col_offset if err.line - line_offset >= 1 else 0))
+    width = 1
+    if isinstance(err, UnexpectedToken):
+        if err.token.type == "$END":
+            found = "end of file"
+        elif err.token.type == "_NL":
+            found = "end of line"
+        else:
+            found = f"`{err.token.value}`"
+            width = max(1, len(str(err.token.value)))
+        expected = err.expected
+        message = f"unexpected {found}"
+    elif isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        expected = err.allowed or set()
+        message = f"unexpected character `{ch}`" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
+    elif isinstance(err, UnexpectedEOF):
+        expected = err.expected
+        message = "unexpected end of file"
+    else:  # pragma: no cover - lark raises only the three above
+        expected, message = set(), "syntax error"
+    names = sorted({_describe(t, lark) for t in expected if not t.startswith("__")})
+    hint = None
+    if names:
+        hint = "expected " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+    span = Span(path=path, line=line, col=col, end_line=line, end_col=col + width)
+    return Diagnostic(span, message, hint)
+
+
+def _describe(terminal: str, lark: Lark) -> str:
+    if terminal in _FRIENDLY:
+        return _FRIENDLY[terminal]
+    try:
+        pattern = lark.get_terminal(terminal).pattern
+    except KeyError:
+        return terminal.lower()
+    if pattern.type == "str":
+        return f"`{pattern.value}`"
+    return terminal.lower()
+
+
+def _span(path: str, meta, line_offset: int = 0, col_offset: int = 0) -> Span:
+    line, end_line = meta.line - line_offset, meta.end_line - line_offset
+    col = meta.column - (col_offset if line == 1 and line_offset else 0)
+    end_col = meta.end_column - (col_offset if end_line == 1 and line_offset else 0)
+    return Span(path=path, line=line, col=col, end_line=end_line, end_col=end_col)
+
+
+class _Build(Transformer):
+    """Tree -> ast. Each method receives `meta` (positions) and the children."""
+
+    def __init__(self, path: str, line_offset: int = 0, col_offset: int = 0):
+        super().__init__()
+        self.path = path
+        self.off = (line_offset, col_offset)
+
+    def _s(self, meta) -> Span:
+        return _span(self.path, meta, *self.off)
+
+    def _tok(self, tok: Token) -> Span:
+        return _span(self.path, tok, *self.off)
+
+    # -- expressions
+    @v_args(meta=True)
+    def number(self, meta, c):
+        text = str(c[0])
+        if "." in text or "e" in text or "E" in text:
+            value: int | float = float(text)
+        else:
+            if len(text) > 4000:  # Python refuses to convert longer digit strings
+                raise SpecError([Diagnostic(self._s(meta), f"integer literal with {len(text)} digits is too large")])
+            value = int(text)
+        return ast.Num(span=self._s(meta), value=value, text=text)
+
+    @v_args(meta=True)
+    def string(self, meta, c):
+        raw = str(c[0])[1:-1]
+        return ast.Str(span=self._s(meta), value=raw.encode().decode("unicode_escape") if "\\" in raw else raw)
+
+    @v_args(meta=True)
+    def true(self, meta, c):
+        return ast.Bool(span=self._s(meta), value=True)
+
+    @v_args(meta=True)
+    def false(self, meta, c):
+        return ast.Bool(span=self._s(meta), value=False)
+
+    @v_args(meta=True)
+    def name(self, meta, c):
+        return ast.Name(span=self._s(meta), name=str(c[0]))
+
+    def _bin(op):  # noqa: N805 - a helper that builds methods
+        @v_args(meta=True)
+        def method(self, meta, c):
+            return ast.BinOp(span=self._s(meta), op=op, left=c[0], right=c[1])
+
+        return method
+
+    add, sub, mul, div, pow = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("^")
+
+    @v_args(meta=True)
+    def neg(self, meta, c):
+        return ast.Neg(span=self._s(meta), operand=c[0])
+
+    @v_args(meta=True)
+    def list(self, meta, c):
+        return ast.ListExpr(span=self._s(meta), items=[x for x in c if x is not None])
+
+    @v_args(meta=True)
+    def func(self, meta, c):
+        return ast.Call(span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or [])
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        has_parens = len(c) > 1 and c[1] is not None
+        return ast.Call(span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or [], has_parens=has_parens)
+
+    def args(self, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def pos_arg(self, meta, c):
+        return ast.Arg(span=self._s(meta), value=c[0])
+
+    @v_args(meta=True)
+    def kw_arg(self, meta, c):
+        return ast.Arg(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    @v_args(meta=True)
+    def value(self, meta, c):
+        expr, percent = c
+        return ast.Percent(span=self._s(meta), value=expr) if percent is not None else expr
+
+    # -- graph statements
+    @v_args(meta=True)
+    def set_ref(self, meta, c):
+        return ast.SetRef(span=self._s(meta), name=str(c[0]), member=int(c[1]) if len(c) > 1 and c[1] is not None else None)
+
+    def set_list(self, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def node_set(self, meta, c):
+        return ast.NodeSetDecl(span=self._s(meta), name=str(c[0]), size=c[1], count=c[2])
+
+    def role(self, c):
+        return str(c[0])
+
+    def op_clause(self, c):
+        return [x for x in c if x is not None]
+
+    send_clause = op_clause
+
+    @v_args(meta=True)
+    def nodes(self, meta, c):
+        sets = [x for x in c if isinstance(x, ast.NodeSetDecl)]
+        role, op, send = c[len(sets):]
+        return ast.NodesStmt(span=self._s(meta), sets=sets, role=role, op=op, send=send)
+
+    @v_args(meta=True)
+    def edges_pattern(self, meta, c):
+        return ast.EdgesPattern(span=self._s(meta), pattern=c[0])
+
+    @v_args(meta=True)
+    def edges_arrow(self, meta, c):
+        return ast.EdgesArrow(span=self._s(meta), sources=c[0], targets=c[1])
+
+    @v_args(meta=True)
+    def budget_amount(self, meta, c):
+        return ast.BudgetAmount(span=self._s(meta), value=c[0], percent=c[1] is not None)
+
+    @v_args(meta=True)
+    def budget_pooled(self, meta, c):
+        return ast.BudgetPooled(span=self._s(meta), pool=str(c[0]))
+
+    @v_args(meta=True)
+    def budget(self, meta, c):
+        return ast.BudgetStmt(span=self._s(meta), value=c[0])
+
+    @v_args(meta=True)
+    def wiring(self, meta, c):
+        return ast.WiringStmt(span=self._s(meta), method=c[0])
+
+    @v_args(meta=True)
+    def wiring_fixed(self, meta, c):
+        # `fixed` is a keyword here, so synthesise the call node it stands for.
+        span = self._s(meta)
+        name_span = Span(path=span.path, line=span.line, col=span.col + 7, end_line=span.line, end_col=span.col + 12)
+        method = ast.Call(span=name_span, name="fixed", name_span=name_span, has_parens=False)
+        return ast.WiringStmt(span=span, method=method, fixed=[x for x in c if x is not None])
+
+    @v_args(meta=True)
+    def fixed_edge(self, meta, c):
+        return ast.FixedEdge(span=self._s(meta), source=c[0], source_index=int(c[1]), target=c[2],
+                             target_indices=[int(x) for x in c[3:]])
+
+    @v_args(meta=True)
+    def semantics(self, meta, c):
+        return ast.SemanticsStmt(span=self._s(meta), semantics=c[0])
+
+    @v_args(meta=True)
+    def let(self, meta, c):
+        return ast.LetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    @v_args(meta=True)
+    def graph(self, meta, c):
+        return ast.GraphDecl(span=self._s(meta), name=None if c[0] is None else str(c[0]), body=list(c[1:]))
+
+    # -- layers
+    @v_args(meta=True)
+    def layer_line(self, meta, c):
+        return ast.LayerLine(span=self._s(meta), layers=list(c))
+
+    @v_args(meta=True)
+    def layer_repeat(self, meta, c):
+        return ast.LayerRepeat(span=self._s(meta), count=c[0], var=None if c[1] is None else str(c[1]), body=list(c[2:]))
+
+    def layers_kind(self, c):
+        return str(c[0])
+
+    @v_args(meta=True)
+    def layers(self, meta, c):
+        return ast.LayersBlock(span=self._s(meta), role=c[0], name=None if c[1] is None else str(c[1]), body=list(c[2:]))
+
+    @v_args(meta=True)
+    def branch(self, meta, c):
+        return ("branch", list(c), self._s(meta))
+
+    @v_args(meta=True)
+    def shortcut(self, meta, c):
+        return ("shortcut", list(c), self._s(meta))
+
+    @v_args(meta=True)
+    def after(self, meta, c):
+        return ("after", list(c), self._s(meta))
+
+    @v_args(meta=True)
+    def residual(self, meta, c):
+        fields: dict = {"order": []}
+        for part, body, span in c[1:]:
+            if part in fields:
+                raise SpecError([Diagnostic(span, f"a residual block has one `{part}`")])
+            fields[part] = body
+            fields["order"].append(part)
+            if part == "branch":
+                fields["branch_span"] = span
+        return ast.ResidualDecl(span=self._s(meta), name=None if c[0] is None else str(c[0]), **fields)
+
+    # -- network structure
+    @v_args(meta=True)
+    def input_decl(self, meta, c):
+        return ast.InputDecl(span=self._s(meta), name=str(c[0]), args=c[1])
+
+    @v_args(meta=True)
+    def classes(self, meta, c):
+        return ast.ClassesStmt(span=self._s(meta), value=c[0])
+
+    @v_args(meta=True)
+    def repeat(self, meta, c):
+        return ast.RepeatDecl(span=self._s(meta), count=c[0], var=None if c[1] is None else str(c[1]), body=list(c[2:]))
+
+    @v_args(meta=True)
+    def use(self, meta, c):
+        return ast.UseDecl(span=self._s(meta), call=c[0], alias=None if c[1] is None else str(c[1]))
+
+    @v_args(meta=True)
+    def pool(self, meta, c):
+        return ast.PoolDecl(span=self._s(meta), name=str(c[0]), budget=c[1])
+
+    @v_args(meta=True)
+    def sparse_kinds(self, meta, c):
+        return ast.SparseKinds(span=self._s(meta), kinds=[str(x) for x in c])
+
+    @v_args(meta=True)
+    def sparse_exclude(self, meta, c):
+        return ast.SparseExclude(span=self._s(meta), paths=[str(x) for x in c])
+
+    @v_args(meta=True)
+    def sparse(self, meta, c):
+        return ast.SparseDecl(span=self._s(meta), body=list(c))
+
+    @v_args(meta=True)
+    def setting(self, meta, c):
+        return ast.Setting(span=self._s(meta), key=str(c[0]), key_span=self._tok(c[0]), value=c[1])
+
+    @v_args(meta=True)
+    def phase(self, meta, c):
+        return ast.PhaseDecl(span=self._s(meta), settings=list(c))
+
+    @v_args(meta=True)
+    def train(self, meta, c):
+        return ast.TrainDecl(span=self._s(meta), body=list(c))
+
+    # -- files
+    @v_args(meta=True)
+    def include(self, meta, c):
+        return ast.IncludeDecl(span=self._s(meta), path=str(c[0])[1:-1])
+
+    @v_args(meta=True)
+    def param(self, meta, c):
+        return ast.Param(span=self._s(meta), name=str(c[0]), default=c[1])
+
+    @v_args(meta=True)
+    def template(self, meta, c):
+        params = [x for x in c[1:] if isinstance(x, ast.Param)]
+        body = [x for x in c[1:] if x is not None and not isinstance(x, ast.Param)]
+        return ast.TemplateDecl(span=self._s(meta), name=str(c[0]), params=params, body=body)
+
+    @v_args(meta=True)
+    def network(self, meta, c):
+        return ast.NetworkDecl(span=self._s(meta), name=str(c[0]), body=list(c[1:]))
+
+    @v_args(meta=True)
+    def start(self, meta, c):
+        span = self._s(meta) if not meta.empty else Span(path=self.path, line=1, col=1, end_line=1, end_col=1)
+        return ast.File(span=span, path=self.path, items=list(c))
