@@ -170,7 +170,7 @@ def build_datasets(
     # Sorting changes which items are picked not at all, but reads files in order (cheaper
     # for ImageFolder) and makes validation iterate in a stable order.
     train = Subset(data.train, sorted(train_idx.tolist()))
-    val = Subset(data.train, sorted(val_idx.tolist())) if n_val else None
+    val = Subset(data.train_eval, sorted(val_idx.tolist())) if n_val else None
     return Splits(train=train, val=val, test=data.test, info=data.info)
 
 
