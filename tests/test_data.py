@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,10 @@ def write_cifar100(root: Path, n_train: int = 12, n_test: int = 5) -> dict:
         }
         (folder / split).write_bytes(pickle.dumps(entry))
         out[split] = (data.reshape(-1, 3, 32, 32), fine)
-    meta = {b"fine_label_names": [b"f%d" % i for i in range(100)],
-            b"coarse_label_names": [b"c%d" % i for i in range(20)]}
+    meta = {
+        b"fine_label_names": [b"f%d" % i for i in range(100)],
+        b"coarse_label_names": [b"c%d" % i for i in range(20)],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta))
     return out
 
@@ -144,8 +147,15 @@ def all_labels(ds) -> list[int]:
 
 def test_registry_lists_builtin_datasets_and_infos_without_disk():
     names = list_datasets()
-    for name in ("cifar10", "cifar100", "imagenet", "mnist", "fashion_mnist",
-                 "fashion_mnist_small", "synthetic"):
+    for name in (
+        "cifar10",
+        "cifar100",
+        "imagenet",
+        "mnist",
+        "fashion_mnist",
+        "fashion_mnist_small",
+        "synthetic",
+    ):
         assert name in names
     assert dataset_info("cifar100") == DatasetInfo(
         "cifar100", 3, 32, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -224,8 +234,7 @@ def test_train_subset_keeps_first_of_shuffled_remainder():
     ],
 )
 def test_bad_val_size(val_size, message):
-    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises(DataError, match=re.escape(message)):
         build_datasets("synthetic", val_size=val_size, train_size=100)
 
 
@@ -391,8 +400,11 @@ def test_idx_missing_folder_message(tmp_path):
 def test_idx_partial_folder_lists_only_missing_files(tmp_path):
     write_idx_dataset(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DataError, match=rf"mnist: dataset not found in {tmp_path}; looked for "
-                       r"t10k-labels-idx1-ubyte\[\.gz\]\. Put the four"):
+    with pytest.raises(
+        DataError,
+        match=rf"mnist: dataset not found in {tmp_path}; looked for "
+        r"t10k-labels-idx1-ubyte\[\.gz\]\. Put the four",
+    ):
         build_datasets("mnist", str(tmp_path))
 
 
@@ -419,8 +431,11 @@ def test_idx_truncated_and_mismatched_files(tmp_path):
     write_idx_dataset(tmp_path, gz=False)
     images = tmp_path / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-5])
-    with pytest.raises(DataError, match=f"{images}: IDX file truncated: header declares shape "
-                       r"\(30, 28, 28\) \(23520 bytes\) but 23515 bytes of data follow"):
+    with pytest.raises(
+        DataError,
+        match=f"{images}: IDX file truncated: header declares shape "
+        r"\(30, 28, 28\) \(23520 bytes\) but 23515 bytes of data follow",
+    ):
         build_datasets("mnist", str(tmp_path))
 
     (tmp_path / "train-images-idx3-ubyte").unlink()
@@ -494,8 +509,10 @@ def test_imagenet_missing_and_malformed_folders(tmp_path):
     (tmp_path / "flat" / "train").mkdir(parents=True)
     (tmp_path / "flat" / "val").mkdir()
     write_png(tmp_path / "flat" / "train" / "loose.png", (1, 2, 3))
-    with pytest.raises(DataError, match=f"{tmp_path / 'flat' / 'train'}: not a usable "
-                       "ImageFolder .*one sub-folder per class"):
+    with pytest.raises(
+        DataError,
+        match=f"{tmp_path / 'flat' / 'train'}: not a usable ImageFolder .*one sub-folder per class",
+    ):
         build_datasets("imagenet", str(tmp_path / "flat"))
 
     write_image_folder(tmp_path / "odd")
@@ -540,7 +557,7 @@ def test_fashion_mnist_small_split_and_resize():
 
 
 def test_shipped_licence_notice():
-    text = (Path(__file__).parents[1] / "wirelang/data/assets/LICENSE-fashion-mnist.txt")
+    text = Path(__file__).parents[1] / "wirelang/data/assets/LICENSE-fashion-mnist.txt"
     content = text.read_text()
     assert "Copyright (c) 2017 Zalando SE" in content and "MIT" in content
 
@@ -558,8 +575,9 @@ def test_synthetic_is_deterministic_and_shaped():
     assert not torch.equal(a.train[5][0], a.test[5][0])
     other = build_datasets("synthetic", val_size=0, train_size=64, data_seed=1)
     assert not torch.equal(x, other.train[5][0])
-    custom = build_datasets("synthetic", val_size=0, image_size=(8, 12), channels=1,
-                            classes=4, train_size=40)
+    custom = build_datasets(
+        "synthetic", val_size=0, image_size=(8, 12), channels=1, classes=4, train_size=40
+    )
     assert custom.info.classes == 4 and custom.train[0][0].shape == (1, 8, 12)
     assert torch.bincount(custom.train.labels).tolist() == [10] * 4
     with pytest.raises(DataError, match="synthetic: unknown option\\(s\\) trian_size"):
