@@ -1,0 +1,3 @@
+from wirelang.cli import main
+
+main()

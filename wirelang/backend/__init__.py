@@ -1,0 +1,1 @@
+"""IR -> torch: masks, modules, fx lowering, the reference evaluator and artifacts."""

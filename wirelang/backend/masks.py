@@ -1,0 +1,270 @@
+"""Edge masks: exactly k active candidates, chosen by each wiring method.
+
+Every learned wiring (a graph's edges, a sparse layer's weight, or a pool of several) is a list
+of weight tensors plus a boolean `candidate` tensor for each (False where the tensor stores an
+entry that is not a candidate, e.g. a node's edge to itself when self loops are off). A method
+turns them into boolean masks with exactly k True entries among the candidates.
+
+The DNW rule: forward with the k largest |w|; backward passes the gradient to every candidate as
+if it were present (straight-through), so an outside edge whose gradient keeps pointing the same
+way grows until it enters the top k. `dnw_no_update` masks the gradient instead.
+
+Selection is O(n): `kthvalue` finds the k-th largest |w|; ties at the threshold go to the lowest
+flat index, so the mask is a pure function of the weights and identical on every DDP rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import torch
+from torch import Tensor, nn
+
+from wirelang import methods
+
+
+def topk_mask(scores: Tensor, k: int) -> Tensor:
+    """Boolean mask of the k largest scores (exactly k), ties broken towards lower indices."""
+    n = scores.numel()
+    if k >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    # the (n-k+1)-th smallest is the k-th largest
+    threshold = torch.kthvalue(scores, n - k + 1).values
+    above = scores > threshold
+    need = k - int(above.sum())
+    if need:
+        ties = torch.nonzero(scores == threshold).flatten()[:need]
+        above[ties] = True
+    return above
+
+
+class _MaskedWeight(torch.autograd.Function):
+    """w * m forward; backward passes the full gradient (straight-through) or the masked one."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, m: Tensor, straight_through: bool) -> Tensor:
+        ctx.save_for_backward(m)
+        ctx.straight_through = straight_through
+        return w * m
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (m,) = ctx.saved_tensors
+        return (grad if ctx.straight_through else grad * m), None, None
+
+
+def apply_mask(w: Tensor, m: Tensor, straight_through: bool) -> Tensor:
+    return _MaskedWeight.apply(w, m.to(w.dtype), straight_through)
+
+
+def _flat_scores(weights: list[Tensor], candidates: list[Tensor | None]) -> Tensor:
+    """|w| over all tensors, flattened, with non-candidates below every real score."""
+    parts = []
+    for w, c in zip(weights, candidates, strict=True):
+        s = w.detach().abs().flatten()
+        if c is not None:
+            s = torch.where(c.flatten(), s, torch.full_like(s, -1.0))
+        parts.append(s)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _split(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    out, start = [], 0
+    for w in like:
+        out.append(flat[start:start + w.numel()].view_as(w))
+        start += w.numel()
+    return out
+
+
+class Pool:
+    """One budget shared by several masks: top k over all members' candidates together.
+
+    Not an nn.Module: members are owned by their graphs and layers; the pool only ranks them.
+    """
+
+    def __init__(self, name: str, k: int):
+        self.name, self.k = name, k
+        self.members: list[EdgeMask] = []
+        self._cache: tuple | None = None
+
+    def masks(self) -> dict[int, list[Tensor]]:
+        weights = [w for m in self.members for w in m.weights()]
+        key = tuple((id(w), w._version) for w in weights)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        cands = [c for m in self.members for c in m.candidate_masks()]
+        flat = topk_mask(_flat_scores(weights, cands), self.k)
+        parts = _split(flat, weights)
+        out, i = {}, 0
+        for m in self.members:
+            n = len(m.weights())
+            out[id(m)] = parts[i:i + n]
+            i += n
+        self._cache = (key, out)
+        return out
+
+
+class EdgeMask(nn.Module):
+    """The mask state of one learned wiring. `weights()` returns the tensors it masks."""
+
+    def __init__(self, method: str, params: dict, k: int, owner: nn.Module, names: list[str],
+                 candidates: list[Tensor | None], seed: int = 0, fixed: list[Tensor] | None = None):
+        super().__init__()
+        if method not in methods.WIRINGS:
+            raise ValueError(f"unknown wiring method {method!r}")
+        self.method, self.params, self.k = method, dict(params), k
+        # The weights live in their owner (a graph's wiring or a conv); keep a plain reference
+        # (not a submodule) so that deepcopy and state_dict stay consistent.
+        object.__setattr__(self, "_owner", owner)
+        self._names = list(names)
+        self.pool: Pool | None = None
+        self.progress = 0.0  # fraction of training done, set by the trainer (l1_anneal)
+        for i, c in enumerate(candidates):
+            self.register_buffer(f"candidate_{i}", c, persistent=False)
+        self.n = len(candidates)
+        self.seed = seed
+        # Masks that do not follow the weights (random, fixed, the second phase of lottery and
+        # fine_tune) are buffers, so checkpoints carry them.
+        self.frozen = method in ("random", "fixed")
+        shapes = [w.shape for w in self.weights()]
+        for i, shape in enumerate(shapes):
+            self.register_buffer(f"fixed_{i}", torch.zeros(shape, dtype=torch.bool))
+        if method == "random":
+            self._set_fixed(self._random_masks())
+        elif method == "fixed":
+            self._set_fixed(fixed)
+        self.register_buffer("phase", torch.tensor(1))
+        self._eval_cache: tuple | None = None
+
+    # -- inputs
+    def weights(self) -> list[Tensor]:
+        return [getattr(self._owner, n) for n in self._names]
+
+    def candidate_masks(self) -> list[Tensor | None]:
+        return [getattr(self, f"candidate_{i}") for i in range(self.n)]
+
+    def fixed_masks(self) -> list[Tensor]:
+        return [getattr(self, f"fixed_{i}") for i in range(self.n)]
+
+    def _set_fixed(self, masks: list[Tensor]) -> None:
+        for buf, m in zip(self.fixed_masks(), masks, strict=True):
+            buf.copy_(m)
+
+    def _random_masks(self) -> list[Tensor]:
+        # Depends only on the seed and the candidate layout, never on the weights.
+        weights = self.weights()
+        gen = torch.Generator().manual_seed(int(self.params.get("seed") if self.params.get("seed") is not None else self.seed))
+        cands = torch.cat([(c.flatten() if c is not None else torch.ones(w.numel(), dtype=torch.bool))
+                           for w, c in zip(weights, self.candidate_masks(), strict=True)])
+        idx = torch.nonzero(cands).flatten()
+        chosen = idx[torch.randperm(idx.numel(), generator=gen)[: self.k]]
+        flat = torch.zeros(cands.numel(), dtype=torch.bool)
+        flat[chosen] = True
+        return _split(flat, weights)
+
+    # -- the masks
+    @property
+    def two_phase_fixed(self) -> bool:
+        return self.method in ("lottery_one_shot", "fine_tune") and int(self.phase) == 2
+
+    def freeze_topk(self) -> None:
+        """End of phase one of lottery / fine_tune: fix the top-k of the current weights."""
+        self._set_fixed(self.topk())
+        self.phase.fill_(2)
+
+    def topk(self) -> list[Tensor]:
+        if self.pool is not None:
+            return self.pool.masks()[id(self)]
+        weights = self.weights()
+        flat = topk_mask(_flat_scores(weights, self.candidate_masks()), self.k)
+        return _split(flat, weights)
+
+    def _complete(self) -> list[Tensor]:
+        return [(c.clone() if c is not None else torch.ones_like(w, dtype=torch.bool))
+                for w, c in zip(self.weights(), self.candidate_masks(), strict=True)]
+
+    def active(self) -> list[Tensor]:
+        """The edges the forward pass uses now (at evaluation for stochastic methods)."""
+        m = self.method
+        if self.frozen or self.two_phase_fixed:
+            return [f.clone() for f in self.fixed_masks()]
+        if m in ("complete", "lottery_one_shot", "fine_tune"):
+            return self._complete()
+        if m == "l1_anneal":
+            return self._anneal_masks()
+        return self.topk()
+
+    def _anneal_masks(self) -> list[Tensor]:
+        # keep the n(p) largest, n going linearly from every candidate to k by progress `end`
+        total = sum(int(c.sum()) if c is not None else w.numel() for w, c in zip(self.weights(), self.candidate_masks(), strict=True))
+        end = max(float(self.params.get("end", 0.75)), 1e-9)
+        frac = min(1.0, self.progress / end)
+        n = round(total - (total - self.k) * frac)
+        weights = self.weights()
+        return _split(topk_mask(_flat_scores(weights, self.candidate_masks()), n), weights)
+
+    def forward(self) -> list[Tensor]:
+        """The effective weights w * m, with the method's gradient rule."""
+        weights = self.weights()
+        m = self.method
+        straight_through = m == "dnw" and not self.two_phase_fixed
+        if not self.training and not straight_through:
+            pass
+        masks = self._cached_active(weights)
+        if m == "targeted_dropout" and self.training:
+            masks = self._dropout(weights, masks)
+        return [apply_mask(w, mk, straight_through) for w, mk in zip(weights, masks, strict=True)]
+
+    def _cached_active(self, weights: list[Tensor]) -> list[Tensor]:
+        # In evaluation the weights do not change between batches: rank them once.
+        if self.training:
+            self._eval_cache = None
+            return self.active()
+        key = tuple((id(w), w._version) for w in weights) + (int(self.phase), self.progress)
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, self.active())
+        return self._eval_cache[1]
+
+    def _dropout(self, weights: list[Tensor], top: list[Tensor]) -> list[Tensor]:
+        rho = float(self.params.get("rho", 0.95))
+        if self.params.get("scope", "graph") == "node":
+            top = self._per_node_topk(weights)
+        out = []
+        for w, t, c in zip(weights, top, self.candidate_masks(), strict=True):
+            keep = torch.rand(w.shape, device=w.device) >= rho
+            cand = c if c is not None else torch.ones_like(t)
+            out.append(t | (keep & cand))
+        return out
+
+    def _per_node_topk(self, weights: list[Tensor]) -> list[Tensor]:
+        """Top edges per target node (rows), the budget split over rows by their candidates."""
+        out = []
+        total = sum(int(c.sum()) if c is not None else w.numel() for w, c in zip(weights, self.candidate_masks(), strict=True))
+        for w, c in zip(weights, self.candidate_masks(), strict=True):
+            rows = w.reshape(w.shape[0], -1)
+            cand = (c if c is not None else torch.ones_like(w, dtype=torch.bool)).reshape(rows.shape)
+            quota = (cand.sum(1).double() * self.k / total).floor().long().clamp(min=1)
+            scores = torch.where(cand, rows.detach().abs(), torch.full_like(rows, -1.0))
+            order = scores.argsort(dim=1, descending=True, stable=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order).contiguous())
+            out.append((rank < quota[:, None]).reshape(w.shape) & cand.reshape(w.shape))
+        return out
+
+    def regularization(self) -> Tensor:
+        """L1 on the edge weights for `l1_anneal`, else zero."""
+        if self.method != "l1_anneal":
+            return torch.zeros(())
+        strength = float(self.params.get("strength", 1e-4))
+        return strength * sum(w.abs().sum() for w in self.weights())
+
+    def extra_repr(self) -> str:
+        return f"method={self.method}, k={self.k}" + (f", pool={self.pool.name}" if self.pool else "")
+
+
+def mask_hash(masks: list[Tensor]) -> str:
+    h = hashlib.sha256()
+    for m in masks:
+        h.update(m.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
