@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
@@ -19,40 +20,76 @@ def bind_call(
     what: str,
 ) -> dict[str, Any] | None:
     """Evaluate `call`'s arguments against `params`; None (after reporting) on any problem."""
+    args = [(arg.name, arg.span, arg.value.span, lambda a=arg: evaluate(a.value, scope, rep)) for arg in call.args]
+    return _bind(args, call, params, positional, scope, rep, what)
+
+
+def held_call(call: ast.Call, known: dict, scope: Scope) -> CallValue | None:
+    """`wiring method` where `method` is a let or template parameter holding a method, such as
+    `dnw` or `targeted_dropout(rho=0.95)`: that method. None when `call` names a method itself."""
+    if call.name in known or call.has_parens or call.args:
+        return None
+    try:
+        value = scope.lookup(call.name)
+    except KeyError:
+        return None
+    if isinstance(value, Symbol):
+        return CallValue(value.name, (), {}, value.span)
+    return value if isinstance(value, CallValue) else None
+
+
+def bind_held(held: CallValue, params: tuple[ParamSpec, ...], positional: tuple[str, ...], scope: Scope, rep: Reporter,
+              what: str) -> dict[str, Any] | None:
+    """`bind_call` for a method held by a variable: its arguments are already evaluated."""
+    span = held.span
+    args = [(None, span, span, lambda v=v: v) for v in held.args] + [(k, span, span, lambda v=v: v) for k, v in held.kwargs.items()]
+    call = ast.Call(span=span, name=held.name, name_span=span, has_parens=bool(args))
+    return _bind(args, call, params, positional, scope, rep, what)
+
+
+def _bind(
+    args: list[tuple[str | None, Span, Span, Callable[[], Any]]],  # (name or None, span, value span, value)
+    call: ast.Call,
+    params: tuple[ParamSpec, ...],
+    positional: tuple[str, ...],
+    scope: Scope,
+    rep: Reporter,
+    what: str,
+) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     ok = True
     by_name = {p.name: p for p in params}
     next_pos = 0
-    for arg in call.args:
-        if arg.name is None:
+    for arg_name, arg_span, value_span, get in args:
+        if arg_name is None:
             if next_pos >= len(positional):
-                rep.error(arg.span, f"{what} takes {_count(len(positional))} positional argument{'s' if len(positional) != 1 else ''}",
+                rep.error(arg_span, f"{what} takes {_count(len(positional))} positional argument{'s' if len(positional) != 1 else ''}",
                           ("write it as `name=value`; parameters: " + ", ".join(by_name)) if by_name else f"{what} takes no arguments")
                 ok = False
                 continue
             name = positional[next_pos]
             next_pos += 1
         else:
-            name = arg.name
+            name = arg_name
             if name not in by_name:
-                rep.error(arg.span, f"{what} has no parameter `{name}`", did_you_mean(name, by_name) or ("it takes no parameters" if not by_name else None))
+                rep.error(arg_span, f"{what} has no parameter `{name}`", did_you_mean(name, by_name) or ("it takes no parameters" if not by_name else None))
                 ok = False
                 continue
         if name in values:
-            rep.error(arg.span, f"`{name}` is given twice", related=[(spans[name], "first given here")])
+            rep.error(arg_span, f"`{name}` is given twice", related=[(spans[name], "first given here")])
             ok = False
             continue
         try:
-            value = evaluate(arg.value, scope, rep)
+            value = get()
         except EvalError:
             ok = False
             continue
-        converted = convert(value, by_name[name], arg.value.span, rep, scope)
+        converted = convert(value, by_name[name], value_span, rep, scope)
         if converted is _BAD:
             ok = False
             continue
-        values[name], spans[name] = converted, arg.span
+        values[name], spans[name] = converted, arg_span
     for p in params:
         if p.name not in values:
             if p.required:

@@ -13,7 +13,7 @@ from wirelang import methods
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
 from wirelang.ops import ParamSpec
-from wirelang.passes.bind import bind_call
+from wirelang.passes.bind import bind_call, bind_held, held_call
 from wirelang.passes.evaluate import Scope
 from wirelang.passes.items import budget_value, count, layer, wiring_from
 from wirelang.syntax import ast
@@ -182,17 +182,22 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
 
 def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Semantics | None:
     call = stmt.semantics
-    spec = methods.SEMANTICS.get(call.name)
+    held = held_call(call, methods.SEMANTICS, scope)  # `semantics s`, a let or template parameter
+    name = held.name if held is not None else call.name
+    spec = methods.SEMANTICS.get(name)
     if spec is None:
-        rep.error(call.name_span, f"unknown semantics `{call.name}`", did_you_mean(call.name, methods.SEMANTICS))
+        rep.error(held.span if held is not None else call.name_span, f"unknown semantics `{name}`", did_you_mean(name, methods.SEMANTICS))
         return None
-    params = bind_call(call, spec.params, spec.positional, scope, rep, f"semantics `{call.name}`")
+    if held is not None:
+        params = bind_held(held, spec.params, spec.positional, scope, rep, f"semantics `{name}`")
+    else:
+        params = bind_call(call, spec.params, spec.positional, scope, rep, f"semantics `{name}`")
     if params is None:
         return None
-    if call.name == "continuous":
+    if name == "continuous":
         if params["time"] <= 0:
             rep.error(call.span, "the integration time must be above 0")
             return None
         if params["solver"] in methods.FIXED_STEP_SOLVERS and params.get("step_size") is None:
             params["step_size"] = params["time"] / 10  # ten steps unless told otherwise
-    return core.Semantics(span=stmt.span, kind=call.name, params=params)
+    return core.Semantics(span=stmt.span, kind=name, params=params)

@@ -8,7 +8,7 @@ from wirelang import methods
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
 from wirelang.ops import get_op, list_ops
-from wirelang.passes.bind import bind_call
+from wirelang.passes.bind import bind_call, bind_held, held_call
 from wirelang.passes.evaluate import EvalError, Fraction, Scope, Symbol, describe, evaluate
 from wirelang.syntax import ast
 
@@ -92,19 +92,24 @@ def budget_value(value: ast.BudgetValue, scope: Scope, rep: Reporter) -> core.Bu
 
 def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wiring | None:
     call = stmt.method
-    spec = methods.WIRINGS.get(call.name)
+    held = held_call(call, methods.WIRINGS, scope)  # `wiring method`, a let or template parameter
+    name = held.name if held is not None else call.name
+    spec = methods.WIRINGS.get(name)
     if spec is None:
-        rep.error(call.name_span, f"unknown wiring method `{call.name}`", did_you_mean(call.name, methods.WIRINGS))
+        rep.error(held.span if held is not None else call.name_span, f"unknown wiring method `{name}`", did_you_mean(name, methods.WIRINGS))
         return None
-    if call.name == "fixed" and stmt.fixed is None:
+    if name == "fixed" and stmt.fixed is None:
         rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
         return None
-    params = bind_call(call, spec.params, spec.positional, scope, rep, f"wiring `{call.name}`")
+    if held is not None:
+        params = bind_held(held, spec.params, spec.positional, scope, rep, f"wiring `{name}`")
+    else:
+        params = bind_call(call, spec.params, spec.positional, scope, rep, f"wiring `{name}`")
     if params is None:
         return None
     fixed = None
     if stmt.fixed is not None:
         fixed = [(e.source.full, e.source_index, e.target.full, t) for e in stmt.fixed for t in e.target_indices]
-    return core.Wiring(span=stmt.span, method=call.name, params=params, fixed=fixed)
+    return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed)
 
 
