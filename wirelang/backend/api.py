@@ -119,6 +119,10 @@ def _compile(net: core.Network, seed: int) -> WiredModel:
     em.graph.output(x)
     em.graph.lint()
     gm = fx.GraphModule(root, em.graph, class_name=f"Wired_{safe(net.name)}")
+    # GraphModule copies only the leaf modules the code calls, wrapping them in new plain
+    # containers; put the original top-level modules back so GraphParts keep their type.
+    for name, child in root.named_children():
+        setattr(gm, name, child)
     model = WiredModel(net, gm)
     _join_pools(model, net, pools, pool_info)
     return model

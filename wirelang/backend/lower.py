@@ -278,7 +278,9 @@ def _derivative_module(graph: core.Graph, parts: GraphParts) -> fx.GraphModule:
             outs.append(em.call(torch.zeros_like, (states[s.name],), s, f"{graph.name}.{s.name}.hold"))
     em.graph.output(em.call(cat_channels, tuple(outs), graph, f"{graph.name}.derivative"))
     em.graph.lint()
-    return fx.GraphModule(root, em.graph, class_name="Derivative")
+    gm = fx.GraphModule(root, em.graph, class_name="Derivative")
+    setattr(gm, safe(graph.name), parts)
+    return gm
 
 
 def _pack(*xs):
