@@ -183,3 +183,35 @@ def test_lottery_freeze_fixes_the_topk(tmp_path):
         for w in mask.weights():
             w.copy_(torch.randn_like(w))
     assert model.mask_hash() == before  # phase two keeps the mask whatever the weights do
+
+
+def test_sparsify_resnet50_keeps_exactly_the_requested_weights():
+    import torchvision
+
+    import wirelang
+    from wirelang.backend.modules import SparseConv2d, SparseLinear
+
+    model = wirelang.sparsify(torchvision.models.resnet50(), budget=0.1, exclude=["conv1"])
+    sparse = [m for m in model.modules() if isinstance(m, SparseConv2d | SparseLinear)]
+    assert len(sparse) == 53 - 1 + 1  # 53 convolutions (one excluded) and the classifier
+    assert type(model.conv1) is torch.nn.Conv2d
+    for m in sparse:
+        assert int(m.mask.active()[0].sum()) == int(0.1 * m.weight.numel())
+    x = torch.randn(2, 3, 64, 64)
+    model(x).sum().backward()
+    fc = model.fc
+    assert float((fc.weight.grad * ~fc.mask.active()[0]).abs().sum()) > 0  # straight-through
+
+
+def test_sparsify_pooled_budget_is_global():
+    from wirelang import sparsify
+    from wirelang.backend.modules import SparseLinear
+
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5))
+    with torch.no_grad():
+        model[0].weight.mul_(100.0)  # the first layer dominates the global ranking
+    sparsify(model, budget=0.2, pooled=True)
+    assert all(isinstance(model[i], SparseLinear) for i in (0, 2))
+    a, b = (int(model[i].mask.active()[0].sum()) for i in (0, 2))
+    assert a + b == int(0.2 * 300)
+    assert b == 0

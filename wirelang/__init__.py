@@ -28,8 +28,12 @@ def load(path_or_run, weights=None):
     return _load(path_or_run, weights=weights)
 
 
-def sparsify(model, budget, method="dnw", exclude=()):
-    """Make the conv and linear weights of an existing model DNW-sparse (in place); returns it."""
+def sparsify(model, budget, method="dnw", exclude=(), pooled=False, seed=0):
+    """Make the conv and linear weights of an existing model DNW-sparse (in place); returns it.
+
+    >>> import torchvision, wirelang
+    >>> m = wirelang.sparsify(torchvision.models.resnet50(), budget=0.1, exclude=["conv1"])
+    """
     from wirelang.backend.sparsify import sparsify as _sparsify
 
-    return _sparsify(model, budget=budget, method=method, exclude=exclude)
+    return _sparsify(model, budget=budget, method=method, exclude=exclude, pooled=pooled, seed=seed)

@@ -1,0 +1,74 @@
+"""DNW-sparse weights for a model the user already has (e.g. a torchvision ResNet-50).
+
+    >>> import torchvision, wirelang
+    >>> model = wirelang.sparsify(torchvision.models.resnet50(), budget=0.1, exclude=["conv1"])
+
+Every nn.Conv2d and nn.Linear (except the excluded names and their children) is replaced in
+place by a SparseConv2d / SparseLinear that keeps exactly floor(budget * numel) weights in the
+forward pass (or `budget` weights when it is an int), chosen by the same EdgeMask that learns
+graph edges. `pooled=True` ranks all layers together under one budget instead of per layer.
+Batch norm and biases stay dense.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from torch import nn
+
+from wirelang import methods
+from wirelang.backend.masks import Pool
+from wirelang.backend.modules import SparseConv2d, SparseLinear
+
+
+def _k(budget: float | int, numel: int) -> int:
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1 and not isinstance(budget, float):
+        return min(budget, numel)
+    if not 0 < float(budget) <= 1:
+        raise ValueError(f"budget must be a fraction in (0, 1] or an integer count, got {budget!r}")
+    return max(1, math.floor(float(budget) * numel))
+
+
+def _swap(module: nn.Module) -> nn.Module:
+    """A sparse twin of a Conv2d / Linear that shares its parameters."""
+    if isinstance(module, nn.Conv2d):
+        new = SparseConv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                           module.dilation, module.groups, module.bias is not None, module.padding_mode,
+                           device=module.weight.device, dtype=module.weight.dtype)
+    else:
+        new = SparseLinear(module.in_features, module.out_features, module.bias is not None,
+                           device=module.weight.device, dtype=module.weight.dtype)
+    new.weight = module.weight
+    if module.bias is not None:
+        new.bias = module.bias
+    new.train(module.training)
+    return new
+
+
+def sparsify(model: nn.Module, budget: float | int, method: str = "dnw", exclude: Iterable[str] = (),
+             pooled: bool = False, seed: int = 0) -> nn.Module:
+    if method not in methods.WIRINGS or method in ("fixed",):
+        raise ValueError(f"method must be one of {', '.join(m for m in methods.list_wirings() if m != 'fixed')}, got {method!r}")
+    excluded = list(exclude)
+    names = {name for name, _ in model.named_modules()}
+    unknown = [e for e in excluded if e not in names]
+    if unknown:
+        raise ValueError(f"no module named {', '.join(map(repr, unknown))} in the model")
+    targets = [
+        (name, m) for name, m in model.named_modules()
+        if type(m) in (nn.Conv2d, nn.Linear) and not any(name == e or name.startswith(e + ".") for e in excluded)
+    ]
+    swapped = []
+    for name, m in targets:
+        new = _swap(m)
+        new.attach_mask(method, {}, _k(budget, m.weight.numel()), seed)
+        parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        setattr(parent, name.rsplit(".", 1)[-1], new)
+        swapped.append(new)
+    if pooled and swapped:
+        pool = Pool("sparsify", _k(budget, sum(s.weight.numel() for s in swapped)))
+        for s in swapped:
+            s.mask.pool = pool
+            pool.members.append(s.mask)
+    return model
