@@ -51,8 +51,8 @@ def _main(
 @app.command()
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
     """Check specs; print every problem found; exit 2 if any file fails."""
-    from wirelang.frontend import check_file
     from wirelang.diagnostics import render
+    from wirelang.frontend import check_file
 
     failed = 0
     for f in files:
@@ -126,6 +126,88 @@ def fmt(
             sys.stdout.write(text)
     if check_only and changed:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- training
+def _run_errors(fn, *args, **kwargs):
+    """Call a training function; spec errors exit 2, run errors exit 1 or 2 in one line."""
+    from wirelang.train.runs import RunError
+
+    try:
+        return fn(*args, **kwargs)
+    except SpecError as err:
+        fail_spec(err)
+    except RunError as err:
+        if not err.quiet:
+            _err(f"error: {err}")
+        raise typer.Exit(err.exit_code) from None
+
+
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="The .wire spec to train.")],
+    gpus: Annotated[int, typer.Option("--gpus", help="CUDA devices; N > 1 runs DDP over NCCL.")] = 0,
+    procs: Annotated[int, typer.Option("--procs", help="CPU processes running DDP over gloo.")] = 0,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Override `epochs`.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override `batch` (global).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override `seed`.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a train setting: key=value, e.g. optimizer.lr=0.05.")] = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Override `data.root`.")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<spec>-<time>).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run directory.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved settings and exit.")] = False,
+) -> None:
+    """Train a spec on CPU (default), one or many GPUs, or several CPU processes."""
+    from wirelang.train import TrainOptions
+    from wirelang.train import train as train_run
+
+    opts = TrainOptions(spec=spec, overrides=set_ or [], epochs=epochs, batch_size=batch_size, seed=seed,
+                        data_root=data_root, download=download, out=out, resume=resume, gpus=gpus,
+                        procs=procs, dry_run=dry_run)
+    result = _run_errors(train_run, opts)
+    if dry_run:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+
+
+@app.command(name="eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    split: Annotated[str, typer.Option("--split", help="val or test.")] = "val",
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A .pt file (default best.pt, else last.pt).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Evaluate a trained run on its validation or test split."""
+    from wirelang.train import evaluate_run
+
+    r = _run_errors(evaluate_run, run, split, checkpoint, download)
+    if as_json:
+        sys.stdout.write(json.dumps(r) + "\n")
+    else:
+        typer.echo(f"{run} {r['split']} ({r['items']} images): loss {r['loss']:.4f}  "
+                   f"top1 {100 * r['top1']:.2f}%  top5 {100 * r['top5']:.2f}%")
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="The .wire spec to train.")],
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Run seeds 0..N-1.")] = None,
+    seed_list: Annotated[str | None, typer.Option("--seed-list", help="Comma-separated seeds, e.g. 1,2,3.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a train setting (every run).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Override `epochs`.")] = None,
+    procs: Annotated[int, typer.Option("--procs", help="CPU processes per run.")] = 0,
+    gpus: Annotated[int, typer.Option("--gpus", help="CUDA devices per run.")] = 0,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Override `data.root`.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default runs/<spec>-sweep-<time>).")] = None,
+) -> None:
+    """Train a spec once per seed and report mean +- std of the test and validation accuracy."""
+    from wirelang.train.sweep import parse_seeds, run_sweep
+
+    seed_values = _run_errors(parse_seeds, seeds, seed_list)
+    summary = _run_errors(run_sweep, spec, seed_values, overrides=set_ or [], out=out, epochs=epochs,
+                          procs=procs, gpus=gpus, data_root=data_root)
+    typer.echo(summary["table"])
 
 
 def main() -> None:

@@ -1,0 +1,171 @@
+"""Training: `wirelang train`, `wirelang eval` and `wirelang sweep` as library functions.
+
+    >>> from wirelang.train import TrainOptions, train
+    >>> result = train(TrainOptions(spec="specs/quickstart.wire", epochs=1))
+    >>> result.final["val_top1"], result.run_dir
+
+One module per job: runs (run directory, settings, resume), distributed (processes), data
+(splits and samplers), optim (optimizer, schedules, phases), loop (the training loop),
+checkpoint, metrics, progress, sweep. torch is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wirelang.train.runs import RunError, RunPlan
+
+__all__ = ["RunError", "TrainOptions", "evaluate_run", "train"]
+
+
+@dataclass
+class TrainOptions:
+    """The command line of `wirelang train`, as data."""
+
+    spec: str | Path
+    overrides: list[str] = field(default_factory=list)  # `--set key=value`
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    data_root: str | None = None
+    download: bool = False
+    out: str | Path | None = None
+    resume: str | Path | None = None
+    gpus: int = 0
+    procs: int = 0
+    dry_run: bool = False
+    progress: Any = None  # a wirelang.train.progress.Progress (tests pass a quiet one)
+
+    def flag_overrides(self) -> dict[str, Any]:
+        flags = {"epochs": self.epochs, "batch": self.batch_size, "seed": self.seed, "data.root": self.data_root}
+        return {k: v for k, v in flags.items() if v is not None}
+
+
+def train(opts: TrainOptions, say=print):
+    """Train a spec (or resume a run); returns a RunResult, or the resolved config for --dry-run.
+
+    Raises SpecError for a broken spec and RunError for everything else a user can cause.
+    """
+    from wirelang.frontend import build
+    from wirelang.train import distributed
+    from wirelang.train.runs import (
+        check_batch,
+        check_fresh_dir,
+        default_run_dir,
+        load_plan,
+        parse_overrides,
+        prepare_run,
+        resolve_config,
+    )
+
+    spec = Path(opts.spec)
+    if opts.gpus and opts.procs:
+        raise RunError("--gpus and --procs exclude each other (--procs runs CPU processes)", 2)
+    if opts.gpus < 0 or opts.procs < 0:
+        raise RunError("--gpus and --procs take a count >= 0", 2)
+    net = build(spec)
+    job = distributed.env_job()
+    if opts.resume is not None:
+        if opts.overrides or opts.flag_overrides():
+            raise RunError("--resume continues with the run's saved settings; drop --set, --epochs, "
+                           "--batch-size, --seed and --data-root", 2)
+        plan = load_plan(spec, Path(opts.resume), net)
+        if job is not None:
+            plan.world_size = job[2]
+        elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
+            plan.device, plan.world_size = ("cuda", opts.gpus) if opts.gpus else ("cpu", opts.procs)
+    else:
+        overrides = {**parse_overrides(opts.overrides), **opts.flag_overrides()}
+        world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
+        plan = RunPlan(spec_path=spec, net=net, config=resolve_config(net, overrides), overrides=overrides,
+                       run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
+                       device="cuda" if opts.gpus else "cpu", world_size=world, download=opts.download)
+    check_batch(plan.config, plan.world_size)
+    if opts.dry_run:
+        return plan.to_json() | {"run_dir": str(plan.run_dir), "batch_per_process": plan.config.batch // plan.world_size}
+    if plan.device == "cuda":
+        distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
+    if opts.resume is None and (job is None or _is_launched()):
+        check_fresh_dir(plan.run_dir)
+
+    if job is None and plan.world_size > 1:
+        # We are the launcher: prepare the directory once, then N workers resume it.
+        if opts.resume is None:
+            prepare_run(plan)
+        elif _finished(plan.run_dir, say):
+            return _result(plan.run_dir)
+        code = distributed.launch(spec, plan.run_dir, plan.world_size, plan.device)
+        if code:
+            raise RunError(f"training of {plan.run_dir} failed (a process exited with code {code})", code)
+        return _result(plan.run_dir)
+
+    d = distributed.init(plan.device)
+    try:
+        if opts.resume is None:
+            # Fresh run under torchrun: rank 0 creates the directory and tells the others where.
+            error = None
+            if d.is_main:
+                try:
+                    prepare_run(plan)
+                except RunError as err:
+                    error = err
+            if not distributed.all_agree(d, error is None):
+                raise error or RunError("rank 0 could not prepare the run directory", quiet=True)
+            plan.run_dir = Path(distributed.broadcast_text(d, str(plan.run_dir)))
+        from wirelang.train.loop import run
+        from wirelang.train.progress import Progress
+
+        progress = opts.progress or Progress(enabled=d.is_main)
+        return run(plan, d, progress)
+    finally:
+        distributed.teardown(d)
+
+
+def _is_launched() -> bool:
+    from wirelang.train.distributed import LAUNCHED_ENV
+
+    return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+def _finished(run_dir: Path, say) -> bool:
+    from wirelang.train.checkpoint import resume_point
+
+    found = resume_point(run_dir, say=say)
+    if found is not None and found[0].get("finished"):
+        say(f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do")
+        return True
+    return False
+
+
+def _result(run_dir: Path):
+    from wirelang.train.loop import RunResult, _last_record
+
+    return RunResult(run_dir, _last_record(run_dir))
+
+
+def evaluate_run(run_dir: str | Path, split: str = "val", checkpoint: str | Path | None = None,
+                 download: bool = False) -> dict[str, Any]:
+    """Loss, top-1 and top-5 of a run's model (best.pt, else last.pt) on its val or test split."""
+    from wirelang.frontend import build
+    from wirelang.train.checkpoint import load_run_model
+    from wirelang.train.data import eval_loader, load_splits
+    from wirelang.train.distributed import Dist
+    from wirelang.train.metrics import evaluate
+    from wirelang.train.runs import read_config
+    from wirelang.train_config import TrainConfig
+
+    if split not in ("val", "test"):
+        raise RunError(f"--split must be val or test, not {split!r}", 2)
+    run_dir = Path(run_dir)
+    saved = read_config(run_dir)
+    config = TrainConfig.model_validate(saved["train"])
+    model = load_run_model(run_dir, checkpoint)
+    splits = load_splits(config, build(run_dir / "spec.wire"), download or bool(saved.get("download")))
+    data = splits.val if split == "val" else splits.test
+    if data is None:
+        raise RunError(f"{run_dir} has no validation split (data.val is 0)")
+    result = evaluate(model, eval_loader(data, config, Dist()), Dist())
+    return {"split": split, "items": len(data), **result}

@@ -1,0 +1,203 @@
+"""Checkpoints: written atomically with a checksum, read back with a fallback to the previous one.
+
+A checkpoint is an ordinary `torch.save`d dict (`torch.load(p)["model"]` is a state_dict) whose
+`checksum` field is a SHA-256 over every other field, tensors included, so a truncated or
+corrupted file is recognised. It holds only tensors and plain Python values, so it loads with
+`weights_only=True`: reading a checkpoint never runs code.
+
+Writing goes to a temporary file in the same folder, is fsynced, then renamed over the target;
+`last.pt` is first renamed to `prev.pt`. A crash or a full disk at any moment therefore leaves
+at least one complete, verified checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wirelang.train.runs import RunError
+
+CHECKPOINTS = "checkpoints"
+LAST, PREV, BEST, PHASE1_LAST = "last.pt", "prev.pt", "best.pt", "phase1_last.pt"
+
+
+class CorruptCheckpoint(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- checksum
+def digest(obj: Any) -> str:
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode())
+            _feed(h, obj[key])
+        h.update(b"}")
+    elif isinstance(obj, list | tuple):
+        h.update(b"[")
+        for item in obj:
+            _feed(h, item)
+        h.update(b"]")
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:  # numbers, strings, None: their repr is exact (floats round-trip through repr)
+        h.update(repr(obj).encode())
+
+
+# ---------------------------------------------------------------------------- write
+def save(path: Path, payload: dict[str, Any], keep_previous: bool = False) -> None:
+    """Write `payload` (+ its checksum) to `path` atomically; `keep_previous` moves the old file
+    to prev.pt first. A failure leaves the previous file untouched and raises RunError."""
+    data = {**payload, "checksum": digest(payload)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, path.with_name(PREV))
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise RunError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept") from None
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable (POSIX); not possible on every platform.
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------- read
+def read(path: Path) -> dict[str, Any]:
+    """The verified payload of one checkpoint file, or CorruptCheckpoint."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip, a foreign file: all mean "cannot be trusted"
+        raise CorruptCheckpoint(f"{path} is unreadable ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict) or "checksum" not in data:
+        raise CorruptCheckpoint(f"{path} is not a wirelang checkpoint")
+    checksum = data.pop("checksum")
+    if checksum != digest(data):
+        raise CorruptCheckpoint(f"{path} fails its checksum (corrupt or truncated)")
+    return data
+
+
+def read_first_good(paths: list[Path], say=print) -> tuple[dict[str, Any], Path] | None:
+    """The first of `paths` that exists and verifies; each skipped bad file is reported."""
+    for i, path in enumerate(paths):
+        if not path.exists():
+            continue
+        try:
+            return read(path), path
+        except CorruptCheckpoint as err:
+            rest = [p.name for p in paths[i + 1:] if p.exists()]
+            say(f"warning: {err}; " + (f"using {rest[0]} instead" if rest else "no other checkpoint"))
+    return None
+
+
+def resume_point(run_dir: Path, say=print) -> tuple[dict[str, Any], Path] | None:
+    """The checkpoint a resumed run continues from: last.pt, else prev.pt; None for a new run."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = read_first_good([folder / LAST, folder / PREV], say)
+    if found is None and any((folder / n).exists() for n in (LAST, PREV)):
+        raise RunError(f"every checkpoint in {folder} is corrupt; start a new run")
+    return found
+
+
+def find_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a finished run is used from: best.pt, else last.pt, else prev.pt."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for name in (BEST, LAST, PREV):
+        if (folder / name).exists():
+            return folder / name
+    raise RunError(f"{run_dir} has no checkpoint yet (looked in {folder})")
+
+
+# ---------------------------------------------------------------------------- models
+def load_weights_into(model: nn.Module, path: str | Path, say=print) -> dict[str, Any]:
+    """Load a checkpoint's weights (and masks) into `model`; `path` is a run dir or a .pt file."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / CHECKPOINTS
+        found = read_first_good([folder / n for n in (BEST, LAST, PREV)], say)
+        if found is None:
+            raise RunError(f"{path} has no good checkpoint (looked in {folder})")
+        payload = found[0]
+    else:
+        try:
+            payload = read(path)
+        except FileNotFoundError:
+            raise RunError(f"no such checkpoint: {path}") from None
+        except CorruptCheckpoint as err:
+            raise RunError(str(err)) from None
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise RunError(f"{path}: the checkpoint does not fit this network ({str(err).splitlines()[0]})") from None
+    return payload
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> nn.Module:
+    """A trained run as a model in eval mode: its spec.wire with best.pt (else last.pt) loaded."""
+    from wirelang.backend.api import compile_network
+    from wirelang.frontend import build
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    model = compile_network(build(run_dir / "spec.wire"), seed=int(config["train"]["seed"]))
+    load_weights_into(model, checkpoint if checkpoint is not None else run_dir)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------- RNG state
+def rng_state() -> dict[str, Any]:
+    """Every random generator training touches, as weights_only-loadable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,194 @@
+"""Processes: detect a torchrun-style job, join it, and launch one for --procs / --gpus.
+
+A job is described by the environment torchrun sets: RANK, WORLD_SIZE, LOCAL_RANK, and
+MASTER_ADDR / MASTER_PORT for the rendezvous. `wirelang train --procs N` (gloo on CPU) and
+`--gpus N` (NCCL, one device per process) start N copies of `wirelang train SPEC --resume RUN`
+with that environment themselves, so every process, however it was started, takes the same
+path: join the group, then train the run directory.
+
+A rank that dies must not leave the others hanging: the process group has a finite timeout,
+and the launcher watches its children and stops the rest as soon as one fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from wirelang.train.runs import RunError
+
+# Seconds a collective may wait for the other ranks (a checkpoint write on rank 0 included).
+TIMEOUT_S = float(os.environ.get("WIRELANG_DIST_TIMEOUT", "600"))
+LAUNCHED_ENV = "WIRELANG_LAUNCHED"  # set by our launcher: the run directory is already prepared
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_job() -> tuple[int, int, int] | None:
+    """(rank, local_rank, world_size) when this process belongs to a torchrun-style job."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return rank, int(os.environ.get("LOCAL_RANK", rank)), world
+
+
+def check_gpus(n: int) -> None:
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n > have:
+        raise RunError(f"--gpus {n}: this machine has {have} CUDA device{'s' if have != 1 else ''}")
+
+
+def init(device_kind: str) -> Dist:
+    """Join the job described by the environment (or run alone); pick this process's device."""
+    job = env_job()
+    if job is None:
+        device = torch.device("cuda", 0) if device_kind == "cuda" else torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return Dist(device=device)
+    rank, local_rank, world = job
+    if device_kind == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if world > 1 and not dist.is_initialized():
+        # NCCL's async error handling turns a timed-out collective into an abort, not a hang.
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        kwargs = {"device_id": device} if backend == "nccl" else {}
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=TIMEOUT_S), **kwargs)
+    return Dist(rank=rank, local_rank=local_rank, world_size=world, device=device)
+
+
+def teardown(d: Dist) -> None:
+    if d.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------- collectives
+def all_sum(d: Dist, values: list[float]) -> list[float]:
+    """Sum a few numbers over every rank (float64, so counts stay exact)."""
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
+    if d.is_distributed:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_agree(d: Dist, ok: bool) -> bool:
+    """True when `ok` holds on every rank (one rank's failure stops all of them together)."""
+    if not d.is_distributed:
+        return ok
+    t = torch.tensor([0 if ok else 1], dtype=torch.int32, device=d.device)
+    dist.all_reduce(t)
+    return int(t.item()) == 0
+
+
+def same_everywhere(d: Dist, text: str) -> bool:
+    """True when `text` (e.g. the mask hash) is identical on every rank."""
+    if not d.is_distributed:
+        return True
+    h = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    t = torch.tensor([h, -h], dtype=torch.int64, device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)  # max(h) == -max(-h) iff min == max
+    return int(t[0]) == -int(t[1])
+
+
+def broadcast_text(d: Dist, text: str | None) -> str | None:
+    """Rank 0's string on every rank (e.g. the run directory rank 0 chose)."""
+    if not d.is_distributed:
+        return text
+    box = [text]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ---------------------------------------------------------------------------- launcher
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(spec: Path, run_dir: Path, nprocs: int, device_kind: str) -> int:
+    """Run `wirelang train SPEC --resume RUN` in `nprocs` processes; the first failure stops all.
+
+    Returns the exit code of the job: 0, or the code of the first process that failed.
+    """
+    port = free_port()
+    threads = max(1, (os.cpu_count() or 1) // nprocs) if device_kind == "cpu" else 1
+    argv = [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(run_dir)]
+    procs = []
+    for rank in range(nprocs):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs),
+                   LOCAL_WORLD_SIZE=str(nprocs), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   **{LAUNCHED_ENV: "1"})
+        env.setdefault("OMP_NUM_THREADS", str(threads))  # N processes share the cores
+        procs.append(subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent))
+    try:
+        return _watch(procs)
+    except KeyboardInterrupt:
+        _stop(procs)
+        return 130
+
+
+def _watch(procs: list[subprocess.Popen]) -> int:
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            rank = codes.index(failed[0])
+            _stop(procs)
+            sys.stderr.write(f"error: process {rank} exited with code {failed[0]}; stopped the others\n")
+            return failed[0] if failed[0] > 0 else 1
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(0.2)
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _die_with_parent() -> None:
+    # Linux: a SIGKILLed launcher cannot stop its children, so ask the kernel to (prctl).
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

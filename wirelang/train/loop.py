@@ -1,0 +1,262 @@
+"""The training loop: one linear function from a prepared run directory to a trained model.
+
+One CPU process, or one GPU:
+    wirelang train specs/quickstart.wire                 # --gpus 1 for CUDA
+DistributedDataParallel on one machine (NCCL on GPUs, gloo on CPU processes):
+    wirelang train specs/cifar_tiny.wire --gpus 8
+    wirelang train specs/quickstart.wire --procs 2
+Several machines: the same command under torchrun, once per machine (node_rank 0 and 1 here;
+--out on a filesystem every machine sees, so that --resume finds the checkpoints):
+    torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --rdzv_backend c10d \
+        --rdzv_endpoint HOST0:29500 -m wirelang train specs/cifar_tiny.wire --gpus 8 \
+        --out /shared/runs/cifar_tiny-2x8
+
+Every process runs `run` with the same plan. Rank 0 prints and writes the run directory; all
+ranks hold identical weights and masks (DDP averages the gradients; the masks are a pure
+function of the weights, and their hash is compared every epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from wirelang.backend.api import compile_network
+from wirelang.train import checkpoint as ckpt
+from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
+from wirelang.train.distributed import Dist, all_agree, all_sum, same_everywhere
+from wirelang.train.metrics import MetricsLog, edges_swapped, evaluate
+from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
+from wirelang.train.progress import Progress
+from wirelang.train.runs import RunError, RunPlan
+from wirelang.version import LANGUAGE_VERSION, __version__
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    final: dict[str, Any] = field(default_factory=dict)  # the last metrics line
+    model: nn.Module | None = None  # the trained model (in the process that trained it)
+
+
+def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
+    cfg, run_dir = plan.config, plan.run_dir
+    progress = progress or Progress(enabled=d.is_main)
+    say = progress.say
+    spec_hash = plan.spec_hash
+    cuda = d.device.type == "cuda"
+    if not cuda and (cfg.amp != "none" or cfg.channels_last):
+        say("note: amp and channels_last apply to CUDA only; ignored on CPU")
+
+    # ---- the model: every rank compiles the same initial weights and masks from the seed
+    model = compile_network(plan.net, seed=cfg.seed)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}  # lottery_one_shot rewinds here
+    model.to(d.device)
+    memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    plan_phases = phases(cfg, model.two_phase())
+
+    # ---- data: the val split is held out of training; the test set is only reported
+    splits = load_splits(cfg, plan.net, plan.download)
+    loader, sampler = train_loader(splits.train, cfg, d)
+    val_loader, test_loader = eval_loader(splits.val, cfg, d), eval_loader(splits.test, cfg, d)
+    steps = len(loader)  # optimizer steps per epoch, the same on every rank
+
+    # ---- resume: continue after the last good checkpoint (none in a fresh run)
+    found = ckpt.resume_point(run_dir, say=say)
+    start_phase, start_epoch, best, resumed = 1, 0, None, None
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    if found is not None:
+        resumed, path = found
+        if resumed.get("finished"):
+            say(f"{run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do")
+            return RunResult(run_dir, _last_record(run_dir))
+        model.load_state_dict(resumed["model"])
+        ckpt.set_rng_state(resumed["rng"])
+        start_phase, start_epoch, best = resumed["phase"], resumed["epoch"], resumed["best"]
+        if d.is_main:
+            log.truncate_after(start_phase, start_epoch)
+        say(f"resuming {run_dir} from {path.name} (phase {start_phase}, epoch {start_epoch})")
+    n_val = len(splits.val) if splits.val is not None else 0
+    say(f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test)} test, "
+        f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type}), "
+        f"{model.count_params():,} parameters -> {run_dir}")
+
+    # ---- execution: DDP across ranks, optional torch.compile, AMP on CUDA
+    ddp = DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None) if d.is_distributed else model
+    forward = _CompileOrEager(ddp, say) if cfg.compile else ddp
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    autocast = partial(torch.autocast, "cuda", dtype=amp_dtype) if cuda and amp_dtype else nullcontext
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    previous_active = model.active_masks()  # edges_swapped compares each epoch end with this
+
+    record: dict[str, Any] = {}
+    for phase in plan_phases:
+        if phase.number < start_phase:
+            continue
+        first_epoch = start_epoch if phase.number == start_phase else 0
+        epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
+        if phase.number == 2 and first_epoch == 0:
+            # End of phase one: fix the top-k edges of the trained weights; the lottery ticket
+            # then starts again from the initial weights, keeping only the mask.
+            model.freeze_topk()
+            if model.two_phase() == "lottery_one_shot":
+                rewind(model, initial)
+            best = None  # the best checkpoint is chosen among the sparse network's epochs
+            say(f"phase 2 ({model.two_phase()}): top-k masks fixed"
+                + (", weights rewound to their initial values" if model.two_phase() == "lottery_one_shot" else ""))
+        optimizer = build_optimizer(model, phase.optimizer)
+        if resumed is not None and phase.number == start_phase and first_epoch > 0:
+            optimizer.load_state_dict(resumed["optimizer"])
+            scaler.load_state_dict(resumed["scaler"])
+
+        for epoch in range(first_epoch + 1, phase.epochs + 1):
+            global_epoch = epoch_offset + epoch  # counts across phases: the data order's key
+            seed_epoch(loader, sampler, cfg.seed, global_epoch, d.rank)
+            title = f"phase {phase.number} epoch {epoch}/{phase.epochs}" if len(plan_phases) > 1 else f"epoch {epoch}/{phase.epochs}"
+            progress.start_epoch(title, steps)
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for i, (x, y) in enumerate(loader):
+                step = (epoch - 1) * steps + i  # within this phase; drives the schedule
+                lr = set_lr(optimizer, lr_factor(step, steps, phase))
+                model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
+                x = x.to(d.device, non_blocking=True).contiguous(memory_format=memory_format)  # (b, C, H, W)
+                y = y.to(d.device, non_blocking=True)  # (b,)
+                with autocast():
+                    logits = forward(x)  # (b, classes)
+                    loss = criterion(logits.float(), y) + model.regularization().to(d.device)
+                # One small all-reduce per step: the loss for the log, and a non-finite loss on
+                # any rank is seen by every rank at the same step, so all stop together.
+                mean_loss = all_sum(d, [loss.item()])[0] / d.world_size
+                if not math.isfinite(mean_loss):
+                    _stop_non_finite(mean_loss, epoch_offset * steps + step + 1, phase.number, epoch, run_dir, d)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += mean_loss * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                progress.step(i + 1, loss_sum / seen, correct / seen, seen * d.world_size)
+
+            # ---- end of epoch: measure, check the ranks agree, log, checkpoint
+            model.set_progress(epoch / phase.epochs)
+            loss_total, correct, seen = all_sum(d, [loss_sum, correct, seen])
+            val = evaluate(model, val_loader, d, autocast, cuda and cfg.channels_last)
+            nfe = model.nfe()  # function evaluations of the last (validation) forward pass
+            mask_hash = model.mask_hash()
+            if not same_everywhere(d, mask_hash):
+                raise RunError(f"the masks differ between processes after phase {phase.number} epoch {epoch}; stopped",
+                               quiet=not d.is_main)
+            active = model.active_masks()
+            record = {
+                "epoch": epoch, "phase": phase.number, "step": (epoch_offset + epoch) * steps, "lr": lr,
+                "train_loss": loss_total / seen, "train_top1": correct / seen,
+                "val_loss": val and val["loss"], "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+                "time_s": time.perf_counter() - t0,
+                "edges_swapped": edges_swapped(previous_active, active),
+                "mask_hash": mask_hash, "seed": cfg.seed, "spec_hash": spec_hash,
+            }
+            previous_active = active
+            if nfe:
+                record["nfe"] = nfe
+            improved = best is None or (val is not None and val["top1"] > best["val_top1"])
+            if improved:
+                best = {"phase": phase.number, "epoch": epoch, "val_top1": val and val["top1"]}
+            finished = phase is plan_phases[-1] and epoch == phase.epochs
+            if finished:  # the test set is looked at once, at the very end
+                test = evaluate(model, test_loader, d, autocast, cuda and cfg.channels_last)
+                record.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
+                              best_epoch=best["epoch"], best_val_top1=best["val_top1"])
+            progress.end_epoch(record)
+            payload = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "scheduler": {"name": phase.schedule.name, "step": epoch * steps, "steps_per_epoch": steps},
+                "rng": ckpt.rng_state(), "sampler": {"seed": cfg.seed, "epoch": global_epoch},
+                "phase": phase.number, "epoch": epoch, "step": record["step"], "seed": cfg.seed,
+                "spec_hash": spec_hash, "mask_hash": mask_hash, "best": best, "finished": finished,
+                "world_size": d.world_size, "wirelang_version": __version__, "language_version": LANGUAGE_VERSION,
+            }
+            # The metrics line goes first: a crash before the checkpoint lands only repeats
+            # this epoch on resume (lines past the checkpoint are dropped then).
+            error = _write_epoch(run_dir, log, record, payload, improved, phase.number == 1 and len(plan_phases) > 1
+                                 and epoch == phase.epochs) if d.is_main else None
+            if not all_agree(d, error is None):
+                raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
+
+    progress.close()
+    if record:
+        say(f"done: test top1 {100 * record['test_top1']:.2f}%, best val top1 "
+            + ("n/a" if record["best_val_top1"] is None else f"{100 * record['best_val_top1']:.2f}%")
+            + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}")
+    return RunResult(run_dir, record, model.eval())
+
+
+def _write_epoch(run_dir: Path, log: MetricsLog, record: dict, payload: dict, improved: bool,
+                 end_of_phase1: bool) -> RunError | None:
+    folder = run_dir / ckpt.CHECKPOINTS
+    try:
+        log.append(record)
+        ckpt.save(folder / ckpt.LAST, payload, keep_previous=True)
+        if improved:
+            ckpt.save(folder / ckpt.BEST, payload)
+        if end_of_phase1:
+            ckpt.save(folder / ckpt.PHASE1_LAST, payload)
+    except RunError as err:
+        return err
+    except OSError as err:
+        return RunError(f"cannot write {log.path}: {err.strerror or err}")
+    return None
+
+
+def rewind(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
+    """Every weight and buffer back to `initial`, except the masks fixed by `freeze_topk`."""
+    now = model.state_dict()
+    model.load_state_dict({k: now[k] if is_mask_buffer(k) else v for k, v in initial.items()})
+
+
+def is_mask_buffer(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1]
+    return last == "phase" or (last.startswith("fixed_") and last[6:].isdigit())
+
+
+def _stop_non_finite(value: float, step: int, phase: int, epoch: int, run_dir: Path, d: Dist) -> None:
+    last = run_dir / ckpt.CHECKPOINTS / ckpt.LAST
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+    raise RunError(f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}",
+                   quiet=not d.is_main)
+
+
+def _last_record(run_dir: Path) -> dict[str, Any]:
+    from wirelang.train.metrics import read_metrics
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    return records[-1] if records else {}
+
+
+class _CompileOrEager:
+    """torch.compile'd forward, falling back to eager (with one warning) if compiling fails."""
+
+    def __init__(self, module: nn.Module, say):
+        self.eager, self.compiled, self.say = module, torch.compile(module), say
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as err:  # any failure inside dynamo/inductor: eager still works
+                self.compiled = None
+                self.say(f"warning: torch.compile failed ({str(err).splitlines()[0][:200]}); continuing in eager mode")
+        return self.eager(x)

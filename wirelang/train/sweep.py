@@ -1,0 +1,81 @@
+"""`wirelang sweep`: one run per seed, and a mean +- std table the way the paper reports results.
+
+    wirelang sweep specs/quickstart.wire --seeds 3 --out runs/quickstart-sweep
+
+The sweep directory holds one run per seed (`seed0/`, `seed1/`, ...) and `sweep.md` /
+`sweep.json`. Running the same command again resumes unfinished runs and skips finished ones.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from wirelang.train.runs import RunError, write_text_atomic
+
+REPORTED = ("test_top1", "val_top1", "best_val_top1")
+
+
+def parse_seeds(count: int | None, listed: str | None) -> list[int]:
+    if (count is None) == (listed is None):
+        raise RunError("give either --seeds N or --seed-list 1,2,3", 2)
+    if count is not None:
+        if count < 1:
+            raise RunError("--seeds needs a count >= 1", 2)
+        return list(range(count))
+    try:
+        seeds = [int(s) for s in listed.split(",") if s.strip()]
+    except ValueError:
+        raise RunError(f"--seed-list {listed}: expected comma-separated integers", 2) from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise RunError(f"--seed-list {listed}: expected distinct integers >= 0", 2)
+    return seeds
+
+
+def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = None, out: str | Path | None = None,
+              say=print, **flags: Any) -> dict[str, Any]:
+    """Train `spec` once per seed (extra `flags` go to TrainOptions); write and return the summary."""
+    from wirelang.train import TrainOptions, train
+
+    spec = Path(spec)
+    out = Path(out) if out is not None else Path("runs") / f"{spec.stem}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        run_dir = out / f"seed{seed}"
+        say(f"sweep: seed {seed} -> {run_dir}")
+        if (run_dir / "config.json").exists():
+            opts = TrainOptions(spec=spec, resume=run_dir, procs=flags.get("procs", 0), gpus=flags.get("gpus", 0))
+        else:
+            opts = TrainOptions(spec=spec, overrides=list(overrides or []), seed=seed, out=run_dir, **flags)
+        runs[seed] = train(opts, say=say).final
+    summary = summarize(spec, runs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sweep.json", json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2) + "\n")
+    write_text_atomic(out / "sweep.md", summary["table"] + "\n")
+    return summary
+
+
+def summarize(spec: Path, runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (n - 1) of each reported accuracy, in percent."""
+    stats: dict[str, Any] = {}
+    for key in REPORTED:
+        values = [100 * r[key] for r in runs.values() if r.get(key) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            stats[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+    header = "| spec | seeds | " + " | ".join(f"{k} (%)" for k in stats) + " |"
+    rule = "|---|---|" + "---|" * len(stats)
+    cells = " | ".join(f"{s['mean']:.2f} +- {s['std']:.2f}" for s in stats.values())
+    table = "\n".join([header, rule, f"| {spec.stem} | {', '.join(map(str, runs))} | {cells} |"])
+    per_seed = ["", "| seed | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
+    for seed, r in runs.items():
+        per_seed.append(f"| {seed} | " + " | ".join(_pct(r.get(k)) for k in stats) + " |")
+    return {"spec": str(spec), "seeds": list(runs), "stats": stats, "runs": {str(s): r for s, r in runs.items()},
+            "table": table + "\n" + "\n".join(per_seed)}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
