@@ -151,6 +151,15 @@ class EdgeMask(nn.Module):
         for buf, m in zip(self.fixed_masks(), masks, strict=True):
             buf.copy_(m)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # `wiring fixed` takes its edges from the spec. A checkpoint trained under another
+        # method (the run a frozen spec was exported from) stores its own, unused fixed_i
+        # buffers with the same keys: they must not overwrite the spec's edges.
+        keep = [f.clone() for f in self.fixed_masks()] if self.method == "fixed" else None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if keep is not None:
+            self._set_fixed(keep)
+
     def _random_masks(self) -> list[Tensor]:
         # Depends only on the seed and the candidate layout, never on the weights.
         weights = self.weights()
