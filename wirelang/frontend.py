@@ -16,6 +16,7 @@ from wirelang.diagnostics import Reporter, SpecError
 from wirelang.ir import core
 from wirelang.passes.check import check_graphs, check_pools
 from wirelang.passes.expand import expand
+from wirelang.passes.limits import check_limits
 from wirelang.passes.load import load
 from wirelang.passes.settings import check_train
 from wirelang.passes.shapes import infer_shapes
@@ -26,8 +27,10 @@ Pass = Callable[[core.Network, Reporter], core.Network]
 
 def passes(extras: dict) -> list[tuple[str, Pass]]:
     return [
-        ("shapes", infer_shapes),
+        # Shapes after a dropped layer or graph would be wrong: then expand's errors are all.
+        ("shapes", infer_shapes if extras.get("complete", True) else lambda net, rep: net),
         ("graphs", check_graphs),
+        ("limits", check_limits),
         ("sparse", lambda net, rep: apply_sparse(net, extras.get("sparse", []), extras.get("sparse_scope"), rep)),
         ("pools", check_pools),
         ("train", check_train),
@@ -41,8 +44,8 @@ def build(path: str | Path, text: str | None = None, verify: Callable[[str, core
     """
     program = load(path, text)
     net, rep, extras = expand(program)
-    # Shapes are worth inferring even after expansion errors in unrelated items, but a
-    # network that failed to expand at all has nothing more to say.
+    # Shapes are worth inferring after errors in the train block, but not after a dropped
+    # layer or graph (see passes()); a network that failed to expand has nothing more to say.
     if net is None:
         rep.raise_if_any()
         raise AssertionError("expand returned no network without an error")  # pragma: no cover

@@ -8,6 +8,7 @@ bare word such as `cifar10` as `"cifar10"`; both forms are accepted wherever a n
 from __future__ import annotations
 
 import copy
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,18 +111,42 @@ def validate(settings: dict[str, Any]) -> TrainConfig:
         raise SettingError(key, _explain(first, key), _hint(first, key)) from None
 
 
+_NOUNS = {"data": "dataset", "optimizer": "optimizer", "schedule": "schedule"}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "above"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "below")}
+
+
 def _explain(error: dict, key: str) -> str:
-    kind = error["type"]
+    kind, found = error["type"], _shown(error["input"])
+    parts = key.split(".")
     if kind == "extra_forbidden":
         return f"unknown training setting `{key}`"
     if kind == "literal_error":
-        return f"`{key}` cannot be {error['input']!r}: {error['msg'].lower()}"
+        if parts[-1] == "name" and len(parts) > 1 and parts[-2] in _NOUNS:
+            return f"unknown {_NOUNS[parts[-2]]} {found}"
+        return f"`{key}` cannot be {found}"
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        return f"`{key}` must be {words} {error['ctx'][bound]}, found {found}"
+    if kind.startswith("int_"):
+        return f"`{key}` must be a whole number, found {found}"
     return f"bad value for `{key}`: {error['msg'].lower()}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return f"`{value['name']}(...)`"
+    return repr(value)
 
 
 def _hint(error: dict, key: str) -> str | None:
     from wirelang.diagnostics import did_you_mean
 
+    if error["type"] == "literal_error" and isinstance(error["input"], str):
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        return did_you_mean(error["input"], choices)
     if error["type"] == "extra_forbidden":
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         model = TrainConfig

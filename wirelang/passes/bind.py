@@ -7,7 +7,15 @@ from typing import Any
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ops import ParamSpec
-from wirelang.passes.evaluate import CallValue, EvalError, Fraction, Scope, Symbol, describe, evaluate
+from wirelang.passes.evaluate import (
+    CallValue,
+    EvalError,
+    Fraction,
+    Scope,
+    Symbol,
+    describe,
+    evaluate,
+)
 from wirelang.syntax import ast
 
 
@@ -58,6 +66,7 @@ def _bind(
 ) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
+    given: set[str] = set()  # given, even if with a bad value: not also "missing"
     ok = True
     by_name = {p.name: p for p in params}
     next_pos = 0
@@ -80,6 +89,7 @@ def _bind(
             rep.error(arg_span, f"`{name}` is given twice", related=[(spans[name], "first given here")])
             ok = False
             continue
+        given.add(name)
         try:
             value = get()
         except EvalError:
@@ -92,6 +102,8 @@ def _bind(
         values[name], spans[name] = converted, arg_span
     for p in params:
         if p.name not in values:
+            if p.name in given:
+                continue
             if p.required:
                 rep.error(call.span, f"{what} needs `{p.name}`", f"write `{call.name}({p.name}=...)`" if p.name not in positional else f"write `{call.name}(<{p.name}>)`")
                 ok = False

@@ -66,8 +66,12 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
                       "leave input sets out of the targets, or use `semantics discrete(steps=...)`")
     if static and topo_order(g) is None:
         b = _cycle_block(g)
-        rep.error(b.span, f"a static graph must be acyclic, but edges `{b.source} -> {b.target}` close a cycle",
-                  "use `forward(...)` or `chain(...)`, or `semantics discrete(steps=...)` for a cyclic graph")
+        path = _path(g, b.target, b.source)
+        cycle = " -> ".join([b.source, *path])
+        back = next((x for x in g.blocks if (x.source, x.target) == (path[0], path[1]) and x.span != b.span), None) if len(path) > 1 else None
+        rep.error(b.span, f"a static graph must be acyclic, but edges `{b.source} -> {b.target}` close the cycle {cycle}",
+                  "use `forward(...)` or `chain(...)`, or `semantics discrete(steps=...)` for a cyclic graph",
+                  related=[(back.span, f"edges `{back.source} -> {back.target}` declared here")] if back is not None else [])
     cand = g.candidates
     if cand == 0:
         rep.error(g.span, f"graph `{g.name}` has no candidate edges")
@@ -91,6 +95,29 @@ def _cycle_block(g: core.Graph) -> core.EdgeBlock:
         if topo_order(rest) is not None:
             return b
     return g.blocks[-1]
+
+
+def _path(g: core.Graph, start: str, goal: str) -> list[str]:
+    """Sets on a shortest path of blocks from `start` to `goal` (both included)."""
+    succs: dict[str, list[str]] = {}
+    for b in g.blocks:
+        succs.setdefault(b.source, []).append(b.target)
+    came: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier and goal not in came:
+        reached = []
+        for u in frontier:
+            for v in succs.get(u, []):
+                if v not in came:
+                    came[v] = u
+                    reached.append(v)
+        frontier = reached
+    if goal not in came:  # pragma: no cover - only called on a block that closes a cycle
+        return [start, goal]
+    path = [goal]
+    while path[-1] != start:
+        path.append(came[path[-1]])
+    return path[::-1]
 
 
 def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
@@ -126,6 +153,7 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
 def check_pools(net: core.Network, rep: Reporter) -> core.Network:
     pools = {p.name: p for p in net.pools}
     members: dict[str, list[tuple[str, int, Span]]] = {name: [] for name in pools}
+    before = len(rep.diagnostics)
     for g in net.graphs():
         if g.budget.kind == "pooled":
             _member(g.budget, g.name, g.candidates, pools, members, rep)
@@ -133,9 +161,12 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
         if layer.sparse is not None and layer.sparse.budget.kind == "pooled":
             _member(layer.sparse.budget, layer.path, sparse_candidates(layer), pools, members, rep)
     resolved = []
+    unknown = len(rep.diagnostics) > before  # a misspelt pool name: its pool is not "unused"
     for p in net.pools:
         got = members[p.name]
         if not got:
+            if unknown:
+                continue
             rep.error(p.span, f"pool `{p.name}` is declared but nothing draws from it", "use `budget pooled " + p.name + "` in a graph or a sparse block")
             continue
         cand = sum(c for _, c, _ in got)

@@ -76,13 +76,16 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
     input_shape, input_kind, classes = _header(decl, scope, rep)
     if classes is not None:
         scope.values.setdefault("classes", classes)
+    before = len(rep.diagnostics)
     _net_items(decl.body, scope, ctx, prefix="", in_repeat=None)
+    complete = len(rep.diagnostics) == before  # no layer, graph or block was dropped
     train, train_spans = _train(ctx, rep)
     if input_shape is None or classes is None:
         return None, rep, {}
     net = core.Network(span=decl.span, name=decl.name, input_kind=input_kind, input=input_shape, classes=classes,
                        items=ctx.items, pools=ctx.pools, train=train, train_spans=train_spans)
-    return net, rep, {"sparse": ctx.sparse, "sparse_scope": ctx.sparse_scope, "budget_spans": ctx.budget_spans}
+    return net, rep, {"sparse": ctx.sparse, "sparse_scope": ctx.sparse_scope, "budget_spans": ctx.budget_spans,
+                      "complete": complete}
 
 
 def _let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span]) -> None:
@@ -155,7 +158,7 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
             case ast.ResidualDecl():
                 _residual(item, scope, ctx, prefix, in_repeat)
             case ast.RepeatDecl():
-                n = count(item.count, scope, ctx.rep, "repeat")
+                n = count(item.count, scope, ctx.rep, "repeat count")
                 for i in range(n or 0):
                     inner = scope.child({item.var: i} if item.var else {})
                     _net_items(item.body, inner, ctx, prefix, i)
@@ -189,7 +192,7 @@ def layer_list(items: list, scope: Scope, ctx: _Ctx, base: str, start: int = 0) 
     out: list[core.Layer] = []
     for item in items:
         if isinstance(item, ast.LayerRepeat):
-            n = count(item.count, scope, ctx.rep, "repeat") or 0
+            n = count(item.count, scope, ctx.rep, "repeat count") or 0
             for i in range(n):
                 out += layer_list(item.body, scope.child({item.var: i} if item.var else {}), ctx, base, start + len(out))
             continue
@@ -274,7 +277,9 @@ def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Sco
     for i, arg in enumerate(call.args):
         name = arg.name if arg.name is not None else (names[i] if i < len(names) else None)
         if name is None:
-            rep.error(arg.span, f"template `{template.name}` takes {len(names)} arguments", f"its parameters: {', '.join(names)}")
+            n = len(names)
+            rep.error(arg.span, f"template `{template.name}` takes {n} argument{'s' if n != 1 else ''}, got {len(call.args)}",
+                      f"its parameters: {', '.join(names)}" if names else "it takes no parameters")
             ok = False
             continue
         if name not in names:

@@ -19,6 +19,7 @@ from wirelang.passes.items import budget_value, count, layer, wiring_from
 from wirelang.syntax import ast
 
 PATTERNS = {"forward", "chain", "all"}
+MAX_BLOCKS = 4096  # blocks of candidate edges (set pairs) per graph; each is an IR object
 _PATTERN_PARAMS = (ParamSpec("self_loops", "bool", False),)
 
 
@@ -84,13 +85,13 @@ def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: l
             ok = False
             continue
         declared[decl.name] = decl.span
-        size = count(decl.size, scope, rep, "node set size")
-        n = 1 if decl.count is None else count(decl.count, scope, rep, "node set group")
-        if size is None or n is None:
-            ok = False
-            continue
-        if size < 1:
+        size = count(decl.size, scope, rep, "node set size", limit=None)
+        n = 1 if decl.count is None else count(decl.count, scope, rep, "number of sets in a group")
+        if size is not None and size < 1:
             rep.error(decl.size.span, f"node set `{decl.name}` needs at least one node, found {size}")
+            size = None
+        if size is None or n is None:
+            groups[decl.name] = []  # known, so that edge patterns naming it add no second error
             ok = False
             continue
         names = [decl.name] if decl.count is None else [f"{decl.name}.{i}" for i in range(1, n + 1)]
@@ -160,6 +161,10 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
                 rep.error(call.span, "a node set appears twice in this pattern")
                 ok = False
                 continue
+            n = len(names)
+            if not _room(len(blocks), {"forward": n * (n - 1) // 2, "chain": max(n - 1, 0)}.get(call.name, n * n), stmt.span, rep):
+                ok = False
+                continue
             if call.name == "forward":
                 pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
             elif call.name == "chain":
@@ -174,10 +179,22 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
             if any(x is None for x in srcs + dsts):
                 ok = False
                 continue
-            for a in [n for g in srcs for n in g]:
-                for b in [n for g in dsts for n in g]:
+            sources, targets = [n for g in srcs for n in g], [n for g in dsts for n in g]
+            if not _room(len(blocks), len(sources) * len(targets), stmt.span, rep):
+                ok = False
+                continue
+            for a in sources:
+                for b in targets:
                     add(a, b, False, stmt.span)
     return list(blocks.values()) if ok else None
+
+
+def _room(have: int, adding: int, span: Span, rep: Reporter) -> bool:
+    if have + adding <= MAX_BLOCKS:
+        return True
+    rep.error(span, f"these edges connect {adding:,} pairs of node sets, more than the limit of {MAX_BLOCKS} per graph",
+              "group the nodes into fewer, larger sets")
+    return False
 
 
 def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Semantics | None:

@@ -12,9 +12,14 @@ from wirelang.passes.bind import bind_call, bind_held, held_call
 from wirelang.passes.evaluate import EvalError, Fraction, Scope, Symbol, describe, evaluate
 from wirelang.syntax import ast
 
-MAX_REPEAT = 10_000
+MAX_REPEAT = 10_000  # repeat counts and sets in a group: each one is expanded in Python
 
-def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str) -> int | None:
+
+def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str, limit: int | None = MAX_REPEAT) -> int | None:
+    """A whole number >= 0 such as a repeat count (`what`: "repeat count") or a set size.
+
+    `limit` bounds counts that cost Python work per unit; sizes (`limit=None`) cost nothing
+    here and are bounded by the memory check (`wirelang.passes.limits`)."""
     try:
         v = evaluate(expr, scope, rep)
     except EvalError:
@@ -25,10 +30,11 @@ def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str) -> int | None:
         rep.error(v.span, f"unknown name `{v.name}`", did_you_mean(v.name, scope.names()))
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        rep.error(expr.span, f"a {what} count must be a whole number >= 0, found {describe(v)}")
+        rep.error(expr.span, f"a {what} must be a whole number >= 0, found {describe(v)}",
+                  "use floor(...), ceil(...) or round(...) to make a whole number" if isinstance(v, float) else None)
         return None
-    if v > MAX_REPEAT:
-        rep.error(expr.span, f"a {what} count of {v} is more than the limit of {MAX_REPEAT}")
+    if limit is not None and v > limit:
+        rep.error(expr.span, f"a {what} of {v} is more than the limit of {limit}")
         return None
     return v
 

@@ -7,6 +7,7 @@ statement that closes them.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], 
             rep.error(item.span, f"includes nested deeper than {MAX_INCLUDE_DEPTH} files")
             continue
         seen.add(target)
+        if not target.exists():
+            rep.error(item.span, f"cannot read `{display_path(target)}`: no such file", _missing_hint(item.path, path.parent))
+            continue
         try:
             child = read_spec(target, display_path(target), where=item.span)
         except SpecError as err:
@@ -85,3 +89,13 @@ def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], 
                           "keep networks in specs/*.wire and only lets and templates in included files")
         _includes(child, target, out, seen, stack + [target], rep)
         out.append(child)
+
+
+def _missing_hint(written: str, folder: Path) -> str:
+    """The closest existing file to a missing include, or where include paths start from."""
+    target = folder / written
+    siblings = sorted(p.name for p in target.parent.glob("*.wire")) if target.parent.is_dir() else []
+    close = difflib.get_close_matches(target.name, siblings, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{(Path(written).parent / close[0]).as_posix()}`?"
+    return f"an include path is relative to the including file's folder, `{display_path(folder)}`"

@@ -7,11 +7,16 @@ the spec author's terms ("expected `}` or a name"), never lark's terminal names.
 from __future__ import annotations
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from wirelang.diagnostics import Diagnostic, Span, SpecError, remember_source
-from wirelang.syntax import ast
-from wirelang.syntax import grammar
+from wirelang.syntax import ast, grammar
 from wirelang.syntax.grammar import parser
 
 # How a terminal is called in an error message, when it is not a literal word or symbol.
@@ -42,20 +47,34 @@ def parse_text(text: str, path: str) -> ast.File:
 
 def parse_bytes(data: bytes, path: str) -> ast.File:
     """Decode strictly: a binary or mis-encoded file is a spec error, not a crash."""
-    where = Span(path=path, line=1, col=1, end_line=1, end_col=2)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
+        where = _byte_span(data, err.start, path)
         raise SpecError(
-            [Diagnostic(where, f"the file is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start})",
+            [Diagnostic(where, f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
                         "save the spec as UTF-8")]
         ) from None
     if "\x00" in text:
-        raise SpecError([Diagnostic(where, f"the file contains a NUL byte (at offset {text.index(chr(0))}); it looks binary",
-                                    "a .wire file is plain text")])
+        where = _byte_span(data, data.index(b"\x00"), path)
+        raise SpecError([Diagnostic(where, "the file contains a NUL byte; it looks binary", "a .wire file is plain text")])
     if text.startswith("\ufeff"):  # a byte-order mark is harmless: drop it
         text = text[1:]
     return parse_text(text, path)
+
+
+def _byte_span(data: bytes, offset: int, path: str) -> Span:
+    """Where a bad byte is, as a line and a column; its line is remembered for the excerpt with
+    undecodable bytes and NULs shown as U+FFFD, so that the caret points at it."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    end = data.find(b"\n", offset)
+    line_bytes = data[start:] if end < 0 else data[start:end]
+    before = data[start:offset].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    shown = line_bytes.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    line = data.count(b"\n", 0, offset) + 1
+    remember_source(path, "\n" * (line - 1) + shown)
+    col = len(before) + 1
+    return Span(path=path, line=line, col=col, end_line=line, end_col=col + 1)
 
 
 def parse_value(text: str, path: str = "<--set>") -> ast.Expr:
@@ -87,8 +106,8 @@ def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_o
     line, col = max(1, err.line - line_offset), max(1, err.column - (col_offset if err.line - line_offset >= 1 else 0))
     width = 1
     if isinstance(err, UnexpectedToken):
-        if err.token.type == "$END":
-            found = "end of file"
+        if err.token.type == "$END" or (err.token.type == "_NL" and not text[err.token.start_pos:].strip()):
+            found = "end of file"  # the last newline (added above if missing) is the end
         elif err.token.type == "_NL":
             found = "end of line"
         else:
