@@ -78,14 +78,24 @@ def render(diag: Diagnostic) -> str:
     return "\n".join(out)
 
 
+MAX_EXCERPT = 120  # characters of a source line shown under a message
+
+
 def _excerpt(span: Span) -> list[str]:
     text = source_line(span.path, span.line)
     if text is None:
         return []
     text = text.replace("\t", " ")
+    col = span.col
     width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1)
+    if len(text) > MAX_EXCERPT:  # a very long line: show a window around the span
+        start = max(0, min(col - 1 - MAX_EXCERPT // 4, len(text) - MAX_EXCERPT))
+        shown = ("..." if start else "") + text[start:start + MAX_EXCERPT] + ("..." if start + MAX_EXCERPT < len(text) else "")
+        col = col - start + (3 if start else 0)
+        width = max(1, min(width, start + MAX_EXCERPT - span.col + 1))
+        text = shown
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" * width]
+    return [gutter + text, " " * (len(gutter) + col - 1) + "^" * width]
 
 
 def render_error(err: SpecError) -> str:

@@ -43,6 +43,13 @@ class EvalError(Exception):
     """Raised after the problem was reported, to abandon the enclosing construct."""
 
 
+class Failed:
+    """The value of a `let` whose expression failed (already reported): using it says no more."""
+
+
+FAILED = Failed()
+
+
 @dataclass
 class Scope:
     values: dict[str, Any]
@@ -93,7 +100,7 @@ def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
         rep.error(span, "this number is not finite", "numbers must be below about 1e308")
         raise EvalError
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        rep.error(span, f"{value:.3g} is too large for any size or count", f"values must be at most {MAX_INT:.0e}")
+        rep.error(span, f"{value:.3g} is too large for any size or count", "values must be at most 10^15")
         raise EvalError
     return value
 
@@ -117,9 +124,12 @@ def _eval(expr: ast.Expr, scope: Scope, rep: Reporter) -> Any:
             return v
         case ast.Name(name=n):
             try:
-                return scope.lookup(n)
+                value = scope.lookup(n)
             except KeyError:
                 return Symbol(n, expr.span)
+            if value is FAILED:
+                raise EvalError
+            return value
         case ast.Neg(operand=o):
             return -_number(o, scope, rep)
         case ast.ListExpr(items=items):
@@ -148,7 +158,7 @@ def _binop(op: str, a: int | float, b: int | float, expr: ast.BinOp, rep: Report
         return a / b
     # `^`: bound the work before doing it
     if a != 0 and abs(a) != 1 and b > 0 and b * math.log10(abs(a)) > 15:
-        rep.error(expr.span, "this power is too large for any size or count", f"values must be at most {MAX_INT:.0e}")
+        rep.error(expr.span, "this power is too large for any size or count", "values must be at most 10^15")
         raise EvalError
     if a == 0 and b < 0:
         rep.error(expr.span, "zero to a negative power")

@@ -14,13 +14,14 @@ from typing import Any
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
-from wirelang.passes.evaluate import EvalError, Scope, Symbol, describe, evaluate, to_plain
+from wirelang.passes.evaluate import FAILED, EvalError, Scope, describe, evaluate, to_plain
 from wirelang.passes.graph_build import build_graph
 from wirelang.passes.items import budget_value, count, layer
 from wirelang.passes.load import Program
 from wirelang.syntax import ast
 
 MAX_TEMPLATE_DEPTH = 16
+MAX_EXPANSION = 10_000  # repeat iterations and layers built, in all: runaway repeats stop here
 
 
 @dataclass
@@ -36,6 +37,16 @@ class _Ctx:
     train: list[tuple[ast.TrainDecl, Scope]] = field(default_factory=list)
     stack: list[str] = field(default_factory=list)
     budget_spans: dict[str, Span] = field(default_factory=dict)
+    expanded: int = 0
+
+    def spend(self, span: Span, cost: int = 1) -> bool:
+        """Count repeat iterations, layers and node sets; False (reported once) past MAX_EXPANSION."""
+        over = self.expanded > MAX_EXPANSION
+        self.expanded += cost
+        if self.expanded > MAX_EXPANSION and not over:
+            self.rep.error(span, f"the network expands to more than {MAX_EXPANSION:,} layers, node sets and repeat iterations",
+                           "use fewer or smaller repeats, fewer sets in a group (`h[n] * count`), or fewer layers")
+        return self.expanded <= MAX_EXPANSION
 
     def fresh(self, kind: str) -> int:
         self.counters[kind] = self.counters.get(kind, 0) + 1
@@ -96,7 +107,7 @@ def _let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span
     try:
         scope.values[item.name] = evaluate(item.value, scope, rep)
     except EvalError:
-        scope.values[item.name] = Symbol(item.name, item.span)
+        scope.values[item.name] = FAILED
 
 
 def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Shape | None, str, int | None]:
@@ -160,6 +171,8 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
             case ast.RepeatDecl():
                 n = count(item.count, scope, ctx.rep, "repeat count")
                 for i in range(n or 0):
+                    if not ctx.spend(item.span):
+                        break
                     inner = scope.child({item.var: i} if item.var else {})
                     _net_items(item.body, inner, ctx, prefix, i)
             case ast.UseDecl():
@@ -194,10 +207,14 @@ def layer_list(items: list, scope: Scope, ctx: _Ctx, base: str, start: int = 0) 
         if isinstance(item, ast.LayerRepeat):
             n = count(item.count, scope, ctx.rep, "repeat count") or 0
             for i in range(n):
+                if not ctx.spend(item.span):
+                    break
                 out += layer_list(item.body, scope.child({item.var: i} if item.var else {}), ctx, base, start + len(out))
             continue
         calls = item.layers if isinstance(item, ast.LayerLine) else [item]
         for call in calls:
+            if not ctx.spend(call.span):
+                break
             built = layer(call, scope, ctx.rep, f"{base}.{start + len(out)}")
             if built is not None:
                 out.append(built)
@@ -309,7 +326,7 @@ def _graph(item: ast.GraphDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat:
     name = _name(item.name, "graph", ctx, prefix, in_repeat)
     if not ctx.claim(name, item.span):
         return
-    graph = build_graph(item, name, scope, ctx.rep)
+    graph = build_graph(item, name, scope, ctx.rep, ctx.spend)
     if graph is not None:
         ctx.items.append(graph)
 

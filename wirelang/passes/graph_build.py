@@ -9,6 +9,8 @@ Edge patterns over sets (a group `h[64] * 3` stands for h.1, h.2, h.3 in order):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wirelang import methods
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
@@ -23,7 +25,9 @@ MAX_BLOCKS = 4096  # blocks of candidate edges (set pairs) per graph; each is an
 _PATTERN_PARAMS = (ParamSpec("self_loops", "bool", False),)
 
 
-def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter) -> core.Graph | None:
+def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
+                spend: Callable[[Span, int], bool] | None = None) -> core.Graph | None:
+    """`spend(span, n)` is asked before n node sets are built; False stops (the caller reports)."""
     scope = scope.child()
     sets: list[core.NodeSet] = []
     groups: dict[str, list[str]] = {}  # a name in patterns -> the sets it stands for
@@ -36,7 +40,7 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter) -> 
 
             _let(stmt, scope, rep, {})
         elif isinstance(stmt, ast.NodesStmt):
-            ok &= _nodes(stmt, name, scope, rep, sets, groups, declared)
+            ok &= _nodes(stmt, name, scope, rep, sets, groups, declared, spend)
         else:
             kind = stmt.kind if stmt.kind not in ("edges_pattern", "edges_arrow") else None
             if kind is not None:
@@ -72,7 +76,8 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter) -> 
     return core.Graph(span=item.span, name=name, sets=sets, blocks=blocks, budget=budget, wiring=wiring, semantics=semantics)
 
 
-def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: list, groups: dict, declared: dict) -> bool:
+def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: list, groups: dict, declared: dict,
+           spend: Callable[[Span, int], bool] | None) -> bool:
     ok = True
     role = stmt.role or "hidden"
     op = _pipeline(stmt.op or [], scope, rep, f"{graph}.op")
@@ -90,7 +95,7 @@ def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: l
         if size is not None and size < 1:
             rep.error(decl.size.span, f"node set `{decl.name}` needs at least one node, found {size}")
             size = None
-        if size is None or n is None:
+        if size is None or n is None or (spend is not None and not spend(decl.span, n)):
             groups[decl.name] = []  # known, so that edge patterns naming it add no second error
             ok = False
             continue

@@ -129,7 +129,35 @@ def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_o
     if names:
         hint = "expected " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
     span = Span(path=path, line=line, col=col, end_line=line, end_col=col + width)
-    return Diagnostic(span, message, hint)
+    related: tuple = ()
+    if message == "unexpected end of file" and "RBRACE" in expected and not line_offset:
+        opened = _unclosed_brace(text)
+        if opened is not None:
+            hint = f"expected `}}`: the `{{` on line {opened[0]} is never closed"
+            related = ((Span(path=path, line=opened[0], col=opened[1], end_line=opened[0], end_col=opened[1] + 1),
+                        "this `{` is not closed"),)
+    return Diagnostic(span, message, hint, related)
+
+
+def _unclosed_brace(text: str) -> tuple[int, int] | None:
+    """Line and column of the innermost `{` left open at the end (comments and strings skipped)."""
+    stack: list[tuple[int, int]] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if ch == "#":
+                break
+            if ch == '"':  # a string: skip to its closing quote
+                i += 1
+                while i < len(line) and line[i] != '"':
+                    i += 2 if line[i] == "\\" else 1
+            elif ch == "{":
+                stack.append((lineno, i + 1))
+            elif ch == "}" and stack:
+                stack.pop()
+            i += 1
+    return stack[-1] if stack else None
 
 
 def _describe(terminal: str, lark: Lark) -> str:
@@ -173,7 +201,7 @@ class _Build(Transformer):
             value: int | float = float(text)
         else:
             if len(text) > 4000:  # Python refuses to convert longer digit strings
-                raise SpecError([Diagnostic(self._s(meta), f"integer literal with {len(text)} digits is too large")])
+                raise SpecError([Diagnostic(self._s(meta), f"integer literal with {len(text)} digits is too large", "values must be at most 10^15")])
             value = int(text)
         return ast.Num(span=self._s(meta), value=value, text=text)
 

@@ -1,0 +1,123 @@
+"""Golden error messages: each broken spec in specs/errors/ prints exactly its `.expected` file.
+
+Every sample holds one mistake, so each golden holds exactly one error. Error texts are part of
+the interface: after an intended change of wording, regenerate with
+`pytest tests/test_errors.py --update-goldens` (or WIRELANG_UPDATE_GOLDENS=1) and read the diff.
+The samples run in-process through the CLI (`wirelang check specs/errors/NAME.wire` from the
+repository root); one runs as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wirelang.cli import app
+from wirelang.frontend import check_file
+from wirelang.passes import limits
+
+ROOT = Path(__file__).resolve().parents[1]
+ERRORS = ROOT / "specs" / "errors"
+SAMPLES = sorted(ERRORS.glob("*.wire"))
+
+
+def run_check(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.chdir(ROOT)  # paths in messages are relative to the working directory
+    monkeypatch.delenv(limits.ENV_VAR, raising=False)
+    result = CliRunner().invoke(app, ["check", f"specs/errors/{name}"])
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+def test_golden(sample: Path, monkeypatch: pytest.MonkeyPatch, update_goldens: bool) -> None:
+    code, stderr = run_check(sample.name, monkeypatch)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    golden = sample.with_suffix(".expected")
+    if update_goldens:
+        golden.write_text(stderr, encoding="utf-8")
+        return
+    assert golden.exists(), f"no golden for {sample.name}: run pytest {__file__} --update-goldens"
+    assert stderr == golden.read_text(encoding="utf-8")
+
+
+def test_samples_cover_the_list() -> None:
+    assert len(SAMPLES) >= 30
+    stale = sorted(p.name for p in ERRORS.glob("*.expected") if not p.with_suffix(".wire").exists())
+    assert not stale, f"goldens without a sample: {stale}"
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+def test_one_mistake_one_error(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cascades: a sample's one mistake gives one located error in the file or its includes."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(limits.ENV_VAR, raising=False)
+    diags = check_file(sample.relative_to(ROOT))
+    assert len(diags) == 1, [d.message for d in diags]
+    assert diags[0].span.path.startswith("specs/errors/")
+
+
+def test_subprocess_exit_code_and_no_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "wirelang", "check", "specs/errors/static_cycle.wire"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("specs/errors/static_cycle.wire:13:5: error: a static graph must be acyclic")
+
+
+# ------------------------------------------------------------------------- sizes
+def test_ten_million_nodes_check_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(limits.ENV_VAR, raising=False)
+    check_file("specs/errors/huge_graph.wire")  # warm the parser
+    start = time.perf_counter()
+    diags = check_file("specs/errors/huge_graph.wire")
+    assert time.perf_counter() - start < 1.0
+    assert [d.message for d in diags] == [
+        "graph `body` has 3.0e14 candidate edges, which would need 1.2 PB of weights"]
+
+
+def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv(limits.ENV_VAR, "2PB")  # 1.2 PB of weights now fits
+    assert check_file("specs/errors/huge_graph.wire") == []
+    monkeypatch.setenv(limits.ENV_VAR, "1000")  # 1 kB: even the tiny network is too large
+    diags = check_file("specs/cifar_tiny.wire")
+    assert diags and all("which would need" in d.message for d in diags)
+    assert "the limit is 1 kB" in diags[0].hint
+    monkeypatch.setenv(limits.ENV_VAR, "lots")
+    [diag] = check_file("specs/cifar_tiny.wire")
+    assert diag.message == "`WIRELANG_MAX_BYTES=lots` is not a size in bytes"
+
+
+def test_network_total_over_the_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each layer fits, together they do not: the error is at the network, citing the largest."""
+    spec = tmp_path / "wide.wire"
+    spec.write_text("network wide {\n  input image(3, 8, 8)\n  classes 10\n"
+                    "  head { flatten, linear(1000), linear(1000), linear(1000), linear(classes) }\n}\n")
+    monkeypatch.setenv(limits.ENV_VAR, "5MB")  # each layer holds at most 4 MB
+    [diag] = check_file(spec)
+    assert diag.message.startswith("network `wide` has 2,205,010 weights, which would need 8.82 MB")
+    assert diag.span.line == 1
+    assert diag.related[0][0].line == 4
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", limits.DEFAULT_MAX_BYTES), ("64GiB", 64 * 2**30), ("500G", 500 * 10**9), ("1e12", 10**12),
+    ("2 TB", 2 * 10**12), ("1.5ki", 1536), ("abc", None), ("0", None), ("-5", None),
+])
+def test_max_bytes_parsing(text: str, expected: int | None) -> None:
+    assert limits.max_bytes({limits.ENV_VAR: text}) == expected
+
+
+def test_formatting() -> None:
+    assert limits.format_count(992) == "992"
+    assert limits.format_count(10**14) == "1.0e14"
+    assert limits.format_bytes(4 * 10**14) == "400 TB"
+    assert limits.format_bytes(512) == "512 B"
+    assert limits.format_bytes(1_640_000_000_000) == "1.64 TB"
