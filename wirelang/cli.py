@@ -210,6 +210,93 @@ def sweep(
     typer.echo(summary["table"])
 
 
+# ---------------------------------------------------------------------------- after training
+def _after_training(fn, *args, **kwargs):
+    """Call an inspect / draw / export function: an unreadable run or checkpoint exits 1, a
+    spec error, a refused export or a bad output name exits 2, each in one line."""
+    from wirelang.export.compact import ExportRefused
+    from wirelang.export.draw import DrawError
+    from wirelang.export.run import RunError as BadRun
+
+    try:
+        return fn(*args, **kwargs)
+    except SpecError as err:
+        fail_spec(err)
+    except (ExportRefused, DrawError) as err:
+        _err(f"error: {err}")
+        raise typer.Exit(2) from None
+    except BadRun as err:
+        _err(f"error: {err}")
+        raise typer.Exit(1) from None
+
+
+_CHECKPOINT = typer.Option("--checkpoint", help="A .pt file of the run (default best.pt, else last.pt).")
+
+
+@app.command(name="inspect")
+def inspect_(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    checkpoint: Annotated[Path | None, _CHECKPOINT] = None,
+) -> None:
+    """Show a run's learned wiring: edges per set pair, degrees, dead nodes, effective cost, churn."""
+    from wirelang.export.inspect import inspect_run, print_report
+    from wirelang.export.run import load_run
+
+    info = _after_training(lambda: inspect_run(load_run(run, checkpoint)))
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+    else:
+        print_report(info)
+
+
+@app.command(name="draw")
+def draw_(
+    source: Annotated[Path, typer.Argument(help="A spec (.wire) or a run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="The picture: FILE.png or FILE.svg.")],
+    checkpoint: Annotated[Path | None, _CHECKPOINT] = None,
+) -> None:
+    """Draw a spec's candidate wiring and budget, or a run's learned wiring."""
+    from wirelang.export.draw import draw
+    from wirelang.export.run import load_run, load_spec
+
+    def picture() -> Path:
+        if source.is_dir():
+            run = load_run(source, checkpoint)
+            return draw(run.net, out, run.model, run.label)
+        return draw(load_spec(source), out)
+
+    typer.echo(f"wrote {_after_training(picture)}")
+
+
+@app.command(name="export")
+def export_(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write (a folder for --format python).")],
+    format_: Annotated[str, typer.Option("--format", help="wire | edges | pt2 | onnx | python.")] = "wire",
+    checkpoint: Annotated[Path | None, _CHECKPOINT] = None,
+    solver: Annotated[str | None, typer.Option("--solver", help="Continuous time: unroll this fixed-step solver (euler, midpoint, rk4).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Continuous time: the number of solver steps to unroll.")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size for the check and the latency figures.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Export a run: a frozen .wire, its edges as JSON, or a compact model (pt2, ONNX, Python source)."""
+    from wirelang.export.programs import FORMATS, export_run, print_report
+    from wirelang.export.run import load_run
+
+    if format_ not in FORMATS:
+        _err(f"error: unknown format `{format_}`: choose one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if solver is not None and solver not in ("euler", "midpoint", "rk4"):
+        _err(f"error: --solver {solver}: choose euler, midpoint or rk4")
+        raise typer.Exit(2)
+    report = _after_training(lambda: export_run(load_run(run, checkpoint), format_, out, solver=solver, steps=steps, batch=batch))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        print_report(report, say=typer.echo)
+
+
 def main() -> None:
     try:
         app()

@@ -195,7 +195,7 @@ def _set_lines(g: core.Graph) -> list[str]:
     return out
 
 
-def _layer_blocks(items: list) -> list:
+def layer_blocks(items: list) -> list:
     """Network items with consecutive layers of one block (`tiny.stem.0`, ...) grouped."""
     out: list = []
     for item in items:
@@ -240,7 +240,7 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
     p.open(f"network {net.name}")
     p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
     p.line(f"classes {net.classes}")
-    for item in _layer_blocks(net.items):
+    for item in layer_blocks(net.items):
         p.line()
         if isinstance(item, tuple):
             p.block(*item)

@@ -1,0 +1,265 @@
+"""The compact model: dead nodes removed, masks folded, every weight block shrunk.
+
+`plan_network(net, model)` turns a trained WiredModel into a `CompactPlan`: plain data (module
+constructors as source text, forward statements, a state_dict) that `standalone.render` prints
+as PyTorch source importing only torch, and `standalone.instantiate` runs. Per graph:
+- nodes kept: the output nodes, and every node that has a path of active edges to an output
+  node and is not always zero (`wirelang.export.nodes`); the same set serves every step of a
+  discrete or continuous graph (simple and exact: a dropped node never reaches an output, or
+  contributes only zeros);
+- each target set's weight matrix keeps the rows of its kept nodes and the columns of its
+  sources' kept nodes, with the mask folded in (inactive entries are 0);
+- each set's operator (norm, activation, depthwise conv: all per channel) keeps the channels
+  of its kept nodes;
+- static graphs run in topological order, discrete time unrolls its T steps, continuous time is
+  exported only with a fixed-step solver (euler, midpoint, rk4), unrolled on torchdiffeq's grid.
+Sparse layers become ordinary conv / linear layers with the mask folded into the weight.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from wirelang.backend.lower import safe
+from wirelang.export.frozen import layer_blocks
+from wirelang.export.nodes import kept_nodes, node_graph
+from wirelang.export.standalone import ctor, sequential
+from wirelang.ir import core
+from wirelang.passes.shapes import topo_order
+from wirelang.version import __version__
+
+SOLVERS = ("euler", "midpoint", "rk4")
+
+
+class ExportRefused(ValueError):
+    """The model cannot be a fixed program as asked (exit 2, one line)."""
+
+
+@dataclass
+class GraphPlan:
+    name: str
+    cls: str
+    mode: str  # static | discrete | euler | midpoint | rk4
+    doc: str = ""
+    steps: int = 0
+    dts: list[str] = field(default_factory=list)
+    modules: list[tuple[str, str]] = field(default_factory=list)  # (attribute, constructor source)
+    weights: list[tuple[str, int, int]] = field(default_factory=list)
+    buffers: list[tuple[str, int]] = field(default_factory=list)
+    init: list[tuple[str, str]] = field(default_factory=list)  # (variable, expression)
+    step: list[tuple[str, str]] = field(default_factory=list)
+    consts: list[str] = field(default_factory=list)  # sets that only send (continuous time)
+    targets: list[str] = field(default_factory=list)
+    news: list[str] = field(default_factory=list)
+    output: str = ""
+    nodes: tuple[int, int] = (0, 0)  # (kept, all)
+    edges: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class CompactPlan:
+    network: str
+    source: str
+    input: tuple[int, int, int]
+    classes: int
+    items: list[tuple[str, str]] = field(default_factory=list)  # Model attributes in order
+    graphs: list[GraphPlan] = field(default_factory=list)
+    state: dict[str, Tensor] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    version: str = __version__
+
+
+def ident(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+# ----------------------------------------------------------------------------- plain layers
+def _own_state(module: nn.Module) -> dict[str, Tensor]:
+    """A trained layer's tensors, the mask folded into a sparse layer's weight."""
+    state = {k: v.detach().clone() for k, v in module.state_dict().items() if not k.startswith("mask.")}
+    if hasattr(module, "mask"):
+        state["weight"] = module.mask()[0].detach().clone()  # w * m
+    return state
+
+
+def _sequence(model, layers: list[core.Layer], prefix: str, state: dict[str, Tensor]) -> str:
+    for i, layer in enumerate(layers):
+        for k, v in _own_state(getattr(model.gm, safe(layer.path))).items():
+            state[f"{prefix}.{i}.{k}"] = v
+    return sequential([ctor(x.op, x.params, x.in_shape.channels) for x in layers])
+
+
+def _set_module(trained: nn.Module, layers: list[core.Layer], size: int, idx: Tensor, prefix: str,
+                state: dict[str, Tensor]) -> str:
+    """A node set's operator on its kept channels: per-channel tensors keep rows `idx`."""
+    for k, v in trained.state_dict().items():
+        state[f"{prefix}.{k}"] = v.detach().index_select(0, idx).clone() if v.dim() and v.shape[0] == size else v.detach().clone()
+    return sequential([ctor(x.op, x.params, int(idx.numel())) for x in layers])
+
+
+# ----------------------------------------------------------------------------- graphs
+def fixed_grid(time: float, step_size: float) -> list[float]:
+    """The step sizes torchdiffeq's fixed-grid solvers take from 0 to `time` (float32)."""
+    t = torch.tensor([0.0, float(time)])
+    n = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
+    grid = torch.arange(0, n, dtype=t.dtype) * step_size + t[0]
+    grid[-1] = t[-1]
+    return [float(d) for d in grid[1:] - grid[:-1]]
+
+
+def solver_plan(g: core.Graph, solver: str | None, steps: int | None) -> tuple[str, list[float]]:
+    """(mode, step sizes) for a graph; refuses a continuous graph with no fixed program."""
+    kind = g.semantics.kind
+    if kind != "continuous":
+        return kind, []
+    p = g.semantics.params
+    solver = solver or (p["solver"] if p["solver"] in SOLVERS else None)
+    if solver is None or solver not in SOLVERS or (steps is None and p.get("step_size") is None):
+        raise ExportRefused(
+            f"graph `{g.name}` runs in continuous time with the solver `{p['solver']}`, which is not a fixed program; "
+            "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled")
+    if steps is not None and steps < 1:
+        raise ExportRefused(f"--steps must be at least 1, got {steps}")
+    return solver, fixed_grid(p["time"], p["time"] / steps if steps is not None else p["step_size"])
+
+
+@torch.no_grad()
+def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | None,
+           state: dict[str, Tensor]) -> GraphPlan:
+    mode, dts = solver_plan(g, solver, steps)
+    parts = model.graph_parts(g.name)
+    wiring = parts.wiring
+    ng = node_graph(model, g)
+    kept, _ = kept_nodes(model, g, ng)
+    idx = {s.name: torch.nonzero(kept[ng.set_slice(s.name)]).flatten() for s in g.sets}
+    var = {s.name: f"s_{ident(s.name)}" for s in g.sets}
+    plan = GraphPlan(name=g.name, cls=f"Graph_{ident(g.name)}", mode=mode, dts=[repr(d) for d in dts],
+                     steps=int(g.semantics.params.get("steps", 0)) if mode == "discrete" else 0)
+    key = f"{attr}."
+    dynamic = mode != "static"
+    for s in g.sets:  # operators of the kept channels
+        n = int(idx[s.name].numel())
+        if n and s.op:
+            plan.modules.append((f"op_{ident(s.name)}", _set_module(parts.ops[safe(s.name)], s.op, s.size, idx[s.name],
+                                                                    f"{key}op_{ident(s.name)}", state)))
+        if n and s.send:
+            plan.modules.append((f"send_{ident(s.name)}", _set_module(parts.send[safe(s.name)], s.send, s.size, idx[s.name],
+                                                                      f"{key}send_{ident(s.name)}", state)))
+    # initial states: input nodes hold g(x) (static: after their operator), the rest 0
+    start, h, w = 0, g.in_shape.height, g.in_shape.width
+    for s in g.sets:
+        i, n = idx[s.name], int(idx[s.name].numel())
+        if s.role == "input":
+            if n and i[-1] - i[0] + 1 == n:  # contiguous: a slice, no index tensor
+                sel = f"x[:, {start + int(i[0])}:{start + int(i[-1]) + 1}]"
+            elif n:
+                buf = f"idx_{ident(s.name)}"
+                plan.buffers.append((buf, n))
+                state[key + buf] = i + start
+                sel = f"x.index_select(1, self.{buf})"
+            start += s.size
+            if n:
+                apply_op = not dynamic and bool(s.op)
+                plan.init.append((var[s.name], f"self.op_{ident(s.name)}({sel})" if apply_op else sel))
+        elif dynamic and n:
+            plan.init.append((var[s.name], f"x.new_zeros((x.shape[0], {n}, {h}, {w}))"))
+    # one product per target set with kept nodes, over its kept sources
+    masks = wiring.mask.active()
+    effective = [t.detach() for t in wiring()]
+    sets = {s.name: s for s in g.sets}
+    order = topo_order(g) if mode == "static" else [s.name for s in g.sets]
+    where = {t: i for i, t in enumerate(wiring.targets)}
+    sent: dict[str, str] = {}
+    cats: dict[tuple[str, ...], str] = {}
+    kept_edges = 0
+    ref = "x" if mode in ("static", "discrete") else None
+    for t in order:
+        if t not in where or not idx[t].numel():
+            continue
+        i, rows = where[t], idx[t]
+        cols, srcs, col = [], [], 0
+        for s in wiring.sources[i]:
+            if idx[s].numel():
+                cols.append(idx[s] + col)
+                if sets[s].send and s not in sent:
+                    sent[s] = f"m_{ident(s)}"
+                    plan.step.append((sent[s], f"self.send_{ident(s)}({var[s]})"))
+                srcs.append(sent.get(s, var[s]))
+            col += sets[s].size
+        wname = f"w_{ident(t)}"
+        ref = ref or f"{var[t]}"
+        if cols:
+            c = torch.cat(cols)
+            plan.weights.append((wname, int(rows.numel()), int(c.numel())))
+            state[key + wname] = effective[i].index_select(0, rows).index_select(1, c).clone()
+            kept_edges += int(masks[i].index_select(0, rows).index_select(1, c).sum())
+            k = tuple(srcs)
+            if k not in cats:
+                cats[k] = srcs[0] if len(srcs) == 1 else f"c_{len(cats)}"
+                if len(srcs) > 1:
+                    plan.step.append((cats[k], f"torch.cat([{', '.join(srcs)}], 1)"))
+            summed = f"edges({cats[k]}, self.{wname})"
+        else:  # no kept source: the node computes f(0), a constant map
+            hh, ww = sets[t].in_hw
+            summed = f"{ref}.new_zeros(({ref}.shape[0], {int(rows.numel())}, {hh}, {ww}))"
+        out = f"self.op_{ident(t)}({summed})" if sets[t].op else summed
+        new = var[t] if mode == "static" else f"d_{ident(t)}"
+        plan.step.append((new, out))
+        if mode != "static":
+            plan.targets.append(var[t])
+            plan.news.append(new)
+    if dynamic:  # sets that only send keep their initial state
+        plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
+    outs = [var[s.name] for s in g.sets if s.role == "output"]
+    plan.output = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}], 1)"
+    plan.nodes = (int(kept.sum()), g.size)
+    plan.edges = (kept_edges, int(ng.src.numel()))
+    how = {"static": "static (sets in topological order)", "discrete": f"discrete time, {plan.steps} steps unrolled"}
+    plan.doc = (f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
+                f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept.")
+    return plan
+
+
+def plan_network(net: core.Network, model, source: str = "", solver: str | None = None, steps: int | None = None) -> CompactPlan:
+    """The compact plan of a trained model (put in eval mode here)."""
+    model.eval()
+    plan = CompactPlan(network=net.name, source=source or net.name, classes=net.classes,
+                       input=(net.input.channels, net.input.height, net.input.width))
+    with torch.no_grad():
+        for item in layer_blocks(net.items):
+            if isinstance(item, tuple):
+                attr = ident(item[0])
+                plan.items.append((attr, _sequence(model, item[1], attr, plan.state)))
+            elif isinstance(item, core.Residual):
+                attr = ident(item.name)
+                parts = [_sequence(model, getattr(item, p), f"{attr}.{p}", plan.state) for p in ("branch", "shortcut", "after")]
+                plan.items.append((attr, f"Residual({', '.join(parts)})"))
+            else:
+                attr = ident(item.name)
+                g = _graph(model, item, attr, solver, steps, plan.state)
+                plan.graphs.append(g)
+                plan.items.append((attr, f"{g.cls}()"))
+    for g in plan.graphs:
+        plan.notes.append(f"Graph `{g.name}`: {g.doc}")
+    if any(x.sparse is not None for x in net.layers()):
+        plan.notes.append("Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask.")
+    return plan
+
+
+def fixed_step_reference(net: core.Network, model, solver: str, steps: int):
+    """The trained model recompiled with a fixed-step solver: what an unrolled export equals."""
+    from wirelang.backend.api import compile_network
+
+    items = []
+    for item in net.items:
+        if isinstance(item, core.Graph) and item.semantics.kind == "continuous":
+            params = {**item.semantics.params, "solver": solver, "step_size": item.semantics.params["time"] / steps}
+            item = item.model_copy(update={"semantics": item.semantics.model_copy(update={"params": params})})
+        items.append(item)
+    ref = compile_network(net.model_copy(update={"items": items}))
+    ref.load_state_dict(model.state_dict())
+    return ref.eval()
