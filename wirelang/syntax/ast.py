@@ -212,6 +212,7 @@ class ResidualDecl(Node):
     name: str | None = None
     branch: list[LayerItem] | None = None
     branch_span: Span | None = None
+    shortcut_span: Span | None = None
     shortcut: list[LayerItem] | None = None
     after: list[Call] = []
     # The order of the parts as written, so that fmt reprints them in place.

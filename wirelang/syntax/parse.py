@@ -172,6 +172,26 @@ def _describe(terminal: str, lark: Lark) -> str:
     return terminal.lower()
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+
+
+def _unescape(raw: str, span: Span) -> str:
+    """The escapes a .wire string allows: \\n, \\t, \\\\ and \\" (anything else is an error)."""
+    out, i = [], 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\" and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            if nxt not in _ESCAPES:
+                raise SpecError([Diagnostic(span, f"unknown escape `\\{nxt}` in a string", "strings allow \\n, \\t, \\\\ and \\\"")])
+            out.append(_ESCAPES[nxt])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def _span(path: str, meta, line_offset: int = 0, col_offset: int = 0) -> Span:
     line, end_line = meta.line - line_offset, meta.end_line - line_offset
     col = meta.column - (col_offset if line == 1 and line_offset else 0)
@@ -208,7 +228,7 @@ class _Build(Transformer):
     @v_args(meta=True)
     def string(self, meta, c):
         raw = str(c[0])[1:-1]
-        return ast.Str(span=self._s(meta), value=raw.encode().decode("unicode_escape") if "\\" in raw else raw)
+        return ast.Str(span=self._s(meta), value=_unescape(raw, self._s(meta)) if "\\" in raw else raw)
 
     @v_args(meta=True)
     def true(self, meta, c):
@@ -245,7 +265,8 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def call(self, meta, c):
-        has_parens = len(c) > 1 and c[1] is not None
+        # `relu()` and `relu` give the same children; the span tells them apart
+        has_parens = (len(c) > 1 and c[1] is not None) or (meta.end_line, meta.end_column) != (c[0].end_line, c[0].end_column)
         return ast.Call(span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or [], has_parens=has_parens)
 
     def args(self, c):
@@ -375,8 +396,8 @@ class _Build(Transformer):
                 raise SpecError([Diagnostic(span, f"a residual block has one `{part}`")])
             fields[part] = body
             fields["order"].append(part)
-            if part == "branch":
-                fields["branch_span"] = span
+            if part in ("branch", "shortcut"):
+                fields[f"{part}_span"] = span
         return ast.ResidualDecl(span=self._s(meta), name=None if c[0] is None else str(c[0]), **fields)
 
     # -- network structure
