@@ -121,3 +121,29 @@ def test_formatting() -> None:
     assert limits.format_bytes(4 * 10**14) == "400 TB"
     assert limits.format_bytes(512) == "512 B"
     assert limits.format_bytes(1_640_000_000_000) == "1.64 TB"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1/0", "division by zero"), ("10^400", "this power is too large for any size or count"),
+])
+def test_set_override_errors_are_located(value: str, message: str) -> None:
+    """`--set key=value` reads values as the spec does; a bad one is a spec error, not a crash."""
+    from wirelang.diagnostics import SpecError
+    from wirelang.train.runs import parse_overrides
+
+    with pytest.raises(SpecError) as err:
+        parse_overrides([f"optimizer.lr={value}"])
+    [diag] = err.value.diagnostics
+    assert diag.message == message
+    assert diag.span.path == "--set optimizer.lr"
+
+
+def test_template_default_sees_earlier_parameters(tmp_path: Path) -> None:
+    spec = tmp_path / "defaults.wire"
+    spec.write_text("let expand = 4\ntemplate block(c, out = c * expand) {\n  layers {\n    conv(out, k=1)\n  }\n}\n"
+                    "network n {\n  input image(3, 8, 8)\n  classes 10\n  use block(16)\n"
+                    "  head {\n    avgpool, linear(classes)\n  }\n}\n")
+    from wirelang.frontend import build
+
+    net = build(spec)
+    assert net.layers()[0].params["out"] == 64

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
@@ -96,11 +97,12 @@ def evaluate(expr: ast.Expr, scope: Scope, rep: Reporter) -> Any:
 
 
 def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
+    """Numbers beyond MAX_INT (floats too: `1e308` would become a 309-digit size) stop here."""
     if isinstance(value, float) and not math.isfinite(value):
-        rep.error(span, "this number is not finite", "numbers must be below about 1e308")
+        rep.error(span, "this number is too large for any size or count", "values must be at most 10^15")
         raise EvalError
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        rep.error(span, f"{value:.3g} is too large for any size or count", "values must be at most 10^15")
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        rep.error(span, f"{Decimal(value):.3g} is too large for any size or count", "values must be at most 10^15")
         raise EvalError
     return value
 

@@ -265,19 +265,29 @@ def _use(item: ast.UseDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int
     if in_repeat is not None and item.alias is not None:
         alias = f"{alias}_{in_repeat}"
     # lexical scope: the template sees global lets and its own parameters, not the caller's lets
-    root = scope
-    while root.parent is not None:
-        root = root.parent
+    root = _root(scope)
     ctx.stack.append(call.name)
     inner_prefix = f"{prefix}{alias}."
     before = len(ctx.items)
-    _net_items(template.body, root.child({"classes": _lookup(scope, "classes"), **values}), ctx, inner_prefix, None)
-    ctx.stack.pop()
+    outer, ctx.rep = ctx.rep, Reporter()
+    try:
+        _net_items(template.body, root.child({"classes": _lookup(scope, "classes"), **values}), ctx, inner_prefix, None)
+    finally:
+        inner, ctx.rep = ctx.rep, outer
+        ctx.stack.pop()
+    for d in inner.diagnostics:  # a problem inside the template: cite the use that made it
+        outer.error(d.span, d.message, d.hint, related=[*d.related, (call.span, f"in this use of `{call.name}`")])
     # An unnamed graph of a template takes the alias itself.
     graphs = [i for i in ctx.items[before:] if isinstance(i, core.Graph) and i.name.startswith(inner_prefix + "graph")]
     if len(graphs) == 1:
         renamed = graphs[0].model_copy(update={"name": f"{prefix}{alias}"})
         ctx.items[ctx.items.index(graphs[0])] = renamed
+
+
+def _root(scope: Scope) -> Scope:
+    while scope.parent is not None:
+        scope = scope.parent
+    return scope
 
 
 def _lookup(scope: Scope, name: str) -> Any:
@@ -313,10 +323,13 @@ def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Sco
                 rep.error(call.span, f"template `{template.name}` needs `{p.name}`", related=[(p.span, "declared here")])
                 ok = False
             else:
-                try:
-                    values[p.name] = evaluate(p.default, scope, rep)
+                inner = Reporter()
+                try:  # in the template's own scope: globals, `classes`, the parameters so far
+                    values[p.name] = evaluate(p.default, _root(scope).child({"classes": _lookup(scope, "classes"), **values}), inner)
                 except EvalError:
                     ok = False
+                for d in inner.diagnostics:  # a default fails for a given use: cite the use too
+                    rep.error(d.span, d.message, d.hint, related=[*d.related, (call.span, f"in this use of `{template.name}`")])
     return values if ok else None
 
 

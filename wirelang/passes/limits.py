@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 
 from wirelang.diagnostics import Reporter, Span
 from wirelang.ir import core
@@ -40,11 +41,10 @@ def max_bytes(env: dict[str, str] | None = None) -> int | None:
 
 def format_bytes(n: int) -> str:
     """Decimal units, three significant digits: `400 TB`, `1.5 GB`, `512 B`."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB"):
-        if value < 999.5 or unit == "EB":
-            return f"{value:.3g} {unit}"
-        value /= 1000
+    for power, unit in enumerate(("B", "kB", "MB", "GB", "TB", "PB", "EB")):
+        value = Decimal(n) / 1000**power
+        if value < Decimal("999.5") or unit == "EB":
+            return f"{float(value) if value < 10**300 else value:.3g} {unit}"
     raise AssertionError  # pragma: no cover
 
 
@@ -52,7 +52,7 @@ def format_count(n: int) -> str:
     """`992`, `123,456`, `1.0e14`: exact while readable, then a mantissa and a power of ten."""
     if n < 10**7:
         return f"{n:,}"
-    mantissa, exponent = f"{n:.1e}".split("e")
+    mantissa, exponent = f"{Decimal(n):.1e}".split("e")
     return f"{mantissa}e{int(exponent)}"
 
 

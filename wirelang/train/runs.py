@@ -79,7 +79,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
     Raises SpecError for a value that does not parse, RunError for a pair without `=`.
     """
-    from wirelang.passes.evaluate import Scope, evaluate, to_plain
+    from wirelang.passes.evaluate import EvalError, Scope, evaluate, to_plain
     from wirelang.syntax.parse import parse_value
 
     out: dict[str, Any] = {}
@@ -88,7 +88,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.strip() or not text.strip():
             raise RunError(f"--set {pair}: expected key=value, e.g. --set optimizer.lr=0.05", 2)
         rep = Reporter()
-        value = to_plain(evaluate(parse_value(text.strip(), f"--set {key.strip()}"), Scope({}), rep))
+        try:
+            value = to_plain(evaluate(parse_value(text.strip(), f"--set {key.strip()}"), Scope({}), rep))
+        except EvalError:  # already reported in `rep` (`--set optimizer.lr=1/0`)
+            rep.raise_if_any()
+            raise
         rep.raise_if_any()
         out[key.strip()] = value
     return out
