@@ -113,21 +113,12 @@ def _calls(calls: Sequence[ast.Call]) -> str:
     return ", ".join(_call(c) for c in calls)
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(ch: str) -> str:
-    n = ord(ch)
-    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+# The only escapes a .wire string has (see the parser); every other character prints as itself.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
 
 
 def _quote(value: str) -> str:
-    body = "".join(_ESCAPES.get(ch) or (ch if ch.isprintable() else _escape(ch)) for ch in value)
-    if "\\" in body:
-        # The parser decodes a string holding a backslash with `unicode_escape`, which reads
-        # every other character as a Latin-1 byte; only ASCII survives that unchanged.
-        body = "".join(ch if ord(ch) < 0x80 else _escape(ch) for ch in body)
-    return f'"{body}"'
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
 def _budget(b: ast.BudgetAmount | ast.BudgetPooled) -> str:
