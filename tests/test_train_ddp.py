@@ -1,0 +1,108 @@
+"""DistributedDataParallel on CPU processes (gloo): the same path as --gpus N with NCCL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from test_train import run, weights, write_spec
+
+from wirelang.train import checkpoint as ckpt
+from wirelang.train.distributed import free_port
+from wirelang.train.metrics import read_metrics
+
+# Each rank trains through the library as it would under torchrun, then saves what it holds.
+RANK_SCRIPT = """
+import sys, torch
+from wirelang.train import TrainOptions, train
+result = train(TrainOptions(spec=sys.argv[1], out=sys.argv[2]))
+torch.save(result.model.state_dict(), sys.argv[3])
+"""
+
+
+def env(rank: int = 0, world: int = 0, port: int = 0) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    e.update(OMP_NUM_THREADS="1", CI="1")
+    if world:
+        e.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return e
+
+
+def single_process_reference(spec: Path, out: Path) -> dict[str, torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the ranks (OMP_NUM_THREADS=1)
+    try:
+        run(spec, out)
+    finally:
+        torch.set_num_threads(before)
+    return weights(out / "checkpoints" / "last.pt")
+
+
+def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].dtype == torch.bool or not a[k].is_floating_point():
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_torchrun_style_ranks_agree_with_each_other_and_one_process(tmp_path):
+    spec = write_spec(tmp_path)
+    port = free_port()
+    out = tmp_path / "ddp"
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(spec), str(out), str(tmp_path / f"rank{r}.pt")],
+                              env=env(r, 2, port), cwd=Path(__file__).resolve().parents[1],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "epoch 2/2" in outputs[0] and outputs[1].strip() == ""  # rank 0 prints, rank 1 does not
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    for k in rank0:  # identical weights and masks on both ranks, bit for bit
+        assert torch.equal(rank0[k], rank1[k]), k
+    reference = single_process_reference(spec, tmp_path / "one")
+    assert_close(rank0, reference)
+    assert read_metrics(out / "metrics.jsonl")[-1]["mask_hash"] == read_metrics(tmp_path / "one" / "metrics.jsonl")[-1]["mask_hash"]
+
+
+def test_procs_2_launcher(tmp_path):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
+                       env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "16 x 2 cpu" in r.stdout
+    records = read_metrics(out / "metrics.jsonl")
+    assert [x["epoch"] for x in records] == [1, 2] and "test_top1" in records[-1]
+    assert ckpt.read(out / "checkpoints" / "last.pt")["world_size"] == 2
+    assert_close(weights(out / "checkpoints" / "last.pt"), single_process_reference(spec, tmp_path / "one"))
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(x) for x in text.split()]
+
+
+def test_a_dead_rank_stops_the_job(tmp_path):
+    spec = write_spec(tmp_path, size=2048, epochs=20)
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
+                                env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # both ranks are training once the first epoch is logged
+    kids = _children(launcher.pid)
+    assert len(kids) == 2
+    os.kill(kids[1], signal.SIGKILL)
+    killed_at = time.monotonic()
+    launcher.wait(timeout=60)
+    assert launcher.returncode != 0
+    assert time.monotonic() - killed_at < 30
+    assert "process 1 exited" in launcher.stderr.read().decode()
+    for pid in kids:  # no rank is left behind
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
