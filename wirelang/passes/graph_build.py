@@ -15,9 +15,9 @@ from wirelang import methods
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
 from wirelang.ops import ParamSpec
-from wirelang.passes.bind import bind_call, bind_held, held_call
+from wirelang.passes.bind import bind_call
 from wirelang.passes.evaluate import Scope
-from wirelang.passes.items import budget_value, count, layer, wiring_from
+from wirelang.passes.items import bind_method, budget_value, count, layer, wiring_from
 from wirelang.syntax import ast
 
 PATTERNS = {"forward", "chain", "all"}
@@ -33,12 +33,13 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
     groups: dict[str, list[str]] = {}  # a name in patterns -> the sets it stands for
     declared: dict[str, Span] = {}
     singles: dict[str, ast.Node] = {}
+    lets: dict[str, Span] = {}
     ok = True
     for stmt in item.body:
         if isinstance(stmt, ast.LetStmt):
             from wirelang.passes.expand import _let
 
-            _let(stmt, scope, rep, {})
+            _let(stmt, scope, rep, lets)
         elif isinstance(stmt, ast.NodesStmt):
             ok &= _nodes(stmt, name, scope, rep, sets, groups, declared, spend)
         else:
@@ -204,18 +205,10 @@ def _room(have: int, adding: int, span: Span, rep: Reporter) -> bool:
 
 def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Semantics | None:
     call = stmt.semantics
-    held = held_call(call, methods.SEMANTICS, scope)  # `semantics s`, a let or template parameter
-    name = held.name if held is not None else call.name
-    spec = methods.SEMANTICS.get(name)
-    if spec is None:
-        rep.error(held.span if held is not None else call.name_span, f"unknown semantics `{name}`", did_you_mean(name, methods.SEMANTICS))
+    bound = bind_method(call, methods.SEMANTICS, scope, rep, "semantics")
+    if bound is None:
         return None
-    if held is not None:
-        params = bind_held(held, spec.params, spec.positional, scope, rep, f"semantics `{name}`")
-    else:
-        params = bind_call(call, spec.params, spec.positional, scope, rep, f"semantics `{name}`")
-    if params is None:
-        return None
+    name, params = bound
     if name == "continuous":
         if params["time"] <= 0:
             rep.error(call.span, "the integration time must be above 0")

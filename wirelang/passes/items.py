@@ -96,26 +96,36 @@ def budget_value(value: ast.BudgetValue, scope: Scope, rep: Reporter) -> core.Bu
     return budget_from(v, value.span, rep)
 
 
+def bind_method(call: ast.Call, registry: dict, scope: Scope, rep: Reporter, what: str) -> tuple[str, dict] | None:
+    """Resolve `wiring m` / `semantics s` (a method named directly, or held by a let or template
+    parameter) and bind its arguments; None after reporting a problem."""
+    held = held_call(call, registry, scope)
+    name = held.name if held is not None else call.name
+    spec = registry.get(name)
+    if spec is None:
+        rep.error(held.span if held is not None else call.name_span, f"unknown {what} `{name}`", did_you_mean(name, registry))
+        return None
+    label = f"{what.split()[-1]} `{name}`"
+    if held is not None:
+        params = bind_held(held, spec.params, spec.positional, scope, rep, label)
+    else:
+        params = bind_call(call, spec.params, spec.positional, scope, rep, label)
+    return None if params is None else (name, params)
+
+
 def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wiring | None:
     call = stmt.method
-    held = held_call(call, methods.WIRINGS, scope)  # `wiring method`, a let or template parameter
-    name = held.name if held is not None else call.name
-    spec = methods.WIRINGS.get(name)
-    if spec is None:
-        rep.error(held.span if held is not None else call.name_span, f"unknown wiring method `{name}`", did_you_mean(name, methods.WIRINGS))
-        return None
-    if name == "fixed" and stmt.fixed is None:
+    if call.name == "fixed" and stmt.fixed is None:
         rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
         return None
-    if held is not None:
-        params = bind_held(held, spec.params, spec.positional, scope, rep, f"wiring `{name}`")
-    else:
-        params = bind_call(call, spec.params, spec.positional, scope, rep, f"wiring `{name}`")
-    if params is None:
+    bound = bind_method(call, methods.WIRINGS, scope, rep, "wiring method")
+    if bound is None:
+        return None
+    name, params = bound
+    if name == "fixed" and stmt.fixed is None:
+        rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
         return None
     fixed = None
     if stmt.fixed is not None:
         fixed = [(e.source.full, e.source_index, e.target.full, t) for e in stmt.fixed for t in e.target_indices]
     return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed)
-
-
