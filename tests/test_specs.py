@@ -42,7 +42,7 @@ def info(name: str) -> dict:
 def test_the_corpus_is_there():
     names = {p.stem for p in SPEC_FILES}
     assert {"cifar_tiny", "fmnist_tiny_continuous_random", "mbv1_dnw", "mbv1_cifar_complete", "resnet50_dense"} <= names
-    assert len(SPEC_FILES) == 37
+    assert len(SPEC_FILES) == 38
     assert {p.name for p in LIB_FILES} >= {"tiny.wire", "mobilenet.wire", "resnet.wire"}
 
 
