@@ -108,7 +108,7 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0
 
 
 def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: int | None = None,
-               batch: int = 32, check: bool = True) -> dict[str, Any]:
+               batch: int = 32, check: bool = True, latency_s: float = 1.0) -> dict[str, Any]:
     """Write `out` in `fmt`; for compact formats, check and measure it. Returns the report."""
     out = Path(out)
     if fmt not in FORMATS:
@@ -156,7 +156,7 @@ def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: 
         report["max_abs_output"] = float(expected.abs().max())
         if unrolled:
             report["max_abs_diff_vs_adaptive"] = float((got - run.model(x)).abs().max())
-    report.update(measure({"masked": run.model, "compact": compact}, x))
+    report.update(measure({"masked": run.model, "compact": compact}, x, latency_s))
     report["masked"]["params_paper"] = run.model.count_params()
     return report
 

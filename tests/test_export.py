@@ -1,0 +1,231 @@
+"""`wirelang export`: the frozen .wire and the compact model compute what the trained model does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from export_runs import make_run
+from typer.testing import CliRunner
+
+import wirelang
+from wirelang.cli import app
+from wirelang.export.compact import ExportRefused, fixed_step_reference, plan_network
+from wirelang.export.frozen import frozen_wire
+from wirelang.export.programs import export_run
+from wirelang.export.run import load_run
+from wirelang.export.standalone import instantiate
+from wirelang.fmt import format_text
+from wirelang.frontend import check_file
+
+
+def spec(graph: str, layers: str = "", head: str = "avgpool, linear(classes)", extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+    network n {{
+      input image(3, 8, 8)
+      classes 4
+
+      stem {{
+        conv(6, k=3), batchnorm, relu
+      }}
+    {textwrap.indent(layers, "  ")}
+      graph body {{
+    {textwrap.indent(textwrap.dedent(graph), "    ")}
+      }}
+
+      head {{
+        {head}
+      }}
+    {textwrap.indent(extra, "  ")}
+    }}
+    """)
+
+
+SPECS = {
+    # a DAG with a send operator, edges skipping sets, and a set group (h.1, h.2)
+    "static": spec("""\
+        nodes a[6] input op(instancenorm, relu, dwconv(k=3))
+        nodes h[5] * 2 op(instancenorm, relu, dwconv(k=3)) send(relu)
+        nodes o[4] output op(batchnorm)
+        edges forward(a, h, o)
+        budget 25
+        wiring dnw
+    """),
+    # cycles and self loops, an input set that only sends, 3 steps
+    "discrete": spec("""\
+        nodes a[3] input op(instancenorm, relu, dwconv(k=3))
+        nodes g[3] input
+        nodes h[5] op(instancenorm, relu, dwconv(k=3)) send(relu)
+        nodes o[4] output op(batchnorm)
+        edges all(a, h, o, self_loops=true)
+        edges g -> h
+        budget 14
+        wiring dnw
+        semantics discrete(steps=3)
+    """),
+    # residual blocks, sparse layers (a sparse block with an exclusion, a per-layer budget), random wiring
+    "sparse": spec("""\
+        nodes a[8] input op(batchnorm, relu, dwconv(k=3))
+        nodes h[6] op(batchnorm, relu, dwconv(k=3))
+        nodes o[5] output
+        edges forward(a, h, o)
+        budget 12
+        wiring random(seed=2)
+    """, layers="""\
+residual r1 {
+  branch {
+    conv(6, k=3), batchnorm, relu
+    conv(8, k=3, stride=2), batchnorm
+  }
+  shortcut {
+    conv(8, k=1, stride=2), batchnorm
+  }
+  after relu
+}
+""", head="avgpool, linear(classes, sparse=50%)", extra="""\
+sparse {
+  layers conv, linear
+  exclude stem.0
+  budget 30%
+  wiring dnw
+}
+"""),
+    "continuous": spec("""\
+        nodes a[6] input op(instancenorm, relu, dwconv(k=3))
+        nodes h[5] op(instancenorm, relu, dwconv(k=3))
+        nodes o[4] output
+        edges all(a, h, o, self_loops=true)
+        budget 20
+        wiring dnw
+        semantics continuous(time=0.5, solver=dopri5, rtol=1e-2, atol=1e-2)
+    """),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, text in SPECS.items():
+        path = root / f"{name}.wire"
+        path.write_text(text)
+        out[name] = make_run(root, path, name=name)
+    return out
+
+
+def batch(n: int = 5) -> torch.Tensor:
+    return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> None:
+    # float32 sums in another order (fewer, reordered terms; another runtime's kernels)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["static", "discrete", "sparse", "continuous"])
+def test_frozen_wire_round_trip(runs, name, tmp_path):
+    run = load_run(runs[name])
+    text = frozen_wire(run.net, run.model, run.label, run.train)
+    path = tmp_path / "frozen.wire"
+    path.write_text(text)
+    assert check_file(path) == []
+    assert format_text(text) == text  # canonical under `wirelang fmt`
+    assert "include" not in text and "template" not in text and "wiring fixed {" in text
+    frozen = wirelang.load(path, weights=runs[name]).eval()
+    trained = wirelang.load(runs[name]).eval()
+    assert sorted(frozen.state_dict()) == sorted(trained.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(batch()), trained(batch()), atol=0, rtol=0)
+    edges = {g.name: sorted(trained.graph_parts(g.name).wiring.edges(g)) for g in trained.net.graphs()}
+    assert {g.name: sorted(frozen.graph_parts(g.name).wiring.edges(g)) for g in frozen.net.graphs()} == edges
+
+
+@pytest.mark.parametrize("name", ["static", "discrete", "sparse"])
+def test_compact_model_equals_the_trained_one(runs, name):
+    run = load_run(runs[name])
+    plan = plan_network(run.net, run.model, run.label)
+    compact = instantiate(plan)
+    (g,) = plan.graphs
+    assert g.nodes[0] < g.nodes[1] and g.edges[0] <= g.edges[1]  # something was removed
+    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in run.model.parameters())
+    with torch.no_grad():
+        close(compact(batch()), run.model(batch()))
+
+
+def test_compact_removes_exactly_the_dead_nodes(tmp_path):
+    from test_inspect import HAND, hand_edges
+
+    path = tmp_path / "hand.wire"
+    path.write_text(HAND)
+    run = load_run(make_run(tmp_path, path, model_hook=hand_edges))
+    (g,) = plan_network(run.net, run.model).graphs
+    # a2 (no outgoing edge) and h1 (no outgoing edge) go; a0, a1, h0 and both outputs stay
+    assert g.nodes == (5, 7) and g.edges == (4, 4)
+    assert [(w, r, c) for w, r, c in g.weights] == [("w_h", 1, 2), ("w_o", 2, 3)]
+
+
+def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):
+    result = CliRunner().invoke(app, ["export", str(runs["continuous"]), "--format", "pt2", "--out", str(tmp_path / "m.pt2")])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: graph `body` runs in continuous time with the solver `dopri5`, which is not a fixed program; "
+        "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled"]
+    assert not (tmp_path / "m.pt2").exists()
+    run = load_run(runs["continuous"])
+    with pytest.raises(ExportRefused):
+        plan_network(run.net, run.model)
+    for solver in ("euler", "midpoint", "rk4"):
+        compact = instantiate(plan_network(run.net, run.model, solver=solver, steps=3))
+        with torch.no_grad():
+            close(compact(batch()), fixed_step_reference(run.net, run.model, solver, 3)(batch()))
+
+
+LOAD_WITHOUT_WIRELANG = """
+import sys, torch
+x, expected = torch.load("io.pt")
+got = {}
+got["pt2"] = torch.export.load("m.pt2").module()(x)
+import onnxruntime
+session = onnxruntime.InferenceSession("m.onnx", providers=["CPUExecutionProvider"])
+got["onnx"] = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+sys.path.insert(0, "py")
+from model import load
+got["python"] = load("py/weights.pt")(x)
+assert "wirelang" not in sys.modules, "wirelang was imported"
+for name, y in got.items():
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5, msg=name)
+print("ok", sorted(got))
+"""
+
+
+def test_compact_artifacts_load_without_wirelang(runs, tmp_path):
+    run = load_run(runs["discrete"])
+    reports = {fmt: export_run(run, fmt, tmp_path / out, batch=4, latency_s=0.05)
+               for fmt, out in [("pt2", "m.pt2"), ("onnx", "m.onnx"), ("python", "py")]}
+    for report in reports.values():
+        assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"])
+        assert report["compact"]["params"] < report["masked"]["params"]
+        assert report["compact"]["macs"] < report["masked"]["macs"]
+    x = batch(7)  # another batch size than the export's: the batch dimension is dynamic
+    with torch.no_grad():
+        torch.save((x, run.model(x)), tmp_path / "io.pt")
+    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_WIRELANG], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok ['onnx', 'pt2', 'python']"
+
+
+def test_edges_json(runs, tmp_path):
+    import json
+
+    result = CliRunner().invoke(app, ["export", str(runs["static"]), "--format", "edges", "--out", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    run = load_run(runs["static"])
+    (g,) = run.net.graphs()
+    assert len(data["edges"]) == 25
+    assert {(e["source"], e["source_index"], e["target"], e["target_index"]) for e in data["edges"]} == \
+        {e[:4] for e in run.model.graph_parts("body").wiring.edges(g)}
+    assert {e["graph"] for e in data["edges"]} == {"body"}
