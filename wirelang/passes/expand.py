@@ -155,13 +155,14 @@ def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Sh
 
 def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
     scope = scope.child()
+    lets: dict[str, Span] = {}  # a name is defined once per body (it may shadow an outer one)
     for item in body:
         match item:
             case ast.InputDecl() | ast.ClassesStmt():
                 if ctx.stack:  # only the network itself declares these
                     ctx.rep.error(item.span, f"`{item.kind}` belongs to the network, not to a template")
             case ast.LetStmt():
-                _let(item, scope, ctx.rep, {})
+                _let(item, scope, ctx.rep, lets)
             case ast.LayersBlock():
                 _layers_block(item, scope, ctx, prefix, in_repeat)
             case ast.GraphDecl():

@@ -1,0 +1,80 @@
+"""No input crashes or hangs the checker: hypothesis over mutations of the shipped specs.
+
+The mutations and the acceptance rule live in `benchmarks/fuzz.py` (which runs thousands of
+cases; see benchmarks/results/fuzz.md): success, or diagnostics located in the file (or in an
+included file) at a line that exists, each check within one second of wall time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("wirelang_benchmarks_fuzz", ROOT / "benchmarks" / "fuzz.py")
+assert _spec is not None and _spec.loader is not None
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    where = fuzz.workspace()
+    fuzz.warm_up()
+    yield where
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(fuzz.SPECS) >= 1
+    assert (ROOT / "specs" / "cifar_tiny.wire") in fuzz.SPECS
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_mutated_specs_never_crash(folder: Path, data: st.DataObject) -> None:
+    spec = data.draw(st.sampled_from(fuzz.SPECS), label="spec")
+    mutated, applied = fuzz.mutate(spec.read_bytes(), lambda n: data.draw(st.integers(0, n - 1)))
+    problem = fuzz.check_bytes(mutated, folder / "case.wire")
+    assert problem is None, f"{spec.name} after {applied}: {problem}"
+
+
+# Inputs that crashed the checker once (found by benchmarks/fuzz.py), and a few edge cases.
+CIFAR = (ROOT / "specs" / "cifar_tiny.wire").read_bytes()
+REGRESSIONS = {
+    "401-digit integer": CIFAR.replace(b"classes 10", b"classes 1" + b"0" * 400),  # OverflowError in a message
+    "1e308 as a channel count": CIFAR.replace(b"conv(16,", b"conv(1e308,"),  # a 309-digit size reached `limits`
+    "1e400 literal": CIFAR.replace(b"batch 512", b"batch 1e400"),
+    "empty file": b"",
+    "only a newline": b"\n",
+    "byte-order mark": b"\xef\xbb\xbf" + CIFAR,
+    "lone carriage returns": CIFAR.replace(b"\n", b"\r"),
+    "NUL at the start": b"\x00" + CIFAR,
+    "invalid byte at the end": CIFAR + b"\xff",
+    "huge group": CIFAR.replace(b"nodes out[100] output", b"nodes out[1] * 10000 output"),
+    "nested repeats": CIFAR.replace(b"  head {", b"  repeat 10000 { repeat 10000 { layers { relu } } }\n  head {"),
+    "ten million nodes": CIFAR.replace(b"h4[92]", b"h4[10^7]"),
+}
+
+
+@pytest.mark.parametrize("name", list(REGRESSIONS))
+def test_regressions(folder: Path, name: str) -> None:
+    assert fuzz.check_bytes(REGRESSIONS[name], folder / "case.wire") is None
+
+
+def test_a_crash_is_reported(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptance rule itself: an exception, or a diagnostic outside the file, is a finding."""
+    import wirelang.frontend
+
+    def boom(path: object) -> list:
+        raise KeyError("x")
+
+    monkeypatch.setattr(wirelang.frontend, "check_file", boom)
+    assert fuzz.check_bytes(CIFAR, folder / "case.wire") == "crash: KeyError: 'x'"
