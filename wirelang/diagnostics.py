@@ -105,12 +105,19 @@ def render_error(err: SpecError) -> str:
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest of `choices`, or listing them when there are few."""
     options = sorted(set(choices))
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean `{close[0]}`?"
+    close = difflib.get_close_matches(name, options, n=4, cutoff=0.6)
+    best = [c for c in close if _ratio(name, c) == _ratio(name, close[0])] if close else []
+    if 1 <= len(best) <= 3:  # equally close names are all shown, in order
+        best.sort()
+        return "did you mean " + (" or ".join(f"`{c}`" for c in best) if len(best) < 3 else
+                                  f"`{best[0]}`, `{best[1]}` or `{best[2]}`") + "?"
     if 0 < len(options) <= 12:
         return "expected one of: " + ", ".join(f"`{o}`" for o in options)
-    return None
+    return f"did you mean `{sorted(best)[0]}`?" if best else None
+
+
+def _ratio(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 @dataclass
