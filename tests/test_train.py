@@ -337,3 +337,38 @@ def test_sweep_table(tmp_path):
 def test_quickstart_spec_checks():
     r = cli("check", str(ROOT / "specs" / "quickstart.wire"))
     assert r.exit_code == 0, r.output
+
+
+# ---------------------------------------------------------------------------- pieces
+def test_lr_schedules_per_step():
+    from wirelang.train.optim import Phase, lr_factor
+    from wirelang.train_config import OptimizerConfig, ScheduleConfig
+
+    sgd = OptimizerConfig(name="sgd", lr=0.1)
+    multistep = Phase(1, 4, sgd, ScheduleConfig(name="multistep", milestones=[2, 3], gamma=0.1), warmup=1)
+    assert [lr_factor(s, 10, multistep) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]  # warm-up, per step
+    assert lr_factor(19, 10, multistep) == 1.0 and lr_factor(20, 10, multistep) == pytest.approx(0.1)
+    assert lr_factor(39, 10, multistep) == pytest.approx(0.01)
+    cosine = Phase(1, 2, sgd, ScheduleConfig(name="cosine", min_lr=0.01), warmup=0)
+    assert lr_factor(0, 10, cosine) == 1.0 and lr_factor(10, 10, cosine) == pytest.approx(0.55)
+    assert lr_factor(20, 10, cosine) == pytest.approx(0.1)  # min_lr / lr
+
+
+def test_continuous_runs_report_nfe(tmp_path):
+    path = write_spec(tmp_path, epochs=1, size=64)
+    text = path.read_text().replace("edges forward(a, h, out)", "edges all(a, h, out, self_loops=true)")
+    path.write_text(text.replace("semantics static", "semantics continuous(time=1, solver=rk4, step_size=0.5)"))
+    run(path, tmp_path / "run")
+    record = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert record["nfe"] == {"body": 8}  # rk4: 4 evaluations per step, 2 steps
+
+
+def test_progress_bars_in_a_terminal(capsys):
+    bar = Progress(enabled=True, fancy=True)
+    bar.start_epoch("epoch 1/1", 3)
+    for i in range(3):
+        bar.step(i + 1, 1.0, 0.5, 64 * (i + 1))
+    bar.end_epoch({"train_loss": 1.0, "train_top1": 0.5, "val_loss": 0.9, "val_top1": 0.6, "val_top5": 0.9,
+                   "lr": 0.1, "time_s": 1.0, "edges_swapped": {"body": 3}})
+    bar.close()
+    assert "val loss 0.9000 top1 60.00%" in capsys.readouterr().out

@@ -119,7 +119,10 @@ def train(opts: TrainOptions, say=print):
         from wirelang.train.progress import Progress
 
         progress = opts.progress or Progress(enabled=d.is_main)
-        return run(plan, d, progress)
+        try:
+            return run(plan, d, progress)
+        finally:
+            progress.close()  # a live progress bar must not outlive an error
     finally:
         distributed.teardown(d)
 

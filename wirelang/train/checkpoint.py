@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import random
 from pathlib import Path
@@ -169,9 +168,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     """A trained run as a model in eval mode: its spec.wire with best.pt (else last.pt) loaded."""
     from wirelang.backend.api import compile_network
     from wirelang.frontend import build
+    from wirelang.train.runs import read_config
 
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = read_config(run_dir)
     model = compile_network(build(run_dir / "spec.wire"), seed=int(config["train"]["seed"]))
     load_weights_into(model, checkpoint if checkpoint is not None else run_dir)
     return model.eval()
