@@ -255,9 +255,17 @@ def build_table(notes_extra: str = "") -> str:
                               f"per epoch: {[sum(e.values()) for e in rows['dnw'][0]['edges_swapped']]} (seed {rows['dnw'][0]['seed']}).")
         if diffs:
             m = statistics.mean(diffs)
-            verdicts.append(f"- {setting}: DNW {'beats' if m > 0 else 'does NOT beat'} the random graph on the "
-                            f"test subset by {100 * m:+.1f} points on average over {len(diffs)} paired seed(s)"
-                            f" (DNW ahead in {sum(d > 0 for d in diffs)}/{len(diffs)}).")
+            vdiffs = [by_seed["dnw"][s]["val_top1"] - by_seed["random"][s]["val_top1"] for s in paired]
+            # binomial standard error of the mean paired difference (test images, accuracy ~ p)
+            p_acc = statistics.mean(r["test_top1"] for w in rows for r in rows[w])
+            se = math.sqrt(2 * p_acc * (1 - p_acc) / SETTINGS[setting]["test"] / len(diffs))
+            verdict = ("DNW ahead" if m > 0 else "DNW NOT ahead") + (
+                " (beyond 2 standard errors)" if abs(m) > 2 * se else ", within noise (less than 2 standard errors)")
+            verdicts.append(f"- {setting}: {verdict}. Test: DNW - random = {100 * m:+.1f} points, mean over "
+                            f"{len(diffs)} paired seed(s), DNW ahead in {sum(d > 0 for d in diffs)}/{len(diffs)}; "
+                            f"binomial standard error of that mean ~{100 * se:.1f}. Validation: "
+                            f"{100 * statistics.mean(vdiffs):+.1f} points, DNW ahead in "
+                            f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)}.")
         else:
             verdicts.append(f"- {setting}: no paired result yet.")
     lines += ["", "## The claim: DNW beats the random graph at the same number of edges, in every setting", ""]
