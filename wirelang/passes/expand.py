@@ -85,8 +85,7 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
     ctx = _Ctx(rep, templates)
     scope = globals_.child()
     input_shape, input_kind, classes = _header(decl, scope, rep)
-    if classes is not None:
-        scope.values.setdefault("classes", classes)
+    scope.values.setdefault("classes", FAILED if classes is None else classes)  # FAILED: reported once
     before = len(rep.diagnostics)
     _net_items(decl.body, scope, ctx, prefix="", in_repeat=None)
     complete = len(rep.diagnostics) == before  # no layer, graph or block was dropped
