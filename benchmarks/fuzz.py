@@ -4,7 +4,7 @@
 
 Each case takes a shipped spec (`specs/*.wire`), applies one to three mutations (a line deleted,
 duplicated or swapped; the file truncated; a number replaced by 0, -1, 1e308 or a 401-digit
-integer; a stray bracket; a NUL byte; bytes that are not UTF-8; a random byte flipped), writes it
+integer; a word replaced by another word of the corpus or a registered name; a stray bracket; a NUL byte; bytes that are not UTF-8; a random byte flipped), writes it
 next to a copy of `specs/lib/` so that its includes resolve, and runs `check_file` in-process.
 The only acceptable outcomes are success or diagnostics located in the file (or in an included
 file) at a line that exists, within one second. Anything else is printed with its input and
@@ -14,6 +14,7 @@ makes the exit status 1. `tests/test_fuzz.py` runs the same mutations under hypo
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import re
 import shutil
@@ -73,6 +74,27 @@ def replace_number(data: bytes, choose: Choose) -> bytes:
     return data[: m.start()] + NUMBERS[choose(len(NUMBERS))] + data[m.end():]
 
 
+WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@functools.cache
+def vocabulary() -> tuple[bytes, ...]:
+    """Words worth swapping in: every word of the corpus and every registered name."""
+    from wirelang import methods, ops, train_config
+
+    words = {m.group() for p in SPECS for m in WORD.finditer(p.read_bytes())}
+    words |= {w.encode() for w in [*ops.list_ops(), *methods.WIRINGS, *methods.SEMANTICS, *train_config.DATASETS]}
+    return tuple(sorted(words))
+
+
+def replace_word(data: bytes, choose: Choose) -> bytes:
+    found = list(WORD.finditer(data))
+    if not found:
+        return data
+    m, words = found[choose(len(found))], vocabulary()
+    return data[: m.start()] + words[choose(len(words))] + data[m.end():]
+
+
 def _insert(data: bytes, choose: Choose, what: bytes) -> bytes:
     i = choose(len(data) + 1)
     return data[:i] + what + data[i:]
@@ -98,7 +120,8 @@ def flip_byte(data: bytes, choose: Choose) -> bytes:
 
 
 MUTATIONS: tuple[Callable[[bytes, Choose], bytes], ...] = (
-    delete_line, duplicate_line, swap_lines, truncate, replace_number, stray_bracket, nul_byte, not_utf8, flip_byte,
+    delete_line, duplicate_line, swap_lines, truncate, replace_number, replace_word, stray_bracket, nul_byte, not_utf8,
+    flip_byte,
 )
 
 
@@ -134,8 +157,12 @@ def check_bytes(data: bytes, path: Path) -> str | None:
     except Exception as err:  # noqa: BLE001 - any other exception is the finding
         return f"crash: {type(err).__name__}: {err}"
     elapsed = time.perf_counter() - start
-    if elapsed > TIME_LIMIT:
-        return f"too slow: {elapsed:.2f} s"
+    if elapsed > TIME_LIMIT:  # once more: a busy machine can stall one run, a slow input stays slow
+        start = time.perf_counter()
+        check_file(path)
+        elapsed = min(elapsed, time.perf_counter() - start)
+        if elapsed > TIME_LIMIT:
+            return f"too slow: {elapsed:.2f} s"
     lines = {path.resolve(): data.count(b"\n") + 1}
     for lib in (path.parent / "lib").glob("*.wire"):
         lines[lib.resolve()] = lib.read_bytes().count(b"\n") + 1

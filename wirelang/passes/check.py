@@ -57,7 +57,7 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
     for s in g.sets:
         if s.role != "input" and s.name not in targets:
             rep.error(s.span, f"set `{s.name}` of graph `{g.name}` receives no candidate edges", "add it to an `edges` pattern")
-        if s.role != "output" and s.name not in sources:
+        if s.role != "output" and s.name not in sources and "output" in roles:  # else: "no output set"
             rep.error(s.span, f"set `{s.name}` of graph `{g.name}` sends no candidate edges, so it can never reach the output",
                       "add it to an `edges` pattern")
         if static and s.role == "input" and s.name in targets:

@@ -47,7 +47,7 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
             for k in entry.kinds:
                 if k not in SPARSE_KINDS:
                     rep.error(entry.span, f"`{k}` has no weight to make sparse", did_you_mean(k, SPARSE_KINDS))
-            kinds = entry.kinds
+            kinds = [k for k in entry.kinds if k in SPARSE_KINDS]
         elif isinstance(entry, ast.SparseExclude):
             for p in entry.paths:
                 if p not in paths:
