@@ -40,3 +40,20 @@ def test_artifacts_hold_no_absolute_paths_or_times(tmp_path):
     files = render(build(ROOT / "specs" / "cifar_tiny.wire"))
     for text in files.values():
         assert str(ROOT) not in text and "/tmp" not in text
+
+
+@pytest.mark.parametrize("name", ["cifar_tiny", "cifar_tiny_discrete", "mbv1_dnw_small_x15"])
+def test_standalone_module_equals_the_compiled_one(name):
+    import torch
+
+    from wirelang.backend.api import compile_network
+    from wirelang.export.compact import plan_network
+    from wirelang.export.standalone import instantiate
+
+    net = build(ROOT / "specs" / f"{name}.wire")
+    model = compile_network(net).eval()
+    standalone = instantiate(plan_network(net, model))
+    assert "wirelang" not in type(standalone).__module__
+    x = torch.randn(2, net.input.channels, net.input.height, net.input.width)
+    with torch.no_grad():
+        assert torch.allclose(standalone(x), model(x), atol=1e-5, rtol=1e-4)

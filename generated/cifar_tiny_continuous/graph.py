@@ -17,32 +17,12 @@ def forward(self, x):
 
 # derivative of continuous graph `tiny_body`
 def forward(self, z, w_0, w_1, w_2, w_3, w_4, w_5):
-    _pack = wirelang_backend_lower__pack(w_0, w_1, w_2, w_3, w_4, w_5);  w_0 = w_1 = w_2 = w_3 = w_4 = w_5 = None
-    getitem = z[(slice(None, None, None), slice(0, 32, None))]
-    getitem_1 = z[(slice(None, None, None), slice(32, 224, None))]
-    getitem_2 = z[(slice(None, None, None), slice(224, 416, None))]
-    getitem_3 = z[(slice(None, None, None), slice(416, 608, None))]
-    getitem_4 = z[(slice(None, None, None), slice(608, 700, None))]
-    getitem_5 = z[(slice(None, None, None), slice(700, 800, None))];  z = None
-    cat_channels = wirelang_backend_lower_cat_channels(getitem, getitem_1, getitem_2, getitem_3, getitem_4, getitem_5);  getitem = getitem_1 = getitem_2 = getitem_3 = getitem_4 = getitem_5 = None
-    getitem_6 = _pack[0]
-    edge_product = wirelang_backend_lower_edge_product(cat_channels, getitem_6);  getitem_6 = None
-    tiny_body_ops_in_ = self.tiny_body.ops.in_(edge_product);  edge_product = None
-    getitem_7 = _pack[1]
-    edge_product_1 = wirelang_backend_lower_edge_product(cat_channels, getitem_7);  getitem_7 = None
-    tiny_body_ops_h1 = self.tiny_body.ops.h1(edge_product_1);  edge_product_1 = None
-    getitem_8 = _pack[2]
-    edge_product_2 = wirelang_backend_lower_edge_product(cat_channels, getitem_8);  getitem_8 = None
-    tiny_body_ops_h2 = self.tiny_body.ops.h2(edge_product_2);  edge_product_2 = None
-    getitem_9 = _pack[3]
-    edge_product_3 = wirelang_backend_lower_edge_product(cat_channels, getitem_9);  getitem_9 = None
-    tiny_body_ops_h3 = self.tiny_body.ops.h3(edge_product_3);  edge_product_3 = None
-    getitem_10 = _pack[4]
-    edge_product_4 = wirelang_backend_lower_edge_product(cat_channels, getitem_10);  getitem_10 = None
-    tiny_body_ops_h4 = self.tiny_body.ops.h4(edge_product_4);  edge_product_4 = None
-    getitem_11 = _pack[5];  _pack = None
-    edge_product_5 = wirelang_backend_lower_edge_product(cat_channels, getitem_11);  cat_channels = getitem_11 = None
-    tiny_body_ops_out = self.tiny_body.ops.out(edge_product_5);  edge_product_5 = None
-    cat_channels_1 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1, tiny_body_ops_h2, tiny_body_ops_h3, tiny_body_ops_h4, tiny_body_ops_out);  tiny_body_ops_in_ = tiny_body_ops_h1 = tiny_body_ops_h2 = tiny_body_ops_h3 = tiny_body_ops_h4 = tiny_body_ops_out = None
-    return cat_channels_1
+    cat_rows = wirelang_backend_kernels_cat_rows(w_0, w_1, w_2, w_3, w_4, w_5);  w_0 = w_1 = w_2 = w_3 = w_4 = w_5 = None
+    sparse_plan = wirelang_backend_kernels_sparse_plan(cat_rows)
+    edge_product = wirelang_backend_kernels_edge_product((z,), cat_rows, (700, 100), (0,), sparse_plan);  z = cat_rows = sparse_plan = None
+    getitem = edge_product[0]
+    getitem_1 = edge_product[1];  edge_product = None
+    tiny_body_run_in__to_h4 = self.tiny_body.run.in__to_h4(getitem);  getitem = None
+    cat_rows_1 = wirelang_backend_kernels_cat_rows(tiny_body_run_in__to_h4, getitem_1);  tiny_body_run_in__to_h4 = getitem_1 = None
+    return cat_rows_1
     

@@ -7,31 +7,30 @@ def forward(self, x):
     tiny_stem_3 = self.tiny_stem_3(tiny_stem_2);  tiny_stem_2 = None
     tiny_stem_4 = self.tiny_stem_4(tiny_stem_3);  tiny_stem_3 = None
     tiny_stem_5 = self.tiny_stem_5(tiny_stem_4);  tiny_stem_4 = None
+    to_cnhw = wirelang_backend_kernels_to_cnhw(tiny_stem_5);  tiny_stem_5 = None
     tiny_body_wiring = self.tiny_body.wiring()
-    getitem = tiny_stem_5[(slice(None, None, None), slice(0, 32, None))];  tiny_stem_5 = None
-    tiny_body_ops_in_ = self.tiny_body.ops.in_(getitem);  getitem = None
-    cat_channels = wirelang_backend_lower_cat_channels(tiny_body_ops_in_)
-    getitem_1 = tiny_body_wiring[0]
-    edge_product = wirelang_backend_lower_edge_product(cat_channels, getitem_1);  cat_channels = getitem_1 = None
-    tiny_body_ops_h1 = self.tiny_body.ops.h1(edge_product);  edge_product = None
-    cat_channels_1 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1)
-    getitem_2 = tiny_body_wiring[1]
-    edge_product_1 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_2);  cat_channels_1 = getitem_2 = None
-    tiny_body_ops_h2 = self.tiny_body.ops.h2(edge_product_1);  edge_product_1 = None
-    cat_channels_2 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1, tiny_body_ops_h2)
-    getitem_3 = tiny_body_wiring[2]
-    edge_product_2 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_3);  cat_channels_2 = getitem_3 = None
-    tiny_body_ops_h3 = self.tiny_body.ops.h3(edge_product_2);  edge_product_2 = None
-    cat_channels_3 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1, tiny_body_ops_h2, tiny_body_ops_h3)
-    getitem_4 = tiny_body_wiring[3]
-    edge_product_3 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_4);  cat_channels_3 = getitem_4 = None
-    tiny_body_ops_h4 = self.tiny_body.ops.h4(edge_product_3);  edge_product_3 = None
-    cat_channels_4 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1, tiny_body_ops_h2, tiny_body_ops_h3, tiny_body_ops_h4);  tiny_body_ops_in_ = tiny_body_ops_h1 = tiny_body_ops_h2 = tiny_body_ops_h3 = tiny_body_ops_h4 = None
-    getitem_5 = tiny_body_wiring[4];  tiny_body_wiring = None
-    edge_product_4 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_5);  cat_channels_4 = getitem_5 = None
-    tiny_body_ops_out = self.tiny_body.ops.out(edge_product_4);  edge_product_4 = None
-    cat_channels_5 = wirelang_backend_lower_cat_channels(tiny_body_ops_out);  tiny_body_ops_out = None
-    tiny_head_0 = self.tiny_head_0(cat_channels_5);  cat_channels_5 = None
+    tiny_body_run_in_ = self.tiny_body.run.in_(to_cnhw);  to_cnhw = None
+    getitem = tiny_body_wiring[0]
+    sparse_plan = wirelang_backend_kernels_sparse_plan(getitem)
+    edge_product = wirelang_backend_kernels_edge_product((tiny_body_run_in_,), getitem, None, (0,), sparse_plan);  getitem = sparse_plan = None
+    tiny_body_run_h1 = self.tiny_body.run.h1(edge_product);  edge_product = None
+    getitem_1 = tiny_body_wiring[1]
+    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_1)
+    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_in_, tiny_body_run_h1), getitem_1, None, (0, 32), sparse_plan_1);  getitem_1 = sparse_plan_1 = None
+    tiny_body_run_h2 = self.tiny_body.run.h2(edge_product_1);  edge_product_1 = None
+    getitem_2 = tiny_body_wiring[2]
+    sparse_plan_2 = wirelang_backend_kernels_sparse_plan(getitem_2)
+    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_in_, tiny_body_run_h1, tiny_body_run_h2), getitem_2, None, (0, 32, 224), sparse_plan_2);  getitem_2 = sparse_plan_2 = None
+    tiny_body_run_h3 = self.tiny_body.run.h3(edge_product_2);  edge_product_2 = None
+    getitem_3 = tiny_body_wiring[3]
+    sparse_plan_3 = wirelang_backend_kernels_sparse_plan(getitem_3)
+    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in_, tiny_body_run_h1, tiny_body_run_h2, tiny_body_run_h3), getitem_3, None, (0, 32, 224, 416), sparse_plan_3);  getitem_3 = sparse_plan_3 = None
+    tiny_body_run_h4 = self.tiny_body.run.h4(edge_product_3);  edge_product_3 = None
+    getitem_4 = tiny_body_wiring[4];  tiny_body_wiring = None
+    sparse_plan_4 = wirelang_backend_kernels_sparse_plan(getitem_4)
+    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in_, tiny_body_run_h1, tiny_body_run_h2, tiny_body_run_h3, tiny_body_run_h4), getitem_4, None, (0, 32, 224, 416, 608), sparse_plan_4);  tiny_body_run_in_ = tiny_body_run_h1 = tiny_body_run_h2 = tiny_body_run_h3 = tiny_body_run_h4 = getitem_4 = sparse_plan_4 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(edge_product_4);  edge_product_4 = None
+    tiny_head_0 = self.tiny_head_0(to_nchw);  to_nchw = None
     tiny_head_1 = self.tiny_head_1(tiny_head_0);  tiny_head_0 = None
     tiny_head_2 = self.tiny_head_2(tiny_head_1);  tiny_head_1 = None
     return tiny_head_2

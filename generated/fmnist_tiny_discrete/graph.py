@@ -7,110 +7,38 @@ def forward(self, x):
     tiny_stem_3 = self.tiny_stem_3(tiny_stem_2);  tiny_stem_2 = None
     tiny_stem_4 = self.tiny_stem_4(tiny_stem_3);  tiny_stem_3 = None
     tiny_stem_5 = self.tiny_stem_5(tiny_stem_4);  tiny_stem_4 = None
+    to_cnhw = wirelang_backend_kernels_to_cnhw(tiny_stem_5);  tiny_stem_5 = None
     tiny_body_wiring = self.tiny_body.wiring()
-    getitem = tiny_stem_5[(slice(None, None, None), slice(0, 32, None))]
-    zeros_for = wirelang_backend_lower_zeros_for(tiny_stem_5, 192, 7, 7)
-    zeros_for_1 = wirelang_backend_lower_zeros_for(tiny_stem_5, 192, 7, 7)
-    zeros_for_2 = wirelang_backend_lower_zeros_for(tiny_stem_5, 192, 7, 7)
-    zeros_for_3 = wirelang_backend_lower_zeros_for(tiny_stem_5, 92, 7, 7)
-    zeros_for_4 = wirelang_backend_lower_zeros_for(tiny_stem_5, 100, 7, 7);  tiny_stem_5 = None
-    cat_channels = wirelang_backend_lower_cat_channels(getitem, zeros_for, zeros_for_1, zeros_for_2, zeros_for_3, zeros_for_4);  getitem = zeros_for = zeros_for_1 = zeros_for_2 = zeros_for_3 = zeros_for_4 = None
-    getitem_1 = tiny_body_wiring[0]
-    edge_product = wirelang_backend_lower_edge_product(cat_channels, getitem_1);  getitem_1 = None
-    tiny_body_ops_in_ = self.tiny_body.ops.in_(edge_product);  edge_product = None
-    getitem_2 = tiny_body_wiring[1]
-    edge_product_1 = wirelang_backend_lower_edge_product(cat_channels, getitem_2);  getitem_2 = None
-    tiny_body_ops_h1 = self.tiny_body.ops.h1(edge_product_1);  edge_product_1 = None
-    getitem_3 = tiny_body_wiring[2]
-    edge_product_2 = wirelang_backend_lower_edge_product(cat_channels, getitem_3);  getitem_3 = None
-    tiny_body_ops_h2 = self.tiny_body.ops.h2(edge_product_2);  edge_product_2 = None
-    getitem_4 = tiny_body_wiring[3]
-    edge_product_3 = wirelang_backend_lower_edge_product(cat_channels, getitem_4);  getitem_4 = None
-    tiny_body_ops_h3 = self.tiny_body.ops.h3(edge_product_3);  edge_product_3 = None
-    getitem_5 = tiny_body_wiring[4]
-    edge_product_4 = wirelang_backend_lower_edge_product(cat_channels, getitem_5);  getitem_5 = None
-    tiny_body_ops_h4 = self.tiny_body.ops.h4(edge_product_4);  edge_product_4 = None
-    getitem_6 = tiny_body_wiring[5]
-    edge_product_5 = wirelang_backend_lower_edge_product(cat_channels, getitem_6);  cat_channels = getitem_6 = None
-    tiny_body_ops_out = self.tiny_body.ops.out(edge_product_5);  edge_product_5 = None
-    cat_channels_1 = wirelang_backend_lower_cat_channels(tiny_body_ops_in_, tiny_body_ops_h1, tiny_body_ops_h2, tiny_body_ops_h3, tiny_body_ops_h4, tiny_body_ops_out);  tiny_body_ops_in_ = tiny_body_ops_h1 = tiny_body_ops_h2 = tiny_body_ops_h3 = tiny_body_ops_h4 = tiny_body_ops_out = None
-    getitem_7 = tiny_body_wiring[0]
-    edge_product_6 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_7);  getitem_7 = None
-    tiny_body_ops_in__1 = self.tiny_body.ops.in_(edge_product_6);  edge_product_6 = None
-    getitem_8 = tiny_body_wiring[1]
-    edge_product_7 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_8);  getitem_8 = None
-    tiny_body_ops_h1_1 = self.tiny_body.ops.h1(edge_product_7);  edge_product_7 = None
-    getitem_9 = tiny_body_wiring[2]
-    edge_product_8 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_9);  getitem_9 = None
-    tiny_body_ops_h2_1 = self.tiny_body.ops.h2(edge_product_8);  edge_product_8 = None
-    getitem_10 = tiny_body_wiring[3]
-    edge_product_9 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_10);  getitem_10 = None
-    tiny_body_ops_h3_1 = self.tiny_body.ops.h3(edge_product_9);  edge_product_9 = None
-    getitem_11 = tiny_body_wiring[4]
-    edge_product_10 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_11);  getitem_11 = None
-    tiny_body_ops_h4_1 = self.tiny_body.ops.h4(edge_product_10);  edge_product_10 = None
-    getitem_12 = tiny_body_wiring[5]
-    edge_product_11 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_12);  cat_channels_1 = getitem_12 = None
-    tiny_body_ops_out_1 = self.tiny_body.ops.out(edge_product_11);  edge_product_11 = None
-    cat_channels_2 = wirelang_backend_lower_cat_channels(tiny_body_ops_in__1, tiny_body_ops_h1_1, tiny_body_ops_h2_1, tiny_body_ops_h3_1, tiny_body_ops_h4_1, tiny_body_ops_out_1);  tiny_body_ops_in__1 = tiny_body_ops_h1_1 = tiny_body_ops_h2_1 = tiny_body_ops_h3_1 = tiny_body_ops_h4_1 = tiny_body_ops_out_1 = None
-    getitem_13 = tiny_body_wiring[0]
-    edge_product_12 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_13);  getitem_13 = None
-    tiny_body_ops_in__2 = self.tiny_body.ops.in_(edge_product_12);  edge_product_12 = None
-    getitem_14 = tiny_body_wiring[1]
-    edge_product_13 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_14);  getitem_14 = None
-    tiny_body_ops_h1_2 = self.tiny_body.ops.h1(edge_product_13);  edge_product_13 = None
-    getitem_15 = tiny_body_wiring[2]
-    edge_product_14 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_15);  getitem_15 = None
-    tiny_body_ops_h2_2 = self.tiny_body.ops.h2(edge_product_14);  edge_product_14 = None
-    getitem_16 = tiny_body_wiring[3]
-    edge_product_15 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_16);  getitem_16 = None
-    tiny_body_ops_h3_2 = self.tiny_body.ops.h3(edge_product_15);  edge_product_15 = None
-    getitem_17 = tiny_body_wiring[4]
-    edge_product_16 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_17);  getitem_17 = None
-    tiny_body_ops_h4_2 = self.tiny_body.ops.h4(edge_product_16);  edge_product_16 = None
-    getitem_18 = tiny_body_wiring[5]
-    edge_product_17 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_18);  cat_channels_2 = getitem_18 = None
-    tiny_body_ops_out_2 = self.tiny_body.ops.out(edge_product_17);  edge_product_17 = None
-    cat_channels_3 = wirelang_backend_lower_cat_channels(tiny_body_ops_in__2, tiny_body_ops_h1_2, tiny_body_ops_h2_2, tiny_body_ops_h3_2, tiny_body_ops_h4_2, tiny_body_ops_out_2);  tiny_body_ops_in__2 = tiny_body_ops_h1_2 = tiny_body_ops_h2_2 = tiny_body_ops_h3_2 = tiny_body_ops_h4_2 = tiny_body_ops_out_2 = None
-    getitem_19 = tiny_body_wiring[0]
-    edge_product_18 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_19);  getitem_19 = None
-    tiny_body_ops_in__3 = self.tiny_body.ops.in_(edge_product_18);  edge_product_18 = None
-    getitem_20 = tiny_body_wiring[1]
-    edge_product_19 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_20);  getitem_20 = None
-    tiny_body_ops_h1_3 = self.tiny_body.ops.h1(edge_product_19);  edge_product_19 = None
-    getitem_21 = tiny_body_wiring[2]
-    edge_product_20 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_21);  getitem_21 = None
-    tiny_body_ops_h2_3 = self.tiny_body.ops.h2(edge_product_20);  edge_product_20 = None
-    getitem_22 = tiny_body_wiring[3]
-    edge_product_21 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_22);  getitem_22 = None
-    tiny_body_ops_h3_3 = self.tiny_body.ops.h3(edge_product_21);  edge_product_21 = None
-    getitem_23 = tiny_body_wiring[4]
-    edge_product_22 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_23);  getitem_23 = None
-    tiny_body_ops_h4_3 = self.tiny_body.ops.h4(edge_product_22);  edge_product_22 = None
-    getitem_24 = tiny_body_wiring[5]
-    edge_product_23 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_24);  cat_channels_3 = getitem_24 = None
-    tiny_body_ops_out_3 = self.tiny_body.ops.out(edge_product_23);  edge_product_23 = None
-    cat_channels_4 = wirelang_backend_lower_cat_channels(tiny_body_ops_in__3, tiny_body_ops_h1_3, tiny_body_ops_h2_3, tiny_body_ops_h3_3, tiny_body_ops_h4_3, tiny_body_ops_out_3);  tiny_body_ops_in__3 = tiny_body_ops_h1_3 = tiny_body_ops_h2_3 = tiny_body_ops_h3_3 = tiny_body_ops_h4_3 = tiny_body_ops_out_3 = None
-    getitem_25 = tiny_body_wiring[0]
-    edge_product_24 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_25);  getitem_25 = None
-    tiny_body_ops_in__4 = self.tiny_body.ops.in_(edge_product_24);  edge_product_24 = tiny_body_ops_in__4 = None
-    getitem_26 = tiny_body_wiring[1]
-    edge_product_25 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_26);  getitem_26 = None
-    tiny_body_ops_h1_4 = self.tiny_body.ops.h1(edge_product_25);  edge_product_25 = tiny_body_ops_h1_4 = None
-    getitem_27 = tiny_body_wiring[2]
-    edge_product_26 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_27);  getitem_27 = None
-    tiny_body_ops_h2_4 = self.tiny_body.ops.h2(edge_product_26);  edge_product_26 = tiny_body_ops_h2_4 = None
-    getitem_28 = tiny_body_wiring[3]
-    edge_product_27 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_28);  getitem_28 = None
-    tiny_body_ops_h3_4 = self.tiny_body.ops.h3(edge_product_27);  edge_product_27 = tiny_body_ops_h3_4 = None
-    getitem_29 = tiny_body_wiring[4]
-    edge_product_28 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_29);  getitem_29 = None
-    tiny_body_ops_h4_4 = self.tiny_body.ops.h4(edge_product_28);  edge_product_28 = tiny_body_ops_h4_4 = None
-    getitem_30 = tiny_body_wiring[5];  tiny_body_wiring = None
-    edge_product_29 = wirelang_backend_lower_edge_product(cat_channels_4, getitem_30);  cat_channels_4 = getitem_30 = None
-    tiny_body_ops_out_4 = self.tiny_body.ops.out(edge_product_29);  edge_product_29 = None
-    cat_channels_5 = wirelang_backend_lower_cat_channels(tiny_body_ops_out_4);  tiny_body_ops_out_4 = None
-    tiny_head_0 = self.tiny_head_0(cat_channels_5);  cat_channels_5 = None
+    getitem = tiny_body_wiring[0]
+    getitem_1 = tiny_body_wiring[1]
+    getitem_2 = tiny_body_wiring[2]
+    getitem_3 = tiny_body_wiring[3]
+    getitem_4 = tiny_body_wiring[4]
+    getitem_5 = tiny_body_wiring[5];  tiny_body_wiring = None
+    cat_rows = wirelang_backend_kernels_cat_rows(getitem, getitem_1, getitem_2, getitem_3, getitem_4, getitem_5);  getitem = getitem_1 = getitem_2 = getitem_3 = getitem_4 = getitem_5 = None
+    sparse_plan = wirelang_backend_kernels_sparse_plan(cat_rows)
+    edge_product = wirelang_backend_kernels_edge_product((to_cnhw,), cat_rows, (700, 100), (0,), sparse_plan);  to_cnhw = None
+    getitem_6 = edge_product[0]
+    getitem_7 = edge_product[1];  edge_product = None
+    tiny_body_run_in__to_h4 = self.tiny_body.run.in__to_h4(getitem_6);  getitem_6 = None
+    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4, getitem_7), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4 = getitem_7 = None
+    getitem_8 = edge_product_1[0]
+    getitem_9 = edge_product_1[1];  edge_product_1 = None
+    tiny_body_run_in__to_h4_1 = self.tiny_body.run.in__to_h4(getitem_8);  getitem_8 = None
+    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_1, getitem_9), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_1 = getitem_9 = None
+    getitem_10 = edge_product_2[0]
+    getitem_11 = edge_product_2[1];  edge_product_2 = None
+    tiny_body_run_in__to_h4_2 = self.tiny_body.run.in__to_h4(getitem_10);  getitem_10 = None
+    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, getitem_11), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = getitem_11 = None
+    getitem_12 = edge_product_3[0]
+    getitem_13 = edge_product_3[1];  edge_product_3 = None
+    tiny_body_run_in__to_h4_3 = self.tiny_body.run.in__to_h4(getitem_12);  getitem_12 = None
+    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, getitem_13), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_3 = getitem_13 = cat_rows = sparse_plan = None
+    getitem_14 = edge_product_4[0]
+    getitem_15 = edge_product_4[1];  edge_product_4 = None
+    tiny_body_run_in__to_h4_4 = self.tiny_body.run.in__to_h4(getitem_14);  getitem_14 = tiny_body_run_in__to_h4_4 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(getitem_15);  getitem_15 = None
+    tiny_head_0 = self.tiny_head_0(to_nchw);  to_nchw = None
     tiny_head_1 = self.tiny_head_1(tiny_head_0);  tiny_head_0 = None
     tiny_head_2 = self.tiny_head_2(tiny_head_1);  tiny_head_1 = None
     return tiny_head_2

@@ -2,79 +2,66 @@
 # fx code of network `mbv1_cifar_random`
 def forward(self, x):
     mbv1_stem_0 = self.mbv1_stem_0(x);  x = None
+    to_cnhw = wirelang_backend_kernels_to_cnhw(mbv1_stem_0);  mbv1_stem_0 = None
     mbv1_s1_wiring = self.mbv1_s1.wiring()
-    getitem = mbv1_stem_0[(slice(None, None, None), slice(0, 32, None))];  mbv1_stem_0 = None
-    mbv1_s1_ops_in_ = self.mbv1_s1.ops.in_(getitem);  getitem = None
-    cat_channels = wirelang_backend_lower_cat_channels(mbv1_s1_ops_in_);  mbv1_s1_ops_in_ = None
-    getitem_1 = mbv1_s1_wiring[0];  mbv1_s1_wiring = None
-    edge_product = wirelang_backend_lower_edge_product(cat_channels, getitem_1);  cat_channels = getitem_1 = None
-    mbv1_s1_ops_out = self.mbv1_s1.ops.out(edge_product);  edge_product = None
-    cat_channels_1 = wirelang_backend_lower_cat_channels(mbv1_s1_ops_out);  mbv1_s1_ops_out = None
+    mbv1_s1_run_in_ = self.mbv1_s1.run.in_(to_cnhw);  to_cnhw = None
+    getitem = mbv1_s1_wiring[0];  mbv1_s1_wiring = None
+    sparse_plan = wirelang_backend_kernels_sparse_plan(getitem)
+    edge_product = wirelang_backend_kernels_edge_product((mbv1_s1_run_in_,), getitem, None, (0,), sparse_plan);  mbv1_s1_run_in_ = getitem = sparse_plan = None
     mbv1_s2_wiring = self.mbv1_s2.wiring()
-    getitem_2 = cat_channels_1[(slice(None, None, None), slice(0, 64, None))];  cat_channels_1 = None
-    mbv1_s2_ops_in_ = self.mbv1_s2.ops.in_(getitem_2);  getitem_2 = None
-    cat_channels_2 = wirelang_backend_lower_cat_channels(mbv1_s2_ops_in_)
-    getitem_3 = mbv1_s2_wiring[0]
-    edge_product_1 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_3);  cat_channels_2 = getitem_3 = None
-    mbv1_s2_ops_h_1 = self.mbv1_s2.ops.h_1(edge_product_1);  edge_product_1 = None
-    cat_channels_3 = wirelang_backend_lower_cat_channels(mbv1_s2_ops_in_, mbv1_s2_ops_h_1);  mbv1_s2_ops_in_ = mbv1_s2_ops_h_1 = None
-    getitem_4 = mbv1_s2_wiring[1];  mbv1_s2_wiring = None
-    edge_product_2 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_4);  cat_channels_3 = getitem_4 = None
-    mbv1_s2_ops_out = self.mbv1_s2.ops.out(edge_product_2);  edge_product_2 = None
-    cat_channels_4 = wirelang_backend_lower_cat_channels(mbv1_s2_ops_out);  mbv1_s2_ops_out = None
+    mbv1_s2_run_in_ = self.mbv1_s2.run.in_(edge_product);  edge_product = None
+    getitem_1 = mbv1_s2_wiring[0]
+    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_1)
+    edge_product_1 = wirelang_backend_kernels_edge_product((mbv1_s2_run_in_,), getitem_1, None, (0,), sparse_plan_1);  getitem_1 = sparse_plan_1 = None
+    mbv1_s2_run_h_1 = self.mbv1_s2.run.h_1(edge_product_1);  edge_product_1 = None
+    getitem_2 = mbv1_s2_wiring[1];  mbv1_s2_wiring = None
+    sparse_plan_2 = wirelang_backend_kernels_sparse_plan(getitem_2)
+    edge_product_2 = wirelang_backend_kernels_edge_product((mbv1_s2_run_in_, mbv1_s2_run_h_1), getitem_2, None, (0, 64), sparse_plan_2);  mbv1_s2_run_in_ = mbv1_s2_run_h_1 = getitem_2 = sparse_plan_2 = None
     mbv1_s3_wiring = self.mbv1_s3.wiring()
-    getitem_5 = cat_channels_4[(slice(None, None, None), slice(0, 128, None))];  cat_channels_4 = None
-    mbv1_s3_ops_in_ = self.mbv1_s3.ops.in_(getitem_5);  getitem_5 = None
-    cat_channels_5 = wirelang_backend_lower_cat_channels(mbv1_s3_ops_in_)
-    getitem_6 = mbv1_s3_wiring[0]
-    edge_product_3 = wirelang_backend_lower_edge_product(cat_channels_5, getitem_6);  cat_channels_5 = getitem_6 = None
-    mbv1_s3_ops_h_1 = self.mbv1_s3.ops.h_1(edge_product_3);  edge_product_3 = None
-    cat_channels_6 = wirelang_backend_lower_cat_channels(mbv1_s3_ops_in_, mbv1_s3_ops_h_1);  mbv1_s3_ops_in_ = mbv1_s3_ops_h_1 = None
-    getitem_7 = mbv1_s3_wiring[1];  mbv1_s3_wiring = None
-    edge_product_4 = wirelang_backend_lower_edge_product(cat_channels_6, getitem_7);  cat_channels_6 = getitem_7 = None
-    mbv1_s3_ops_out = self.mbv1_s3.ops.out(edge_product_4);  edge_product_4 = None
-    cat_channels_7 = wirelang_backend_lower_cat_channels(mbv1_s3_ops_out);  mbv1_s3_ops_out = None
+    mbv1_s3_run_in_ = self.mbv1_s3.run.in_(edge_product_2);  edge_product_2 = None
+    getitem_3 = mbv1_s3_wiring[0]
+    sparse_plan_3 = wirelang_backend_kernels_sparse_plan(getitem_3)
+    edge_product_3 = wirelang_backend_kernels_edge_product((mbv1_s3_run_in_,), getitem_3, None, (0,), sparse_plan_3);  getitem_3 = sparse_plan_3 = None
+    mbv1_s3_run_h_1 = self.mbv1_s3.run.h_1(edge_product_3);  edge_product_3 = None
+    getitem_4 = mbv1_s3_wiring[1];  mbv1_s3_wiring = None
+    sparse_plan_4 = wirelang_backend_kernels_sparse_plan(getitem_4)
+    edge_product_4 = wirelang_backend_kernels_edge_product((mbv1_s3_run_in_, mbv1_s3_run_h_1), getitem_4, None, (0, 128), sparse_plan_4);  mbv1_s3_run_in_ = mbv1_s3_run_h_1 = getitem_4 = sparse_plan_4 = None
     mbv1_s4_wiring = self.mbv1_s4.wiring()
-    getitem_8 = cat_channels_7[(slice(None, None, None), slice(0, 256, None))];  cat_channels_7 = None
-    mbv1_s4_ops_in_ = self.mbv1_s4.ops.in_(getitem_8);  getitem_8 = None
-    cat_channels_8 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_)
-    getitem_9 = mbv1_s4_wiring[0]
-    edge_product_5 = wirelang_backend_lower_edge_product(cat_channels_8, getitem_9);  cat_channels_8 = getitem_9 = None
-    mbv1_s4_ops_h_1 = self.mbv1_s4.ops.h_1(edge_product_5);  edge_product_5 = None
-    cat_channels_9 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_, mbv1_s4_ops_h_1)
-    getitem_10 = mbv1_s4_wiring[1]
-    edge_product_6 = wirelang_backend_lower_edge_product(cat_channels_9, getitem_10);  cat_channels_9 = getitem_10 = None
-    mbv1_s4_ops_h_2 = self.mbv1_s4.ops.h_2(edge_product_6);  edge_product_6 = None
-    cat_channels_10 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_, mbv1_s4_ops_h_1, mbv1_s4_ops_h_2)
-    getitem_11 = mbv1_s4_wiring[2]
-    edge_product_7 = wirelang_backend_lower_edge_product(cat_channels_10, getitem_11);  cat_channels_10 = getitem_11 = None
-    mbv1_s4_ops_h_3 = self.mbv1_s4.ops.h_3(edge_product_7);  edge_product_7 = None
-    cat_channels_11 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_, mbv1_s4_ops_h_1, mbv1_s4_ops_h_2, mbv1_s4_ops_h_3)
-    getitem_12 = mbv1_s4_wiring[3]
-    edge_product_8 = wirelang_backend_lower_edge_product(cat_channels_11, getitem_12);  cat_channels_11 = getitem_12 = None
-    mbv1_s4_ops_h_4 = self.mbv1_s4.ops.h_4(edge_product_8);  edge_product_8 = None
-    cat_channels_12 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_, mbv1_s4_ops_h_1, mbv1_s4_ops_h_2, mbv1_s4_ops_h_3, mbv1_s4_ops_h_4)
-    getitem_13 = mbv1_s4_wiring[4]
-    edge_product_9 = wirelang_backend_lower_edge_product(cat_channels_12, getitem_13);  cat_channels_12 = getitem_13 = None
-    mbv1_s4_ops_h_5 = self.mbv1_s4.ops.h_5(edge_product_9);  edge_product_9 = None
-    cat_channels_13 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_in_, mbv1_s4_ops_h_1, mbv1_s4_ops_h_2, mbv1_s4_ops_h_3, mbv1_s4_ops_h_4, mbv1_s4_ops_h_5);  mbv1_s4_ops_in_ = mbv1_s4_ops_h_1 = mbv1_s4_ops_h_2 = mbv1_s4_ops_h_3 = mbv1_s4_ops_h_4 = mbv1_s4_ops_h_5 = None
-    getitem_14 = mbv1_s4_wiring[5];  mbv1_s4_wiring = None
-    edge_product_10 = wirelang_backend_lower_edge_product(cat_channels_13, getitem_14);  cat_channels_13 = getitem_14 = None
-    mbv1_s4_ops_out = self.mbv1_s4.ops.out(edge_product_10);  edge_product_10 = None
-    cat_channels_14 = wirelang_backend_lower_cat_channels(mbv1_s4_ops_out);  mbv1_s4_ops_out = None
+    mbv1_s4_run_in_ = self.mbv1_s4.run.in_(edge_product_4);  edge_product_4 = None
+    getitem_5 = mbv1_s4_wiring[0]
+    sparse_plan_5 = wirelang_backend_kernels_sparse_plan(getitem_5)
+    edge_product_5 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_,), getitem_5, None, (0,), sparse_plan_5);  getitem_5 = sparse_plan_5 = None
+    mbv1_s4_run_h_1 = self.mbv1_s4.run.h_1(edge_product_5);  edge_product_5 = None
+    getitem_6 = mbv1_s4_wiring[1]
+    sparse_plan_6 = wirelang_backend_kernels_sparse_plan(getitem_6)
+    edge_product_6 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_, mbv1_s4_run_h_1), getitem_6, None, (0, 256), sparse_plan_6);  getitem_6 = sparse_plan_6 = None
+    mbv1_s4_run_h_2 = self.mbv1_s4.run.h_2(edge_product_6);  edge_product_6 = None
+    getitem_7 = mbv1_s4_wiring[2]
+    sparse_plan_7 = wirelang_backend_kernels_sparse_plan(getitem_7)
+    edge_product_7 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_, mbv1_s4_run_h_1, mbv1_s4_run_h_2), getitem_7, None, (0, 256, 768), sparse_plan_7);  getitem_7 = sparse_plan_7 = None
+    mbv1_s4_run_h_3 = self.mbv1_s4.run.h_3(edge_product_7);  edge_product_7 = None
+    getitem_8 = mbv1_s4_wiring[3]
+    sparse_plan_8 = wirelang_backend_kernels_sparse_plan(getitem_8)
+    edge_product_8 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_, mbv1_s4_run_h_1, mbv1_s4_run_h_2, mbv1_s4_run_h_3), getitem_8, None, (0, 256, 768, 1280), sparse_plan_8);  getitem_8 = sparse_plan_8 = None
+    mbv1_s4_run_h_4 = self.mbv1_s4.run.h_4(edge_product_8);  edge_product_8 = None
+    getitem_9 = mbv1_s4_wiring[4]
+    sparse_plan_9 = wirelang_backend_kernels_sparse_plan(getitem_9)
+    edge_product_9 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_, mbv1_s4_run_h_1, mbv1_s4_run_h_2, mbv1_s4_run_h_3, mbv1_s4_run_h_4), getitem_9, None, (0, 256, 768, 1280, 1792), sparse_plan_9);  getitem_9 = sparse_plan_9 = None
+    mbv1_s4_run_h_5 = self.mbv1_s4.run.h_5(edge_product_9);  edge_product_9 = None
+    getitem_10 = mbv1_s4_wiring[5];  mbv1_s4_wiring = None
+    sparse_plan_10 = wirelang_backend_kernels_sparse_plan(getitem_10)
+    edge_product_10 = wirelang_backend_kernels_edge_product((mbv1_s4_run_in_, mbv1_s4_run_h_1, mbv1_s4_run_h_2, mbv1_s4_run_h_3, mbv1_s4_run_h_4, mbv1_s4_run_h_5), getitem_10, None, (0, 256, 768, 1280, 1792, 2304), sparse_plan_10);  mbv1_s4_run_in_ = mbv1_s4_run_h_1 = mbv1_s4_run_h_2 = mbv1_s4_run_h_3 = mbv1_s4_run_h_4 = mbv1_s4_run_h_5 = getitem_10 = sparse_plan_10 = None
     mbv1_s5_wiring = self.mbv1_s5.wiring()
-    getitem_15 = cat_channels_14[(slice(None, None, None), slice(0, 512, None))];  cat_channels_14 = None
-    mbv1_s5_ops_in_ = self.mbv1_s5.ops.in_(getitem_15);  getitem_15 = None
-    cat_channels_15 = wirelang_backend_lower_cat_channels(mbv1_s5_ops_in_)
-    getitem_16 = mbv1_s5_wiring[0]
-    edge_product_11 = wirelang_backend_lower_edge_product(cat_channels_15, getitem_16);  cat_channels_15 = getitem_16 = None
-    mbv1_s5_ops_h_1 = self.mbv1_s5.ops.h_1(edge_product_11);  edge_product_11 = None
-    cat_channels_16 = wirelang_backend_lower_cat_channels(mbv1_s5_ops_in_, mbv1_s5_ops_h_1);  mbv1_s5_ops_in_ = mbv1_s5_ops_h_1 = None
-    getitem_17 = mbv1_s5_wiring[1];  mbv1_s5_wiring = None
-    edge_product_12 = wirelang_backend_lower_edge_product(cat_channels_16, getitem_17);  cat_channels_16 = getitem_17 = None
-    mbv1_s5_ops_out = self.mbv1_s5.ops.out(edge_product_12);  edge_product_12 = None
-    cat_channels_17 = wirelang_backend_lower_cat_channels(mbv1_s5_ops_out);  mbv1_s5_ops_out = None
-    head_0 = self.head_0(cat_channels_17);  cat_channels_17 = None
+    mbv1_s5_run_in_ = self.mbv1_s5.run.in_(edge_product_10);  edge_product_10 = None
+    getitem_11 = mbv1_s5_wiring[0]
+    sparse_plan_11 = wirelang_backend_kernels_sparse_plan(getitem_11)
+    edge_product_11 = wirelang_backend_kernels_edge_product((mbv1_s5_run_in_,), getitem_11, None, (0,), sparse_plan_11);  getitem_11 = sparse_plan_11 = None
+    mbv1_s5_run_h_1 = self.mbv1_s5.run.h_1(edge_product_11);  edge_product_11 = None
+    getitem_12 = mbv1_s5_wiring[1];  mbv1_s5_wiring = None
+    sparse_plan_12 = wirelang_backend_kernels_sparse_plan(getitem_12)
+    edge_product_12 = wirelang_backend_kernels_edge_product((mbv1_s5_run_in_, mbv1_s5_run_h_1), getitem_12, None, (0, 512), sparse_plan_12);  mbv1_s5_run_in_ = mbv1_s5_run_h_1 = getitem_12 = sparse_plan_12 = None
+    to_nchw_4 = wirelang_backend_kernels_to_nchw(edge_product_12);  edge_product_12 = None
+    head_0 = self.head_0(to_nchw_4);  to_nchw_4 = None
     head_1 = self.head_1(head_0);  head_0 = None
     head_2 = self.head_2(head_1);  head_1 = None
     head_3 = self.head_3(head_2);  head_2 = None

@@ -6,27 +6,26 @@ def forward(self, x):
     stem_2 = self.stem_2(stem_1);  stem_1 = None
     stem_3 = self.stem_3(stem_2);  stem_2 = None
     stem_4 = self.stem_4(stem_3);  stem_3 = None
+    to_cnhw = wirelang_backend_kernels_to_cnhw(stem_4);  stem_4 = None
     body_wiring = self.body.wiring()
-    getitem = stem_4[(slice(None, None, None), slice(0, 32, None))];  stem_4 = None
-    body_ops_in_ = self.body.ops.in_(getitem);  getitem = None
-    cat_channels = wirelang_backend_lower_cat_channels(body_ops_in_)
-    getitem_1 = body_wiring[0]
-    edge_product = wirelang_backend_lower_edge_product(cat_channels, getitem_1);  cat_channels = getitem_1 = None
-    body_ops_h1 = self.body.ops.h1(edge_product);  edge_product = None
-    cat_channels_1 = wirelang_backend_lower_cat_channels(body_ops_in_, body_ops_h1)
-    getitem_2 = body_wiring[1]
-    edge_product_1 = wirelang_backend_lower_edge_product(cat_channels_1, getitem_2);  cat_channels_1 = getitem_2 = None
-    body_ops_h2 = self.body.ops.h2(edge_product_1);  edge_product_1 = None
-    cat_channels_2 = wirelang_backend_lower_cat_channels(body_ops_in_, body_ops_h1, body_ops_h2)
-    getitem_3 = body_wiring[2]
-    edge_product_2 = wirelang_backend_lower_edge_product(cat_channels_2, getitem_3);  cat_channels_2 = getitem_3 = None
-    body_ops_h3 = self.body.ops.h3(edge_product_2);  edge_product_2 = None
-    cat_channels_3 = wirelang_backend_lower_cat_channels(body_ops_in_, body_ops_h1, body_ops_h2, body_ops_h3);  body_ops_in_ = body_ops_h1 = body_ops_h2 = body_ops_h3 = None
-    getitem_4 = body_wiring[3];  body_wiring = None
-    edge_product_3 = wirelang_backend_lower_edge_product(cat_channels_3, getitem_4);  cat_channels_3 = getitem_4 = None
-    body_ops_out = self.body.ops.out(edge_product_3);  edge_product_3 = None
-    cat_channels_4 = wirelang_backend_lower_cat_channels(body_ops_out);  body_ops_out = None
-    head_0 = self.head_0(cat_channels_4);  cat_channels_4 = None
+    body_run_in_ = self.body.run.in_(to_cnhw);  to_cnhw = None
+    getitem = body_wiring[0]
+    sparse_plan = wirelang_backend_kernels_sparse_plan(getitem)
+    edge_product = wirelang_backend_kernels_edge_product((body_run_in_,), getitem, None, (0,), sparse_plan);  getitem = sparse_plan = None
+    body_run_h1 = self.body.run.h1(edge_product);  edge_product = None
+    getitem_1 = body_wiring[1]
+    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_1)
+    edge_product_1 = wirelang_backend_kernels_edge_product((body_run_in_, body_run_h1), getitem_1, None, (0, 32), sparse_plan_1);  getitem_1 = sparse_plan_1 = None
+    body_run_h2 = self.body.run.h2(edge_product_1);  edge_product_1 = None
+    getitem_2 = body_wiring[2]
+    sparse_plan_2 = wirelang_backend_kernels_sparse_plan(getitem_2)
+    edge_product_2 = wirelang_backend_kernels_edge_product((body_run_in_, body_run_h1, body_run_h2), getitem_2, None, (0, 32, 96), sparse_plan_2);  getitem_2 = sparse_plan_2 = None
+    body_run_h3 = self.body.run.h3(edge_product_2);  edge_product_2 = None
+    getitem_3 = body_wiring[3];  body_wiring = None
+    sparse_plan_3 = wirelang_backend_kernels_sparse_plan(getitem_3)
+    edge_product_3 = wirelang_backend_kernels_edge_product((body_run_in_, body_run_h1, body_run_h2, body_run_h3), getitem_3, None, (0, 32, 96, 160), sparse_plan_3);  body_run_in_ = body_run_h1 = body_run_h2 = body_run_h3 = getitem_3 = sparse_plan_3 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(edge_product_3);  edge_product_3 = None
+    head_0 = self.head_0(to_nchw);  to_nchw = None
     head_1 = self.head_1(head_0);  head_0 = None
     return head_1
     

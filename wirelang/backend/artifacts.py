@@ -3,7 +3,8 @@
   ir.json       the checked IR (spans relative to the spec's folder)
   summary.json  the `compile --json` summary
   graph.py      the fx GraphModule's generated code (and each ODE derivative's)
-  model.py      a standalone PyTorch module (Jinja2) that needs only torch, when available
+  model.py      a standalone PyTorch module (Jinja2) that needs only torch: the network with the
+                wiring it has at initialisation (not written for adaptive ODE solvers)
 
 No absolute paths, no timestamps: regenerating anywhere gives the same bytes, which is how the
 test of `generated/` detects stale artifacts.
@@ -53,13 +54,23 @@ def render(net: core.Network) -> dict[str, str]:
         if isinstance(module, ODEBlock):
             code += [f"\n\n# derivative of continuous graph `{name}`\n", module.derivative.func.code.strip("\n") + "\n"]
     files["graph.py"] = "".join(code)
-    try:
-        from wirelang.export.standalone import render_source
-    except ImportError:
-        render_source = None
-    if render_source is not None:
-        files["model.py"] = render_source(net)
+    source = standalone_source(net, model)
+    if source is not None:
+        files["model.py"] = source
     return files
+
+
+def standalone_source(net: core.Network, model) -> str | None:
+    """The compiled model as plain PyTorch (Jinja2; imports only torch), with the wiring it has
+    at initialisation folded in; None for an adaptive ODE solver, which has no fixed program."""
+    from wirelang.export.compact import ExportRefused, plan_network
+    from wirelang.export.standalone import render as render_source
+
+    try:
+        plan = plan_network(net, model, source=os.path.basename(net.span.path))
+    except ExportRefused:
+        return None
+    return render_source(plan)
 
 
 def write_artifacts(net: core.Network, out: Path) -> list[Path]:

@@ -1,0 +1,107 @@
+"""cifar_tiny_discrete: a compact model exported by wirelang 0.1.0 from cifar_tiny_discrete.wire.
+
+Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
+weights, and every set-to-set weight block keeps only its live rows and columns.
+Graph `tiny.body`: discrete time, 5 steps unrolled: 800 of 800 nodes and 32,000 of 32,000 edges kept.
+
+    import torch
+    from model import load
+    model = load("weights.pt")                 # eval mode
+    scores = model(torch.randn(8, 3, 32, 32))    # -> 8 x 10
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SHAPE = (3, 32, 32)
+CLASSES = 10
+
+
+class CenterCrop(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        top, left = (h - self.size) // 2, (w - self.size) // 2
+        return x[..., top:top + self.size, left:left + self.size]
+
+
+class FlatLinear(nn.Linear):
+    """A linear layer that flattens N x C x 1 x 1 (after global pooling) itself."""
+
+    def forward(self, x):
+        return super().forward(x.flatten(1))
+
+
+class Residual(nn.Module):
+    def __init__(self, branch, shortcut, after):
+        super().__init__()
+        self.branch, self.shortcut, self.after = branch, shortcut, after
+
+    def forward(self, x):
+        return self.after(self.branch(x) + self.shortcut(x))
+
+
+def edges(x, w):
+    """sum over q of w[u, q] * Z_q for every node u: a 1x1 convolution (x: N x Q x H x W, w: U x Q)."""
+    return F.conv2d(x, w[:, :, None, None])
+
+
+class Graph_tiny_body(nn.Module):
+    """Graph `tiny.body`, discrete time, 5 steps unrolled: 800 of 800 nodes and 32,000 of 32,000 edges kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.op_in = nn.Sequential(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False))
+        self.op_h1 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
+        self.op_h2 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
+        self.op_h3 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
+        self.op_h4 = nn.Sequential(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False))
+        self.w_in = nn.Parameter(torch.zeros(32, 800))
+        self.w_h1 = nn.Parameter(torch.zeros(192, 800))
+        self.w_h2 = nn.Parameter(torch.zeros(192, 800))
+        self.w_h3 = nn.Parameter(torch.zeros(192, 800))
+        self.w_h4 = nn.Parameter(torch.zeros(92, 800))
+        self.w_out = nn.Parameter(torch.zeros(100, 800))
+
+    def forward(self, x):
+        s_in = x[:, 0:32]
+        s_h1 = x.new_zeros((x.shape[0], 192, 8, 8))
+        s_h2 = x.new_zeros((x.shape[0], 192, 8, 8))
+        s_h3 = x.new_zeros((x.shape[0], 192, 8, 8))
+        s_h4 = x.new_zeros((x.shape[0], 92, 8, 8))
+        s_out = x.new_zeros((x.shape[0], 100, 8, 8))
+        for _ in range(5):
+            c_0 = torch.cat([s_in, s_h1, s_h2, s_h3, s_h4, s_out], 1)
+            d_in = self.op_in(edges(c_0, self.w_in))
+            d_h1 = self.op_h1(edges(c_0, self.w_h1))
+            d_h2 = self.op_h2(edges(c_0, self.w_h2))
+            d_h3 = self.op_h3(edges(c_0, self.w_h3))
+            d_h4 = self.op_h4(edges(c_0, self.w_h4))
+            d_out = edges(c_0, self.w_out)
+            s_in, s_h1, s_h2, s_h3, s_h4, s_out = d_in, d_h1, d_h2, d_h3, d_h4, d_out
+        return s_out
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tiny_stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, groups=1, bias=False), nn.BatchNorm2d(16, affine=True), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False), nn.Conv2d(16, 32, 1, stride=1, padding=0, groups=1, bias=False), nn.BatchNorm2d(32, affine=True))
+        self.tiny_body = Graph_tiny_body()
+        self.tiny_head = nn.Sequential(CenterCrop(2), nn.AdaptiveAvgPool2d(1), FlatLinear(100, 10, bias=True))
+
+    def forward(self, x):
+        x = self.tiny_stem(x)
+        x = self.tiny_body(x)
+        x = self.tiny_head(x)
+        return x
+
+
+def load(path="weights.pt"):
+    """The model with its trained weights, in eval mode."""
+    model = Model()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
