@@ -81,12 +81,13 @@ def _wiring_panel(ax, g: core.Graph, blocks: dict[tuple[str, str], int], edges, 
         ax.scatter(_node_x(g, xs), y, s=min(6.0, 2000 / g.size), color="black", zorder=3, linewidths=0)
         for s in g.sets:
             ys = y[_start(g, s.name):_start(g, s.name) + s.size]
-            ax.text(xs[s.name], (ys.max() + 0.02) if not dynamic else ys.mean(), f"{s.name} [{s.size}]",
+            side = 0.0 if not dynamic else (-0.03 if xs[s.name] == 0 else 0.03)
+            ax.text(xs[s.name] + side, (ys.max() + 0.02) if not dynamic else ys.mean(), f"{s.name} [{s.size}]",
                     ha="center" if not dynamic else ("right" if xs[s.name] == 0 else "left"), va="bottom" if not dynamic else "center",
                     fontsize=8, color="dimgray")
         if label:
             ax.text(xs[g.sets[0].name], -0.04, label, ha="center", fontsize=9)
-    ax.set_xlim(-0.25 if dynamic else -0.08, 1.25 if dynamic else 1.08)
+    ax.set_xlim(-0.3 if dynamic else -0.08, 1.3 if dynamic else 1.08)
     ax.set_ylim(-0.08, 1.08)
     ax.axis("off")
     ax.set_title(title, fontsize=10)
@@ -237,7 +238,7 @@ def _draw_candidates(axes, g: core.Graph) -> None:
     k = g.budget.k
     counts = {(b.source, b.target): b.candidates for b in g.blocks}
     budget = f"budget k = {k:,} of {g.candidates:,} candidates ({k / g.candidates:.1%})" if k else f"budget pooled {g.budget.pool}"
-    _wiring_panel(axes[0], g, counts, None, f"graph {g.name} ({g.semantics.kind}, {g.wiring.method}): {budget}")
+    _wiring_panel(axes[0], g, counts, None, f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{budget}")
     _heat_panel(axes[1], g, counts, "candidate edges per set pair")
     _adjacency_panel(axes[2], g, candidate_matrix(g), "candidate edges", "Greys")
 
@@ -249,7 +250,7 @@ def _draw_learned(axes, g: core.Graph, model) -> None:
     src, dst, w = ng.src.numpy(), ng.dst.numpy(), ng.weight.numpy()
     counts = ng.block_counts()
     dead = int(((ng.out_degree() == 0) & ~ng.role_mask("output")).sum())
-    title = (f"graph {g.name} ({g.semantics.kind}, {g.wiring.method}): {len(w):,} edges, {dead} dead nodes"
+    title = (f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{len(w):,} edges, {dead} dead nodes"
              + ("" if len(w) <= MAX_LINES else "; band width = edges per set pair"))
     _wiring_panel(axes[0], g, counts, (src, dst, w), title)
     _heat_panel(axes[1], g, counts, "active edges per set pair")

@@ -75,8 +75,9 @@ def flat(name: str) -> str:
 
 
 class _Printer:
-    def __init__(self, model):
+    def __init__(self, model, edges: dict[str, list]):
         self.model = model
+        self.edges = edges
         self.lines: list[str] = []
         self.depth = 0
 
@@ -129,12 +130,11 @@ class _Printer:
         for b in g.blocks:
             self.line(f"edges all({b.source}, self_loops=true)" if b.source == b.target and b.self_loops
                       else f"edges {b.source} -> {b.target}")
-        edges = self.model.graph_parts(g.name).wiring.edges(g)
+        edges = self.edges[g.name]
         self.line(f"budget {len(edges)}")
         self.open("wiring fixed")
-        order = {s.name: i for i, s in enumerate(g.sets)}
         targets: dict[tuple[str, int, str], list[int]] = {}
-        for src, i, dst, j, _ in sorted(edges, key=lambda e: (order[e[0]], e[1], order[e[2]], e[3])):
+        for src, i, dst, j, _ in edges:  # sorted by source node, then target
             targets.setdefault((src, i, dst), []).append(j)
         for (src, i, dst), js in targets.items():
             self.line(f"{src}[{i}] -> {dst}[{', '.join(map(str, js))}]")
@@ -232,11 +232,13 @@ def sparse_block(net: core.Network) -> list[str]:
 
 def frozen_wire(net: core.Network, model, source: str = "", train: dict | None = None) -> str:
     """The network with its learned wiring as canonical .wire text (see the module docstring)."""
-    p = _Printer(model)
+    from wirelang.export.nodes import edge_list, node_graph
+
+    edges = {g.name: edge_list(node_graph(model, g)) for g in net.graphs()}
+    p = _Printer(model, edges)
     p.line(f"# Frozen by wirelang {__version__} (language version {LANGUAGE_VERSION}) from {source or net.name}.")
-    edges = ", ".join(f"{g.name}: {len(model.graph_parts(g.name).wiring.edges(g)):,} edges" for g in net.graphs())
     if edges:
-        p.line(f"# Learned wiring: {edges}.")
+        p.line("# Learned wiring: " + ", ".join(f"{name}: {len(e):,} edges" for name, e in edges.items()) + ".")
     p.open(f"network {net.name}")
     p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
     p.line(f"classes {net.classes}")
@@ -256,9 +258,6 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
     p.line()
     p.train(train if train is not None else net.train)
     p.close()
-    text = "\n".join(p.lines) + "\n"
-    try:  # the house style, when the formatter is installed: the file is then canonical
-        from wirelang.fmt import format_text
-    except ImportError:
-        return text
-    return format_text(text)
+    # Printed in the house style of `wirelang fmt` (a test holds the two together), so the
+    # file is canonical without parsing tens of thousands of edge lines once more.
+    return "\n".join(p.lines) + "\n"

@@ -86,6 +86,21 @@ def node_graph(model, graph: core.Graph) -> NodeGraph:
                      torch.cat(ws) if ws else torch.zeros(0))
 
 
+def edge_list(ng: NodeGraph) -> list[tuple[str, int, str, int, float]]:
+    """Active edges as (source set, index, target set, index, weight), sorted by source set,
+    source node, target set, target node (set order as declared)."""
+    names = [s.name for s in ng.graph.sets]
+    starts = torch.tensor([ng.offsets[n] for n in names])
+    set_of = ng.set_index()
+    key = ng.src * ng.size + ng.dst  # global indices follow set order
+    order = torch.argsort(key)
+    src, dst, w = ng.src[order], ng.dst[order], ng.weight[order]
+    ss, ds = set_of[src], set_of[dst]
+    si, di = src - starts[ss], dst - starts[ds]
+    return [(names[a], b, names[c], d, e) for a, b, c, d, e in
+            zip(ss.tolist(), si.tolist(), ds.tolist(), di.tolist(), w.tolist(), strict=True)]
+
+
 @torch.no_grad()
 def maps_zero_to_zero(model, graph: core.Graph) -> Tensor:
     """(size,) True where the node's operator gives exactly 0 for a 0 input (f(0) == 0)."""

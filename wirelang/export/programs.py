@@ -29,9 +29,11 @@ FORMATS = ("wire", "edges", "pt2", "onnx", "python")
 
 def edges_json(run: Run) -> dict[str, Any]:
     """Every active edge of every graph: (graph, source, target, weight)."""
+    from wirelang.export.nodes import edge_list, node_graph
+
     edges = []
     for g in run.net.graphs():
-        for src, i, dst, j, w in run.model.graph_parts(g.name).wiring.edges(g):
+        for src, i, dst, j, w in edge_list(node_graph(run.model, g)):
             edges.append({"graph": g.name, "source": src, "source_index": i, "target": dst, "target_index": j, "weight": w})
     return {"network": run.net.name, "run": run.label, "edges": edges}
 

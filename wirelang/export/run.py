@@ -103,7 +103,9 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
     shared = _shared()
     try:
         if shared is not None and config:
-            model = shared.load_run_model(run_dir, checkpoint=ckpt)
+            # unnamed: let the trainer choose, exactly as `wirelang.load(RUN)` does (it also
+            # skips a corrupt best.pt)
+            model = shared.load_run_model(run_dir, checkpoint=Path(checkpoint) if checkpoint is not None else None)
         else:  # no trainer here, or a run assembled by hand without config.json
             model = _load_model(spec, ckpt)
     except _run_errors() as err:
