@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,8 +144,10 @@ def workspace() -> Path:
     return folder
 
 
-def check_bytes(data: bytes, path: Path) -> str | None:
-    """Write `data` to `path` and check it; None if the outcome is acceptable, else what went wrong."""
+def check_bytes(data: bytes, path: Path, diagnosed: list[int] | None = None) -> str | None:
+    """Write `data` to `path` and check it; None if the outcome is acceptable, else what went wrong.
+
+    The number of diagnostics of an acceptable outcome is appended to `diagnosed`, if given."""
     from wirelang.diagnostics import SpecError
     from wirelang.frontend import check_file
 
@@ -173,6 +176,8 @@ def check_bytes(data: bytes, path: Path) -> str | None:
             return f"diagnostic in a foreign file `{d.span.path}`: {d.message}"
         if not 1 <= d.span.line <= lines[where]:
             return f"diagnostic at line {d.span.line} of a {lines[where]}-line file: {d.message}"
+    if diagnosed is not None:
+        diagnosed.append(len(diags))
     return None
 
 
@@ -183,41 +188,55 @@ def warm_up() -> None:
     parser()
 
 
-def run(cases: int, seed: int) -> tuple[int, list[tuple[str, list[str], str, bytes]], float]:
+@dataclass
+class Outcome:
+    cases: int = 0
+    passed: int = 0  # checked without a diagnostic (e.g. a mutation inside a comment)
+    diagnosed: int = 0  # rejected with located diagnostics
+    seconds: float = 0.0
+    failures: list[tuple[str, list[str], str, bytes]] = field(default_factory=list)
+
+
+def run(cases: int, seed: int) -> Outcome:
     warm_up()
     rng = random.Random(seed)
     folder = workspace()
     sources = [(p.name, p.read_bytes()) for p in SPECS]
-    failures = []
+    out, counts = Outcome(cases=cases), []
     start = time.perf_counter()
     try:
         for i in range(cases):
             name, original = sources[rng.randrange(len(sources))]
             data, applied = mutate(original, rng.randrange)
-            problem = check_bytes(data, folder / f"case{i}.wire")
+            problem = check_bytes(data, folder / f"case{i}.wire", counts)
             if problem is not None:
-                failures.append((name, applied, problem, data))
+                out.failures.append((name, applied, problem, data))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return cases, failures, time.perf_counter() - start
+    out.seconds = time.perf_counter() - start
+    out.passed = sum(1 for n in counts if n == 0)
+    out.diagnosed = len(counts) - out.passed
+    return out
 
 
-def report(cases: int, seed: int, failures: list, seconds: float) -> str:
+def report(seed: int, out: Outcome) -> str:
     lines = [
         "# Checker fuzzing",
         "",
-        f"`python benchmarks/fuzz.py --cases {cases} --seed {seed}`: mutations of the {len(SPECS)} shipped specs "
-        "(`specs/*.wire`), each checked in-process with `wirelang.frontend.check_file`.",
+        f"`python benchmarks/fuzz.py --cases {out.cases} --seed {seed}`: mutations of the {len(SPECS)} shipped specs "
+        "(`specs/*.wire`), each checked in-process with `wirelang.frontend.check_file`. Mutations: "
+        + ", ".join(m.__name__ for m in MUTATIONS) + " (one to three per case).",
         "",
-        "| cases | wall time | per case | failures |",
-        "|---:|---:|---:|---:|",
-        f"| {cases} | {seconds:.1f} s | {1000 * seconds / max(cases, 1):.1f} ms | {len(failures)} |",
+        "| cases | passed | rejected with located diagnostics | failures | wall time | per case |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {out.cases} | {out.passed} | {out.diagnosed} | {len(out.failures)} | {out.seconds:.1f} s | "
+        f"{1000 * out.seconds / max(out.cases, 1):.1f} ms |",
         "",
     ]
-    if not failures:
+    if not out.failures:
         lines.append("Result: every case either passed the checker or gave located diagnostics inside the file, "
                      f"each within {TIME_LIMIT:g} s; no crash.")
-    for name, applied, problem, data in failures[:20]:
+    for name, applied, problem, data in out.failures[:20]:
         lines += [f"## {name} ({', '.join(applied)})", "", problem, "", "```", data.decode("utf-8", "replace"), "```", ""]
     return "\n".join(lines) + "\n"
 
@@ -229,12 +248,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuzz.md")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    cases, failures, seconds = run(args.cases, args.seed)
-    text = report(cases, args.seed, failures, seconds)
+    out = run(args.cases, args.seed)
+    text = report(args.seed, out)
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    return 1 if failures else 0
+    return 1 if out.failures else 0
 
 
 if __name__ == "__main__":

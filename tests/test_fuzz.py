@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("wirelang_benchmarks_fuzz", ROOT / "benchmarks" / "fuzz.py")
 assert _spec is not None and _spec.loader is not None
 fuzz = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = fuzz  # dataclasses look their module up there
 _spec.loader.exec_module(fuzz)
 
 
@@ -78,3 +80,10 @@ def test_a_crash_is_reported(folder: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(wirelang.frontend, "check_file", boom)
     assert fuzz.check_bytes(CIFAR, folder / "case.wire") == "crash: KeyError: 'x'"
+
+
+def test_benchmark_report() -> None:
+    out = fuzz.run(cases=5, seed=0)
+    assert out.cases == 5 and out.passed + out.diagnosed == 5 and not out.failures
+    text = fuzz.report(0, out)
+    assert "`python benchmarks/fuzz.py --cases 5 --seed 0`" in text and "no crash" in text
