@@ -141,6 +141,9 @@ def _run_errors(fn, *args, **kwargs):
         if not err.quiet:
             _err(f"error: {err}")
         raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted (a run continues from its last checkpoint with --resume RUN)")
+        raise typer.Exit(130) from None
 
 
 @app.command()

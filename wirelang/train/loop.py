@@ -179,7 +179,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             if finished:  # the test set is looked at once, at the very end
                 test = evaluate(model, test_loader, d, autocast, cuda and cfg.channels_last)
                 record.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
-                              best_epoch=best["epoch"], best_val_top1=best["val_top1"])
+                              best_phase=best["phase"], best_epoch=best["epoch"], best_val_top1=best["val_top1"])
             progress.end_epoch(record)
             payload = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),

@@ -4,7 +4,8 @@ Every epoch appends one JSON object to metrics.jsonl:
     epoch, phase, step, lr, train_loss, train_top1, val_loss, val_top1, val_top5 (fractions),
     time_s, edges_swapped {wiring: edges that entered the active set since the last epoch},
     mask_hash, seed, spec_hash, nfe {graph: function evaluations} for continuous graphs;
-and the last line adds test_loss, test_top1, test_top5 (and best_epoch, best_val_top1).
+and the last line adds test_loss, test_top1, test_top5 (and best_phase, best_epoch, best_val_top1:
+the epoch best.pt holds, chosen by val_top1 among the last phase's epochs).
 """
 
 from __future__ import annotations
