@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from test_train import run, weights, write_spec
 
 from wirelang.train import checkpoint as ckpt
+from wirelang.train import evaluate_run
 from wirelang.train.distributed import free_port
 from wirelang.train.metrics import read_metrics
 
@@ -70,8 +72,9 @@ def test_torchrun_style_ranks_agree_with_each_other_and_one_process(tmp_path):
     assert read_metrics(out / "metrics.jsonl")[-1]["mask_hash"] == read_metrics(tmp_path / "one" / "metrics.jsonl")[-1]["mask_hash"]
 
 
-def test_procs_2_launcher(tmp_path):
+def test_procs_2_launcher_with_batch_norm(tmp_path):
     spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("conv(8, k=3, stride=2), instancenorm", "conv(8, k=3, stride=2), batchnorm"))
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
                        env=env(), capture_output=True, text=True, timeout=300)
@@ -80,7 +83,11 @@ def test_procs_2_launcher(tmp_path):
     records = read_metrics(out / "metrics.jsonl")
     assert [x["epoch"] for x in records] == [1, 2] and "test_top1" in records[-1]
     assert ckpt.read(out / "checkpoints" / "last.pt")["world_size"] == 2
-    assert_close(weights(out / "checkpoints" / "last.pt"), single_process_reference(spec, tmp_path / "one"))
+    # each rank evaluated its shard with rank 0's batch-norm statistics: the checkpoint's model
+    for split in ("val", "test"):
+        again = evaluate_run(out, split, out / "checkpoints" / "last.pt")
+        assert again["top1"] == records[-1][f"{split}_top1"]
+        assert again["loss"] == pytest.approx(records[-1][f"{split}_loss"], rel=1e-5)
 
 
 def _children(pid: int) -> list[int]:

@@ -120,6 +120,19 @@ def same_everywhere(d: Dist, text: str) -> bool:
     return int(t[0]) == -int(t[1])
 
 
+def sync_buffers(d: Dist, model: torch.nn.Module) -> None:
+    """Rank 0's floating-point buffers (batch-norm running statistics) on every rank.
+
+    DDP broadcasts them before each forward, but each rank's last training step then updates
+    its own copy from its own batch; evaluating with rank 0's makes every shard see the model
+    the checkpoint holds, so `wirelang eval` reproduces the logged numbers.
+    """
+    if d.is_distributed:
+        for buf in model.buffers():
+            if buf.is_floating_point():
+                dist.broadcast(buf, src=0)
+
+
 def broadcast_text(d: Dist, text: str | None) -> str | None:
     """Rank 0's string on every rank (e.g. the run directory rank 0 chose)."""
     if not d.is_distributed:

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from wirelang.backend.api import compile_network
 from wirelang.train import checkpoint as ckpt
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
-from wirelang.train.distributed import Dist, all_agree, all_sum, same_everywhere
+from wirelang.train.distributed import Dist, all_agree, all_sum, same_everywhere, sync_buffers
 from wirelang.train.metrics import MetricsLog, edges_swapped, evaluate
 from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
 from wirelang.train.progress import Progress
@@ -154,6 +154,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             # ---- end of epoch: measure, check the ranks agree, log, checkpoint
             model.set_progress(epoch / phase.epochs)
             loss_total, correct, seen = all_sum(d, [loss_sum, correct, seen])
+            sync_buffers(d, model)
             val = evaluate(model, val_loader, d, autocast, cuda and cfg.channels_last)
             nfe = model.nfe()  # function evaluations of the last (validation) forward pass
             mask_hash = model.mask_hash()
