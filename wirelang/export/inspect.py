@@ -113,6 +113,12 @@ def inspect_run(run: Run) -> dict[str, Any]:
         c = cost.layer_cost(layer) if layer.path not in by_path else None
         params += c.params if c else by_path[layer.path]["params"]
         macs += c.macs if c else by_path[layer.path]["macs"]
+    # a pool holds k edges over all its members together
+    pooled = [(g["pool"], g["active_edges"]) for g in graphs if g["pool"]] + [(x["pool"], x["active"]) for x in sparse if x["pool"]]
+    pool_rows = [{"name": p.name, "budget": p.budget.k, "active": sum(n for name, n in pooled if name == p.name),
+                  "members": p.members} for p in net.pools]
+    for row in pool_rows:
+        row["budget_met"] = row["active"] == row["budget"]
     at_budget = cost.network_cost(net)
     notes = []
     if any(g["semantics"] == "continuous" for g in graphs):
@@ -127,6 +133,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
         "at_budget": {"params": at_budget.params, "macs": at_budget.macs},
         "graphs": graphs,
         "sparse_layers": sparse,
+        "pools": pool_rows,
         "churn": churn(run.metrics),
         "epochs": len(run.metrics),
         "notes": notes,
@@ -154,9 +161,10 @@ def print_report(info: dict[str, Any], console=None) -> None:
                   f"{human(info['macs'])} multiply-adds (at the budget: {human(info['at_budget']['params'])}, "
                   f"{human(info['at_budget']['macs'])})")
     for g in info["graphs"]:
-        ok = {True: "= budget", False: "[red]!= budget[/red]", None: f"pool {g['pool']}"}[g["budget_met"]]
+        ok = {True: f"= budget {g['budget']:,}", False: f"[red]!= budget {g['budget']:,}[/red]",
+              None: f"(drawn from pool {g['pool']} of {g['budget']:,})"}[g["budget_met"]]
         console.print(f"\n[bold]graph {g['name']}[/bold] ({g['semantics']}, {g['wiring']}): {g['active_edges']:,} active edges "
-                      f"{ok} {g['budget']:,} of {g['candidates']:,} candidates; {g['live_nodes']} of {g['nodes']} nodes live, "
+                      f"{ok}, of {g['candidates']:,} candidates; {g['live_nodes']} of {g['nodes']} nodes live, "
                       f"{g['dead_nodes']} dead (no outgoing edge), {g['no_input_nodes']} with no input; "
                       f"{human(g['params'])} parameters, {human(g['macs'])} multiply-adds")
         table = Table("set", "role", "nodes", "live", "dead", "no input", "in-degree min/mean/max", "out-degree min/mean/max")
@@ -174,6 +182,9 @@ def print_report(info: dict[str, Any], console=None) -> None:
         for s in info["sparse_layers"]:
             table.add_row(s["path"], s["op"], f"{s['active']:,}", f"{s['candidates']:,}", f"{s['density']:.1%}", s["wiring"])
         console.print(table)
+    for p in info["pools"]:
+        ok = "=" if p["budget_met"] else "[red]!=[/red]"
+        console.print(f"pool {p['name']}: {p['active']:,} active {ok} budget {p['budget']:,} over {len(p['members'])} members")
     if info["churn"]:
         console.print(f"\nedges swapped per epoch ({info['epochs']} epochs):")
         for name, values in info["churn"].items():

@@ -12,6 +12,7 @@ multiply-adds and CPU latency of both models.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wirelang.export.run import Run
+from wirelang.export.run import Run, RunError
 
 FORMATS = ("wire", "edges", "pt2", "onnx", "python")
 
@@ -141,7 +142,10 @@ def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: 
     if fmt == "pt2":
         export_pt2(compact, x[:2], out)
     elif fmt == "onnx":
-        report["exporter"] = export_onnx(compact, x[:2], out)
+        try:
+            report["exporter"] = export_onnx(compact, x[:2], out)
+        except ImportError as err:  # torch.onnx needs the onnx packages, which are optional
+            raise RunError(f"ONNX export needs `{err.name}`: pip install onnx onnxscript onnxruntime") from None
     else:
         write_standalone(plan, out)
     report["graphs"] = [{"name": g.name, "mode": g.mode, "nodes": list(g.nodes), "edges": list(g.edges)} for g in plan.graphs]
@@ -152,6 +156,9 @@ def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: 
     if unrolled:
         mode = next(g for g in plan.graphs if g.mode in ("euler", "midpoint", "rk4"))
         reference = fixed_step_reference(run.net, run.model, mode.mode, steps or len(mode.dts))
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        report["note"] = "not checked: onnxruntime is not installed"
+        return report
     with torch.inference_mode():
         artifact = load_artifact(fmt, out)
         expected = reference(x)
@@ -177,6 +184,8 @@ def print_report(report: dict[str, Any], say=print) -> None:
     for g in report.get("graphs", []):
         say(f"graph {g['name']} ({g['mode']}): kept {g['nodes'][0]} of {g['nodes'][1]} nodes, "
             f"{g['edges'][0]:,} of {g['edges'][1]:,} edges")
+    if "note" in report:
+        say(report["note"])
     if "compact" not in report:
         return
     m, c = report["masked"], report["compact"]
