@@ -306,6 +306,22 @@ def test_lottery_rewinds_then_retrains_on_the_fixed_mask(tmp_path):
         assert not torch.allclose(phase1[w][keep], initial[w][keep], atol=1e-6)
 
 
+
+@pytest.mark.parametrize("phase2_epochs", [1, 2])
+def test_two_phase_resume_is_exact(tmp_path, phase2_epochs):
+    # prev.pt is the end of phase one (1: the freeze and rewind are redone on resume) or the
+    # middle of phase two (2: the fixed masks and the optimizer come from the checkpoint)
+    spec = write_spec(tmp_path, wiring="lottery_one_shot", epochs=1,
+                      train_extra=f"phase2 {{\n epochs {phase2_epochs}\n }}")
+    out = tmp_path / "run"
+    run(spec, out)
+    final = weights(out / "checkpoints" / "last.pt")
+    (out / "checkpoints" / "last.pt").unlink()
+    resume(spec, out)
+    assert_same(weights(out / "checkpoints" / "last.pt"), final)
+    assert [(r["phase"], r["epoch"]) for r in read_metrics(out / "metrics.jsonl")] == \
+        [(1, 1)] + [(2, e) for e in range(1, phase2_epochs + 1)]
+
 def test_fine_tune_continues_with_lr_0_01(tmp_path):
     spec = write_spec(tmp_path, wiring="fine_tune", epochs=1)
     out = tmp_path / "run"

@@ -125,6 +125,8 @@ def read_first_good(paths: list[Path], say=print) -> tuple[dict[str, Any], Path]
 def resume_point(run_dir: Path, say=print) -> tuple[dict[str, Any], Path] | None:
     """The checkpoint a resumed run continues from: last.pt, else prev.pt; None for a new run."""
     folder = Path(run_dir) / CHECKPOINTS
+    if not (folder / LAST).exists() and (folder / PREV).exists():  # a crash between two renames
+        say(f"warning: {folder / LAST} is missing; using {PREV}")
     found = read_first_good([folder / LAST, folder / PREV], say)
     if found is None and any((folder / n).exists() for n in (LAST, PREV)):
         raise RunError(f"every checkpoint in {folder} is corrupt; start a new run")
