@@ -2,8 +2,9 @@
 
 No includes, templates, lets or repeats: the expanded network, with each graph's candidate
 blocks spelt out (`edges a -> b`) and its learned edges as `wiring fixed { ... }` (one line per
-source node and target set). A `fixed` graph keeps the same weight matrices, so the run's
-checkpoint loads into the frozen spec directly.
+source node and target set), or `wiring complete` when every candidate is active. A `fixed`
+graph keeps the same weight matrices, so the run's checkpoint loads into the frozen spec
+directly.
 
 Names must give the same state_dict keys as the original. Modules are named `safe(name)`
 (dots become underscores), so a graph `tiny.body` is printed as `graph tiny_body` and a layer
@@ -57,7 +58,8 @@ def call(name: str, params: dict[str, Any], specs, positional: tuple[str, ...] =
         # a kernel size is always shown: `dwconv(k=3)` reads like the paper
         if v is None or (p.name != "k" and not p.required and v == p.default and type(v) is type(p.default)):
             continue
-        args.append(value(v) if p.name in positional and len(args) == positional.index(p.name) else f"{p.name}={value(v)}")
+        bare = p.name in positional and p.name != "k" and len(args) == positional.index(p.name)  # `dwconv(k=3)`, not `dwconv(3)`
+        args.append(value(v) if bare else f"{p.name}={value(v)}")
     return name + (f"({', '.join(args)})" if args else "")
 
 
@@ -131,6 +133,10 @@ class _Printer:
             self.line(f"edges all({b.source}, self_loops=true)" if b.source == b.target and b.self_loops
                       else f"edges {b.source} -> {b.target}")
         edges = self.edges[g.name]
+        if len(edges) == g.candidates:  # every candidate: no need to list millions of edges
+            self.line("wiring complete")
+            self.semantics(g)
+            return
         self.line(f"budget {len(edges)}")
         self.open("wiring fixed")
         targets: dict[tuple[str, int, str], list[int]] = {}
@@ -139,6 +145,10 @@ class _Printer:
         for (src, i, dst), js in targets.items():
             self.line(f"{src}[{i}] -> {dst}[{', '.join(map(str, js))}]")
         self.close()
+        self.semantics(g)
+
+    def semantics(self, g: core.Graph) -> None:
+        """The graph's last line, and its closing brace."""
         spec = methods.SEMANTICS[g.semantics.kind]
         self.line("semantics " + call(g.semantics.kind, g.semantics.params, spec.params))
         self.close()
