@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -246,8 +247,6 @@ def test_compact_artifacts_load_without_wirelang(runs, tmp_path):
 
 
 def test_edges_json(runs, tmp_path):
-    import json
-
     result = CliRunner().invoke(app, ["export", str(runs["static"]), "--format", "edges", "--out", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "e.json").read_text())
@@ -257,3 +256,53 @@ def test_edges_json(runs, tmp_path):
     assert {(e["source"], e["source_index"], e["target"], e["target_index"]) for e in data["edges"]} == \
         {e[:4] for e in run.model.graph_parts("body").wiring.edges(g)}
     assert {e["graph"] for e in data["edges"]} == {"body"}
+
+
+REAL = """\
+network real {
+  input image(3, 8, 8)
+  classes 4
+
+  stem {
+    conv(6, k=3), batchnorm, relu
+  }
+
+  graph body {
+    nodes a[6] input op(instancenorm, relu, dwconv(k=3))
+    nodes h[8] op(instancenorm, relu, dwconv(k=3))
+    nodes o[6] output
+    edges forward(a, h, o)
+    budget 30
+    wiring dnw
+  }
+
+  head {
+    avgpool, linear(classes)
+  }
+
+  train {
+    data synthetic(size=64)
+    batch 32
+    epochs 2
+    seed 1
+  }
+}
+"""
+
+
+def test_a_run_written_by_wirelang_train(tmp_path):
+    spec_path, run_dir = tmp_path / "real.wire", tmp_path / "run"
+    spec_path.write_text(REAL)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(spec_path), "--out", str(run_dir)])
+    assert trained.exit_code == 0, trained.output
+    info = json.loads(runner.invoke(app, ["inspect", str(run_dir), "--json"]).output)
+    assert info["graphs"][0]["active_edges"] == 30 and len(info["churn"]["body"]) == 2
+    run = load_run(run_dir)
+    model = wirelang.load(run_dir).eval()  # the same checkpoint as every export command
+    assert run.checkpoint.name == "best.pt"
+    frozen = tmp_path / "frozen.wire"
+    assert runner.invoke(app, ["export", str(run_dir), "--format", "wire", "--out", str(frozen)]).exit_code == 0
+    with torch.no_grad():
+        close(wirelang.load(frozen, weights=run_dir).eval()(batch()), model(batch()))
+        close(instantiate(plan_network(run.net, run.model)).eval()(batch()), model(batch()))
