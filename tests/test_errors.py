@@ -77,7 +77,9 @@ def test_ten_million_nodes_check_quickly(monkeypatch: pytest.MonkeyPatch) -> Non
     check_file("specs/errors/huge_graph.wire")  # warm the parser
     start = time.perf_counter()
     diags = check_file("specs/errors/huge_graph.wire")
-    assert time.perf_counter() - start < 1.0
+    # a hang detector, not a speed figure (benchmarks/compile_time.py measures that): a checker
+    # that did O(candidates) work would take hours here
+    assert time.perf_counter() - start < 20.0
     assert [d.message for d in diags] == [
         "graph `body` has 3.0e14 candidate edges, which would need 1.2 PB of weights"]
 
