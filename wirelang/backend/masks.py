@@ -16,6 +16,7 @@ flat index, so the mask is a pure function of the weights and identical on every
 from __future__ import annotations
 
 import hashlib
+
 import torch
 from torch import Tensor, nn
 

@@ -1,0 +1,311 @@
+"""The kernels of the fast lowering: graphs run in a (C, N, H, W) layout.
+
+Inside a graph every node set's state is a contiguous (channels, N, H, W) tensor, so that
+- an edge product is a plain 2-D GEMM, (M x S) @ (S x N*H*W), with no layout change and no
+  concatenation of the sources (`EdgeProduct` accumulates one product per source chunk);
+- the channels of a set, or of several consecutive sets, are a contiguous block of rows, so a
+  GEMM's output splits into sets as views and several sets' operators run as one call;
+- per-node operators run on flat views: batch norm over (1, C, N*H*W) is the usual batch norm,
+  over (1, C*N, H*W) it is instance norm, and a depthwise conv over (1, C*N, H, W) with a
+  repeat_interleave'd weight is the usual depthwise conv (`NodeOps`).
+The graph converts to this layout once on entry and back once on exit.
+
+`EdgeProduct` uses sparse (COO) products for the forward pass and the input gradient when
+few weights are active (DNW keeps k of the candidates), and a dense product for the weight
+gradient, which the straight-through rule needs at every candidate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Below this fraction of active weights a COO product beats the dense GEMM on CPU (measured
+# in benchmarks/speed.py's notes: ~1.4-3.6x at 1.5-5% density, break-even near 12%).
+SPARSE_DENSITY = 0.08
+
+
+# ----------------------------------------------------------------------------- layout
+def to_cnhw(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> contiguous (C, N, H, W)."""
+    return x.transpose(0, 1).contiguous()
+
+
+def to_nchw(*xs: Tensor) -> Tensor:
+    """Concatenated (C, N, H, W) chunks -> a contiguous (N, C, H, W) tensor."""
+    y = xs[0] if len(xs) == 1 else torch.cat(xs, dim=0)
+    return y.transpose(0, 1).contiguous()
+
+
+def cat_rows(*xs: Tensor) -> Tensor:
+    """Concatenate along the first dimension (channels in the (C, N, H, W) layout; target
+    rows of weight matrices)."""
+    return xs[0] if len(xs) == 1 else torch.cat(xs, dim=0)
+
+
+def zero_rows(like: Tensor, rows: int, height: int, width: int) -> Tensor:
+    """The state of `rows` nodes that are 0 (a dynamic graph before their first update)."""
+    return like.new_zeros(rows, like.shape[1], height, width)
+
+
+# ----------------------------------------------------------------------------- edges
+class SparsePlan:
+    """COO copies of an effective weight's blocks, built once per forward pass and shared by
+    every step that multiplies by it (discrete time reuses one weight T times).
+
+    The nonzero entries are found by one scan of the weight; a block's entries are then
+    selected from that list (O(k)), so a graph with many source chunks never rescans it.
+    """
+
+    def __init__(self, w: Tensor):
+        w = w.detach()
+        self.shape = w.shape
+        idx = w.reshape(-1).nonzero().squeeze(1)
+        self.rows, self.cols = idx // w.shape[1], idx % w.shape[1]
+        self.vals = w.reshape(-1)[idx]
+        self.blocks: dict[tuple[int, int, int, int], tuple[Tensor, Tensor]] = {}
+
+    def block(self, r0: int, r1: int, c0: int, c1: int) -> tuple[Tensor, Tensor]:
+        """(W[r0:r1, c0:c1], its transpose) as coalesced COO tensors."""
+        key = (r0, r1, c0, c1)
+        if key not in self.blocks:
+            rows, cols, vals = self.rows, self.cols, self.vals
+            if (r0, r1, c0, c1) != (0, self.shape[0], 0, self.shape[1]):
+                keep = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
+                rows, cols, vals = rows[keep] - r0, cols[keep] - c0, vals[keep]
+            m, n = r1 - r0, c1 - c0
+            # row-major order is kept by the selection: coalesced as it is
+            fwd = _coo(torch.stack([rows, cols]), vals, (m, n))
+            order = torch.argsort(cols * m + rows)
+            bwd = _coo(torch.stack([cols[order], rows[order]]), vals[order], (n, m))
+            self.blocks[key] = (fwd, bwd)
+        return self.blocks[key]
+
+
+def _coo(idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
+    return torch.sparse_coo_tensor(idx, vals, shape, is_coalesced=True, check_invariants=False)
+
+
+def sparse_plan(w: Tensor, threshold: float | None = None) -> SparsePlan | None:
+    """A SparsePlan when few entries of the effective weight are nonzero, else None."""
+    threshold = SPARSE_DENSITY if threshold is None else threshold
+    if w.device.type != "cpu" or w.numel() == 0 or threshold <= 0:
+        return None  # torch's COO products pay off only on CPU; CUDA GEMMs are fast enough
+    plan = SparsePlan(w)
+    return plan if plan.vals.numel() <= threshold * w.numel() else None
+
+
+class EdgeProduct(torch.autograd.Function):
+    """Y_g = sum_i W[rows_g, cols_i] @ X_i for every output group g, in the (C, N, H, W) layout.
+
+    `xs` are source chunks (rows of consecutive source nodes) starting at weight columns
+    `cols`; `splits` cuts the output rows into groups (each becomes its own tensor, so that
+    each group's operator gets a contiguous input and its own autograd edge).
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, splits: tuple[int, ...], cols: tuple[int, ...], plan: SparsePlan | None,
+                *xs: Tensor) -> tuple[Tensor, ...]:
+        rows = _ranges(splits)
+        spans = [(c, c + x.shape[0]) for c, x in zip(cols, xs, strict=True)]
+        tail = xs[0].shape[1:]
+        flat = [x.reshape(x.shape[0], -1) for x in xs]
+        outs = []
+        for r0, r1 in rows:
+            y = None
+            for (c0, c1), x2 in zip(spans, flat, strict=True):
+                if plan is not None:
+                    # in-place accumulation: torch.sparse.mm would zero a new output twice
+                    y = x2.new_zeros(r1 - r0, x2.shape[1]) if y is None else y
+                    y.addmm_(plan.block(r0, r1, c0, c1)[0], x2)
+                elif y is None:
+                    y = torch.mm(w[r0:r1, c0:c1], x2)
+                else:
+                    y.addmm_(w[r0:r1, c0:c1], x2)
+            outs.append(y.view(r1 - r0, *tail))
+        ctx.save_for_backward(w, *xs)
+        ctx.rows, ctx.spans, ctx.plan = rows, spans, plan
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None):
+        w, *xs = ctx.saved_tensors
+        rows, spans, plan = ctx.rows, ctx.spans, ctx.plan
+        flat = [x.reshape(x.shape[0], -1) for x in xs]
+        gs = [None if g is None else g.reshape(g.shape[0], -1) for g in grads]
+        gw = None
+        if ctx.needs_input_grad[0]:
+            covered = sum(c1 - c0 for c0, c1 in spans) == w.shape[1]
+            # dense: the straight-through rule gives every entry its gradient, active or not
+            if len(rows) == 1 and len(spans) == 1 and covered and gs[0] is not None:
+                gw = torch.mm(gs[0], flat[0].t())
+            else:
+                full = covered and all(g is not None for g in gs)
+                gw = w.new_empty(w.shape) if full else w.new_zeros(w.shape)
+                for (r0, r1), g in zip(rows, gs, strict=True):
+                    for (c0, c1), x2 in zip(spans, flat, strict=True):
+                        if g is not None:
+                            gw[r0:r1, c0:c1] = g @ x2.t()
+        gxs = []
+        for i, ((c0, c1), x) in enumerate(zip(spans, xs, strict=True)):
+            if not ctx.needs_input_grad[4 + i]:
+                gxs.append(None)
+                continue
+            gx = None
+            for (r0, r1), g in zip(rows, gs, strict=True):
+                if g is None:
+                    continue
+                if plan is not None:
+                    gx = g.new_zeros(c1 - c0, g.shape[1]) if gx is None else gx
+                    gx.addmm_(plan.block(r0, r1, c0, c1)[1], g)
+                elif gx is None:
+                    gx = torch.mm(w[r0:r1, c0:c1].t(), g)
+                else:
+                    gx.addmm_(w[r0:r1, c0:c1].t(), g)
+            gxs.append(torch.zeros_like(x) if gx is None else gx.view_as(x))
+        return (gw, None, None, None, *gxs)
+
+
+def _ranges(splits: tuple[int, ...]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for s in splits:
+        out.append((start, start + s))
+        start += s
+    return out
+
+
+def edge_product(sources: tuple[Tensor, ...], w: Tensor, splits: tuple[int, ...] | None = None,
+                 cols: tuple[int, ...] | None = None, plan: SparsePlan | None = None) -> Tensor | tuple[Tensor, ...]:
+    """Sum over sources of w_qu * Z_q for every target u, in the (C, N, H, W) layout.
+
+    `sources` are chunks of consecutive source nodes; `cols` their first column in `w`
+    (default: one after another from 0); `splits` the row counts of the output groups
+    (default: one output). Returns one tensor, or a tuple when `splits` is given.
+    """
+    if cols is None:
+        cols, c = [], 0
+        for x in sources:
+            cols.append(c)
+            c += x.shape[0]
+    outs = EdgeProduct.apply(w, tuple(splits or (w.shape[0],)), tuple(cols), plan, *sources)
+    return outs if splits is not None else outs[0]
+
+
+# ----------------------------------------------------------------------------- node operators
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.Identity, nn.Dropout)
+
+
+def layers_of(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        return list(module)
+    return [] if isinstance(module, nn.Identity) else [module]
+
+
+def _is_depthwise(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels
+            and m.padding_mode == "zeros" and not isinstance(m.padding, str))
+
+
+def layer_signature(m: nn.Module) -> tuple | None:
+    """What must agree for several sets' layers to run as one call; None: not fusable (the
+    layer then runs on its own, through a transposed view)."""
+    if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats:
+        return ("instancenorm", m.eps, m.affine)
+    if isinstance(m, nn.BatchNorm2d):
+        return ("batchnorm", m.eps, m.momentum, m.affine, m.track_running_stats)
+    if _is_depthwise(m):
+        return ("dwconv", m.kernel_size, m.stride, m.padding, m.dilation, m.bias is not None)
+    if type(m) in _ELEMENTWISE:
+        return (type(m).__name__, m.extra_repr())
+    return None
+
+
+def ops_signature(module: nn.Module) -> tuple | None:
+    sigs = tuple(layer_signature(m) for m in layers_of(module))
+    return None if any(s is None for s in sigs) else sigs
+
+
+class NodeOps(nn.Module):
+    """The operator of one node set, or of several consecutive sets with the same operator,
+    applied to their states in the (C, N, H, W) layout.
+
+    The layers stay owned by the graph's `ops` (or `send`) modules, so parameters, state_dict
+    keys and the NCHW reference evaluator are unchanged; this module only holds references
+    and concatenates the sets' parameters when it runs several sets at once.
+    """
+
+    def __init__(self, modules: list[nn.Module], names: list[str]):
+        super().__init__()
+        object.__setattr__(self, "owned", list(modules))  # plain references, not submodules
+        self.names = list(names)
+        self.depth = len(layers_of(modules[0]))
+        if len(modules) > 1:
+            sig = ops_signature(modules[0])
+            assert sig is not None and all(ops_signature(m) == sig for m in modules), "sets with different operators"
+
+    def extra_repr(self) -> str:
+        return "sets=" + ", ".join(self.names)
+
+    def forward(self, x: Tensor) -> Tensor:
+        per_set = [layers_of(m) for m in self.owned]
+        for j in range(self.depth):
+            x = _apply([ls[j] for ls in per_set], x)
+        return x
+
+
+def _cat(ts: list[Tensor | None]) -> Tensor | None:
+    if ts[0] is None:
+        return None
+    return ts[0] if len(ts) == 1 else torch.cat(ts)
+
+
+def _apply(layers: list[nn.Module], x: Tensor) -> Tensor:
+    m = layers[0]
+    c, n = x.shape[0], x.shape[1]
+    if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats:
+        # instance norm = batch norm in training mode over (1, C*N, H*W)
+        w, b = _cat([layer.weight for layer in layers]), _cat([layer.bias for layer in layers])
+        if w is not None:
+            w, b = w.repeat_interleave(n), b.repeat_interleave(n)
+        y = F.batch_norm(x.reshape(1, c * n, -1), None, None, w, b, True, 0.0, m.eps)
+        return y.view_as(x)
+    if isinstance(m, nn.BatchNorm2d):
+        return _batch_norm(layers, x)
+    if _is_depthwise(m):
+        w = _cat([layer.weight for layer in layers]).repeat_interleave(n, dim=0)
+        b = _cat([layer.bias for layer in layers])
+        b = b.repeat_interleave(n) if b is not None else None
+        y = F.conv2d(x.reshape(1, c * n, *x.shape[2:]), w, b, m.stride, m.padding, m.dilation, c * n)
+        return y.view(c, n, *y.shape[2:])
+    # no in-place activation: on a view (every output here is one) autograd would record a
+    # CopySlices and rebuild the view in the backward pass, which costs more than it saves
+    if type(m) in _ELEMENTWISE:
+        return m(x)
+    assert len(layers) == 1, "only layers with a signature run for several sets at once"
+    return m(x.transpose(0, 1)).transpose(0, 1).contiguous()
+
+
+def _batch_norm(layers: list[nn.Module], x: Tensor) -> Tensor:
+    """nn.BatchNorm2d.forward over (1, C, N*H*W), for one or several sets' modules."""
+    m = layers[0]
+    factor = 0.0 if m.momentum is None else m.momentum
+    if m.training and m.track_running_stats and m.num_batches_tracked is not None:
+        for layer in layers:
+            layer.num_batches_tracked.add_(1)
+        factor = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
+    training = m.training or (m.running_mean is None and m.running_var is None)
+    track = not m.training or m.track_running_stats
+    mean = _cat([layer.running_mean for layer in layers]) if track else None
+    var = _cat([layer.running_var for layer in layers]) if track else None
+    w, b = _cat([layer.weight for layer in layers]), _cat([layer.bias for layer in layers])
+    y = F.batch_norm(x.reshape(1, x.shape[0], -1), mean, var, w, b, training, factor, m.eps)
+    if len(layers) > 1 and training and mean is not None:
+        with torch.no_grad():  # the concatenated running statistics back into each module
+            start = 0
+            for layer in layers:
+                size = layer.running_mean.numel()
+                layer.running_mean.copy_(mean[start:start + size])
+                layer.running_var.copy_(var[start:start + size])
+                start += size
+    return y.view_as(x)
