@@ -1,0 +1,179 @@
+"""Speed of compiled wirelang models against hand-written PyTorch in the DNW authors' style.
+
+    python benchmarks/speed.py            # the full run (batch 128, 7 rounds)
+    python benchmarks/speed.py --quick    # a smoke run (batch 8, 2 rounds): same lines, noisy values
+
+Every comparison runs its candidates ALTERNATELY in one process (A, B, A, B, ...) and reports
+medians, so that a machine shared with other jobs slows both sides alike; the ratios are the
+figures to read, the absolute times only say how loaded the machine was. Printed lines:
+
+  ratio train NET: ...      train-step throughput (forward, backward, SGD step), compiled spec
+                            against `benchmarks/handwritten.py` (speedup > 1: wirelang faster)
+  ratio mask NET: ...       the same compiled network with its DNW mask against a frozen copy of
+                            the mask (`wiring fixed` semantics): what choosing the top k costs
+  ratio inference ...       batch-1 latency at 224x224 of MobileNetV1-DNW x0.225 (masked model,
+                            compact export) and a dense MobileNetV1 x0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks import handwritten  # noqa: E402
+from wirelang.backend.api import compile_network  # noqa: E402
+from wirelang.frontend import build  # noqa: E402
+
+TRAIN = [
+    ("cifar_tiny", "specs/cifar_tiny.wire", handwritten.StaticTiny),
+    ("cifar_tiny_discrete", "specs/cifar_tiny_discrete.wire", handwritten.DiscreteTiny),
+    ("mbv1_cifar_dnw", "specs/mbv1_cifar_dnw.wire", handwritten.MobileNetV1Like),
+]
+
+
+def alternate(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved round by round."""
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def freeze_masks(model) -> None:
+    """Turn every DNW mask of a compiled model into a fixed one holding its current top k:
+    the network of a `wiring fixed` spec with the same edges, without the ranking."""
+    for mask in model.masks().values():
+        mask._set_fixed(mask.topk())
+        mask.method, mask.frozen = "fixed", True
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def bench_train(batch: int, rounds: int, only: set[str] | None) -> None:
+    for name, spec, hand_cls in TRAIN:
+        if only and name not in only:
+            continue
+        torch.manual_seed(0)
+        compiled = compile_network(build(ROOT / spec))
+        hand = hand_cls()
+        x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+        t = alternate({"wirelang": train_step(compiled, x, y), "hand": train_step(hand, x, y)}, rounds)
+        print(f"ratio train {name}: wirelang {batch / t['wirelang']:.1f} img/s ({1e3 * t['wirelang']:.0f} ms/step), "
+              f"hand-written {batch / t['hand']:.1f} img/s ({1e3 * t['hand']:.0f} ms/step), "
+              f"speedup {t['hand'] / t['wirelang']:.2f}x", flush=True)
+
+
+def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
+    for name, spec, _ in TRAIN:
+        if only and name not in only:
+            continue
+        torch.manual_seed(0)
+        dnw = compile_network(build(ROOT / spec))
+        fixed = copy.deepcopy(dnw)
+        freeze_masks(fixed)
+        x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+        t = alternate({"dnw": train_step(dnw, x, y), "fixed": train_step(fixed, x, y)}, rounds)
+        print(f"ratio mask {name}: dnw {1e3 * t['dnw']:.0f} ms/step, fixed {1e3 * t['fixed']:.0f} ms/step, "
+              f"overhead {100 * (t['dnw'] / t['fixed'] - 1):+.1f}%", flush=True)
+
+
+def bench_inference(rounds: int, batch: int = 1) -> None:
+    torch.manual_seed(0)
+    net = build(ROOT / "specs/mbv1_dnw.wire")
+    masked = compile_network(net).eval()
+    dense = compile_network(build(ROOT / "specs/mbv1_x25.wire")).eval()
+    x = torch.randn(batch, 3, 224, 224)
+    fns = {"masked": lambda: masked(x), "dense": lambda: dense(x)}
+    compact_note = ""
+    try:
+        from wirelang.export.compact import plan_network
+        from wirelang.export.standalone import instantiate
+
+        compact = instantiate(plan_network(net, masked)).eval()
+        fns["compact"] = lambda: compact(x)
+    except Exception as err:  # the exporter is optional here: measure what exists
+        compact_note = f" (compact export unavailable: {type(err).__name__}: {err})"
+    with torch.inference_mode():
+        t = alternate(fns, rounds, warmup=2)
+    line = (f"ratio inference mbv1_dnw x0.225 224x224 batch {batch}: masked {1e3 * t['masked']:.1f} ms, "
+            f"dense MobileNetV1 x0.25 {1e3 * t['dense']:.1f} ms")
+    if "compact" in t:
+        line += (f", compact {1e3 * t['compact']:.1f} ms; compact/masked speedup {t['masked'] / t['compact']:.2f}x, "
+                 f"compact vs dense {t['dense'] / t['compact']:.2f}x")
+    print(line + f"; masked vs dense {t['dense'] / t['masked']:.2f}x" + compact_note, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="batch 8, 2 rounds: checks that everything runs")
+    p.add_argument("--batch", type=int, default=None, help="training batch (default 128, quick 8)")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7, quick 2)")
+    p.add_argument("--only", default="", help="comma-separated networks to train (default all)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: train, mask, inference")
+    args = p.parse_args(argv)
+    batch = args.batch or (8 if args.quick else 128)
+    rounds = args.rounds or (2 if args.quick else 7)
+    only = {s for s in args.only.split(",") if s} or None
+    skip = {s for s in args.skip.split(",") if s}
+    torch.set_num_threads(2)
+    print(f"machine: {machine()}")
+    print(f"load average at start: {load()}; batch {batch}, {rounds} alternating rounds", flush=True)
+    if "train" not in skip:
+        bench_train(batch, rounds, only)
+    if "mask" not in skip:
+        bench_mask(batch, rounds, only)
+    if "inference" not in skip:
+        bench_inference(rounds)
+    print(f"load average at end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
