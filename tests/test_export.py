@@ -212,6 +212,17 @@ def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):
             close(compact(batch()), fixed_step_reference(run.net, run.model, solver, 3)(batch()))
 
 
+def test_continuous_with_a_fixed_step_solver_exports_as_trained(tmp_path):
+    # 0.3 does not divide 0.5: torchdiffeq's grid ends with a shorter step, and so must the export
+    path = tmp_path / "rk4.wire"
+    path.write_text(SPECS["continuous"].replace("solver=dopri5, rtol=1e-2, atol=1e-2", "solver=rk4, step_size=0.3"))
+    run = load_run(make_run(tmp_path, path))
+    plan = plan_network(run.net, run.model)
+    assert plan.graphs[0].mode == "rk4" and len(plan.graphs[0].dts) == 2
+    with torch.no_grad():
+        close(instantiate(plan)(batch()), run.model(batch()))
+
+
 LOAD_WITHOUT_WIRELANG = """
 import sys, torch
 x, expected = torch.load("io.pt")
