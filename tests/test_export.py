@@ -95,6 +95,8 @@ sparse {
   wiring dnw
 }
 """),
+    # sparse layers under a method whose mask is a stored buffer, not a function of the weights
+    "sparse_random": "",
     # names made by a template use and a repeat (`st.g_0`, `st.b.0`): frozen as `st_g_0`, ...
     "template": textwrap.dedent("""\
     template stage(width) {
@@ -133,6 +135,10 @@ sparse {
 }
 
 
+SPECS["sparse_random"] = SPECS["sparse"].replace("wiring dnw\n}", "wiring random(seed=1)\n}")
+assert SPECS["sparse_random"] != SPECS["sparse"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
@@ -153,7 +159,7 @@ def close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["static", "discrete", "sparse", "template", "continuous"])
+@pytest.mark.parametrize("name", ["static", "discrete", "sparse", "sparse_random", "template", "continuous"])
 def test_frozen_wire_round_trip(runs, name, tmp_path):
     run = load_run(runs[name])
     text = frozen_wire(run.net, run.model, run.label, run.train)

@@ -19,6 +19,7 @@ disappear: every member gets its learned share as its own count.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from wirelang import methods
@@ -27,7 +28,7 @@ from wirelang.ops import get_op
 from wirelang.train_config import TrainConfig
 from wirelang.version import LANGUAGE_VERSION, __version__
 
-_IDENT = __import__("re").compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def value(v: Any) -> str:
@@ -121,7 +122,7 @@ class _Printer:
             self.layers(res.shortcut)
             self.close()
         if res.after:
-            self.line("after " + ", ".join(layer_text(x) for x in res.after))
+            self.line("after " + ", ".join(layer_text(x, self.sparse_k(x)) for x in res.after))
         self.close()
 
     # -- graphs
@@ -236,7 +237,7 @@ def sparse_block(net: core.Network) -> list[str]:
     lines = ["sparse {", f"  layers {', '.join(kinds)}"]
     if dense:
         lines.append(f"  exclude {', '.join(dense)}")
-    lines += ["  budget 100%", "  wiring " + call(w.method, w.params, methods.WIRINGS[w.method].params, methods.WIRINGS[w.method].positional), "}"]
+    lines += ["  budget 100%", "  wiring " + call(w.method, w.params, methods.WIRINGS[w.method].params), "}"]
     return lines
 
 
