@@ -42,7 +42,11 @@ def main() -> None:
 
 
 def __getattr__(name: str):
-    # `from wirelang.cli import app` and the other names the Typer layer defines
+    # `from wirelang.cli import app` and the other names the Typer layer defines; dunder
+    # lookups (the import system asks for `__path__` on every `from wirelang.cli import x`)
+    # must not pull Typer in
+    if name.startswith("__"):
+        raise AttributeError(name)
     import wirelang.commands
 
     return getattr(wirelang.commands, name)
