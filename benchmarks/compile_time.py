@@ -1,0 +1,151 @@
+"""Compile-time benchmarks: `wirelang check`, build and compile of every shipped spec, and how
+time and memory grow with the number of candidate edges.
+
+    python benchmarks/compile_time.py            # everything (a few minutes)
+    python benchmarks/compile_time.py --quick    # 3 specs, family up to 10^5, 1 repetition
+
+Tables printed:
+1. per shipped spec: `wirelang check` wall time (the whole process, in a subprocess; median of
+   `--reps`), in-process `build` (parse + checks -> IR) and `compile_network` (IR -> nn.Module)
+   times, torch already imported;
+2. a generated family of specs, one static graph a[n] -> b[n] with n^2 candidate edges from
+   10^3 to 10^7: build time and its peak Python memory (tracemalloc), compile time, the
+   model's tensor bytes and the compile's peak RSS growth (a fresh subprocess per size), and
+   time per million candidates (linear growth keeps that column flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAMILY = """network gen_{n} {{
+  input image(1, 4, 4)
+  classes 2
+  stem {{
+    conv({n}, k=1)
+  }}
+  graph g {{
+    nodes a[{n}] input op(batchnorm, relu)
+    nodes b[{n}] output
+    edges forward(a, b)
+    budget 10%
+    wiring dnw
+  }}
+  head {{
+    avgpool, linear(classes)
+  }}
+}}
+"""
+
+# Peak RSS growth of compiling one spec, measured in a fresh process (torch imported first).
+_COMPILE_CHILD = r"""
+import json, resource, sys, time
+import torch
+from wirelang.frontend import build
+from wirelang.backend.api import compile_network
+net = build(sys.argv[1])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+model = compile_network(net)
+dt = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tensors = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+print(json.dumps({"compile_s": dt, "rss_mib": (peak - base) / 1024, "tensor_mib": tensors / 2**20}))
+"""
+
+
+def check_wall(spec: Path, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wirelang", "check", str(spec)], cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def in_process(spec: Path, reps: int) -> tuple[float, float, int]:
+    from wirelang.backend.api import compile_network
+    from wirelang.frontend import build
+
+    builds, compiles = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        net = build(spec)
+        builds.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        compile_network(net)
+        compiles.append(time.perf_counter() - t)
+    return statistics.median(builds), statistics.median(compiles), sum(g.candidates for g in net.graphs())
+
+
+def shipped(reps: int, quick: bool) -> None:
+    import torch  # noqa: F401  (imported once, outside every measurement)
+
+    specs = sorted((ROOT / "specs").glob("*.wire"))
+    if quick:
+        specs = [s for s in specs if s.stem in ("cifar_tiny", "mbv1_cifar_dnw", "resnet50_sparse_all10")]
+    print("| spec | graph candidates | `wirelang check` wall (s) | build (s) | compile (s) |")
+    print("|---|---:|---:|---:|---:|")
+    worst = {"check": (0.0, ""), "compile": (0.0, "")}
+    for spec in specs:
+        wall = check_wall(spec.relative_to(ROOT), reps)
+        b, c, cand = in_process(spec, reps)
+        worst["check"] = max(worst["check"], (wall, spec.stem))
+        worst["compile"] = max(worst["compile"], (c, spec.stem))
+        print(f"| {spec.stem} | {cand:,} | {wall:.2f} | {b:.3f} | {c:.3f} |", flush=True)
+    print(f"\nslowest check: {worst['check'][1]} {worst['check'][0]:.2f} s wall; "
+          f"slowest compile: {worst['compile'][1]} {worst['compile'][0]:.2f} s in-process\n")
+
+
+def family(max_exp: int) -> None:
+    from wirelang.frontend import build
+
+    print("| candidates | build (s) | build peak (MiB, tracemalloc) | compile (s) | model tensors (MiB) "
+          "| compile peak RSS growth (MiB) | build s per 10^6 | compile s per 10^6 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for e in range(3, max_exp + 1):
+            n = round(math.sqrt(10**e))
+            path = Path(tmp) / f"gen_{e}.wire"
+            path.write_text(FAMILY.format(n=n))
+            t = time.perf_counter()
+            net = build(path)
+            b = time.perf_counter() - t
+            tracemalloc.start()
+            build(path)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            cand = net.graphs()[0].candidates
+            out = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, str(path)], cwd=ROOT, capture_output=True,
+                                 text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            per = 1e6 / cand
+            print(f"| {cand:,} | {b:.3f} | {peak / 2**20:.2f} | {r['compile_s']:.3f} | {r['tensor_mib']:.1f} "
+                  f"| {r['rss_mib']:.1f} | {b * per:.3f} | {r['compile_s'] * per:.3f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
+    p.add_argument("--max-exp", type=int, default=None, help="largest family size, 10^N candidates (default 7)")
+    args = p.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    shipped(reps, args.quick)
+    family(args.max_exp or (5 if args.quick else 7))
+
+
+if __name__ == "__main__":
+    main()
