@@ -219,3 +219,15 @@ def test_sparsify_pooled_budget_is_global():
     model(torch.randn(4, 10)).sum().backward()
     inactive = ~model[2].mask.active()[0]
     assert float((model[2].weight.grad * inactive).abs().sum()) > 0  # straight-through
+
+
+def test_l1_anneal_progress_is_saved_with_the_weights(tmp_path):
+    net = build(small_spec(tmp_path, "static", "l1_anneal(strength=1e-3, end=0.5)", budget="5"))
+    model = compile_network(net)
+    g = net.graphs()[0]
+    assert sum(int(a.sum()) for a in model.masks()["net"].active()) == g.candidates
+    model.set_progress(0.75)  # past `end`: exactly k edges
+    assert sum(int(a.sum()) for a in model.masks()["net"].active()) == 5
+    fresh = compile_network(net)
+    fresh.load_state_dict(model.state_dict())
+    assert sum(int(a.sum()) for a in fresh.masks()["net"].active()) == 5

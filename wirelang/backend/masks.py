@@ -120,7 +120,9 @@ class EdgeMask(nn.Module):
         object.__setattr__(self, "_owner", owner)
         self._names = list(names)
         self.pool: Pool | None = None
-        self.progress = 0.0  # fraction of training done, set by the trainer (l1_anneal)
+        # Fraction of training done, set by the trainer (l1_anneal's schedule). A buffer, so a
+        # checkpoint restores the mask it was trained to, not the all-candidates start.
+        self.register_buffer("progress_done", torch.tensor(0.0, dtype=torch.float64))
         for i, c in enumerate(candidates):
             self.register_buffer(f"candidate_{i}", c, persistent=False)
         self.n = len(candidates)
@@ -139,6 +141,14 @@ class EdgeMask(nn.Module):
         self._eval_cache: tuple | None = None
 
     # -- inputs
+    @property
+    def progress(self) -> float:
+        return float(self.progress_done)
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        self.progress_done.fill_(float(value))
+
     def weights(self) -> list[Tensor]:
         return [getattr(self._owner, n) for n in self._names]
 
