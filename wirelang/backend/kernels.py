@@ -92,8 +92,14 @@ def sparse_plan(w: Tensor, threshold: float | None = None) -> SparsePlan | None:
     threshold = SPARSE_DENSITY if threshold is None else threshold
     if w.device.type != "cpu" or w.numel() == 0 or threshold <= 0:
         return None  # torch's COO products pay off only on CPU; CUDA GEMMs are fast enough
+    cached = w.__dict__.get("_wirelang_plan")
+    if cached is not None and cached[0] == threshold:
+        return cached[1]  # the same effective weight again (inference reuses it, see EdgeMask)
     plan = SparsePlan(w)
-    return plan if plan.vals.numel() <= threshold * w.numel() else None
+    plan = plan if plan.vals.numel() <= threshold * w.numel() else None
+    if not w.requires_grad:
+        w.__dict__["_wirelang_plan"] = (threshold, plan)
+    return plan
 
 
 class EdgeProduct(torch.autograd.Function):

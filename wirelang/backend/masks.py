@@ -11,6 +11,9 @@ way grows until it enters the top k. `dnw_no_update` masks the gradient instead.
 
 Selection is O(n): `kthvalue` finds the k-th largest |w|; ties at the threshold go to the lowest
 flat index, so the mask is a pure function of the weights and identical on every DDP rank.
+During training `TopK` makes it cheaper still: the weights move little between steps, so it
+remembers a score below the k-th largest and ranks only the scores above it (the same exact
+mask, from a selection over about k scores instead of all n).
 """
 
 from __future__ import annotations
@@ -40,6 +43,53 @@ def topk_mask(scores: Tensor, k: int) -> Tensor:
     return above
 
 
+class TopK:
+    """Exact `topk_mask`, ranking only the scores above a remembered lower bound.
+
+    `low` is a score that the previous call found below the k-th largest. If at least k scores
+    still exceed it, the top k are among them (every other score is <= low), so the k-th
+    largest is selected from that band alone; otherwise the bound is recomputed over all
+    scores. The result never depends on `low`: it equals `topk_mask(scores, k)`.
+    """
+
+    def __init__(self, margin: float = 0.25):
+        self.margin = margin
+        self.low: Tensor | None = None
+
+    def __call__(self, scores: Tensor, k: int) -> Tensor:
+        n = scores.numel()
+        if k >= n or k <= 0:
+            return topk_mask(scores, k)
+        extra = k + int(self.margin * k) + 64  # the band's target size
+        if self.low is not None:
+            idx = (scores > self.low).nonzero().squeeze(1)
+            if idx.numel() >= k:
+                return self._from_band(scores, idx, k, extra)
+        if extra >= n:
+            self.low = None
+            return topk_mask(scores, k)
+        self.low = torch.kthvalue(scores, n - extra + 1).values
+        return self._from_band(scores, (scores > self.low).nonzero().squeeze(1), k, extra)
+
+    def _from_band(self, scores: Tensor, idx: Tensor, k: int, extra: int) -> Tensor:
+        sub = scores[idx]
+        m = sub.numel()
+        if m < k:  # ties at the bound: rank everything
+            self.low = None
+            return topk_mask(scores, k)
+        threshold = torch.kthvalue(sub, m - k + 1).values
+        above = sub > threshold
+        chosen = idx[above]
+        need = k - chosen.numel()
+        if need:  # ties at the threshold go to the lowest flat indices (idx is sorted)
+            chosen = torch.cat([chosen, idx[sub == threshold][:need]])
+        out = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+        out[chosen] = True
+        if m > extra:  # tighten the bound for the next call
+            self.low = torch.kthvalue(sub, m - extra + 1).values
+        return out
+
+
 class _MaskedWeight(torch.autograd.Function):
     """w * m forward; backward passes the full gradient (straight-through) or the masked one."""
 
@@ -56,7 +106,8 @@ class _MaskedWeight(torch.autograd.Function):
 
 
 def apply_mask(w: Tensor, m: Tensor, straight_through: bool) -> Tensor:
-    return _MaskedWeight.apply(w, m.to(w.dtype), straight_through)
+    # a boolean mask multiplies as 0/1 without a float copy of it
+    return _MaskedWeight.apply(w, m if m.dtype == torch.bool else m.to(w.dtype), straight_through)
 
 
 def _flat_scores(weights: list[Tensor], candidates: list[Tensor | None]) -> Tensor:
@@ -88,6 +139,7 @@ class Pool:
         self.name, self.k = name, k
         self.members: list[EdgeMask] = []
         self._cache: tuple | None = None
+        self._select = TopK()
 
     def masks(self) -> dict[int, list[Tensor]]:
         weights = [w for m in self.members for w in m.weights()]
@@ -95,7 +147,8 @@ class Pool:
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         cands = [c for m in self.members for c in m.candidate_masks()]
-        flat = topk_mask(_flat_scores(weights, cands), self.k)
+        select = self.__dict__.setdefault("_select", TopK())
+        flat = select(_flat_scores(weights, cands), self.k)
         parts = _split(flat, weights)
         out, i = {}, 0
         for m in self.members:
@@ -139,6 +192,7 @@ class EdgeMask(nn.Module):
             self._set_fixed(fixed)
         self.register_buffer("phase", torch.tensor(1))
         self._eval_cache: tuple | None = None
+        self._select = TopK()
 
     # -- inputs
     @property
@@ -197,7 +251,8 @@ class EdgeMask(nn.Module):
         if self.pool is not None:
             return self.pool.masks()[id(self)]
         weights = self.weights()
-        flat = topk_mask(_flat_scores(weights, self.candidate_masks()), self.k)
+        select = self.__dict__.setdefault("_select", TopK())  # also on masks pickled before TopK
+        flat = select(_flat_scores(weights, self.candidate_masks()), self.k)
         return _split(flat, weights)
 
     def _complete(self) -> list[Tensor]:
@@ -229,8 +284,17 @@ class EdgeMask(nn.Module):
         weights = self.weights()
         m = self.method
         straight_through = m == "dnw" and not self.two_phase_fixed
-        if not self.training and not straight_through:
-            pass
+        if not self.training and not torch.is_grad_enabled():
+            # inference: the same weights give the same tensors, so that what the lowering
+            # derives from them (sparse plans) is reused from batch to batch
+            key = (tuple((id(w), w._version) for w in weights), int(self.phase), self.progress,
+                   torch.is_inference_mode_enabled())
+            cached = self.__dict__.get("_eval_weights")
+            if cached is None or cached[0] != key:
+                masks = self._cached_active(weights)
+                cached = (key, [w.detach() * mk for w, mk in zip(weights, masks, strict=True)])
+                self.__dict__["_eval_weights"] = cached
+            return list(cached[1])
         masks = self._cached_active(weights)
         if m == "targeted_dropout" and self.training:
             masks = self._dropout(weights, masks)
