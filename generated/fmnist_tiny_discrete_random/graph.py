@@ -14,7 +14,7 @@ def forward(self, x):
     getitem_2 = tiny_body_wiring[2]
     getitem_3 = tiny_body_wiring[3]
     getitem_4 = tiny_body_wiring[4]
-    getitem_5 = tiny_body_wiring[5];  tiny_body_wiring = None
+    getitem_5 = tiny_body_wiring[5]
     cat_rows = wirelang_backend_kernels_cat_rows(getitem, getitem_1, getitem_2, getitem_3, getitem_4, getitem_5);  getitem = getitem_1 = getitem_2 = getitem_3 = getitem_4 = getitem_5 = None
     sparse_plan = wirelang_backend_kernels_sparse_plan(cat_rows)
     edge_product = wirelang_backend_kernels_edge_product((to_cnhw,), cat_rows, (700, 100), (0,), sparse_plan);  to_cnhw = None
@@ -29,15 +29,14 @@ def forward(self, x):
     getitem_10 = edge_product_2[0]
     getitem_11 = edge_product_2[1];  edge_product_2 = None
     tiny_body_run_in__to_h4_2 = self.tiny_body.run.in__to_h4(getitem_10);  getitem_10 = None
-    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, getitem_11), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = getitem_11 = None
+    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, getitem_11), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = getitem_11 = cat_rows = sparse_plan = None
     getitem_12 = edge_product_3[0]
     getitem_13 = edge_product_3[1];  edge_product_3 = None
     tiny_body_run_in__to_h4_3 = self.tiny_body.run.in__to_h4(getitem_12);  getitem_12 = None
-    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, getitem_13), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_3 = getitem_13 = cat_rows = sparse_plan = None
-    getitem_14 = edge_product_4[0]
-    getitem_15 = edge_product_4[1];  edge_product_4 = None
-    tiny_body_run_in__to_h4_4 = self.tiny_body.run.in__to_h4(getitem_14);  getitem_14 = tiny_body_run_in__to_h4_4 = None
-    to_nchw = wirelang_backend_kernels_to_nchw(getitem_15);  getitem_15 = None
+    getitem_14 = tiny_body_wiring[5];  tiny_body_wiring = None
+    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_14)
+    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, getitem_13), getitem_14, None, (0, 700), sparse_plan_1);  tiny_body_run_in__to_h4_3 = getitem_13 = getitem_14 = sparse_plan_1 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(edge_product_4);  edge_product_4 = None
     tiny_head_0 = self.tiny_head_0(to_nchw);  to_nchw = None
     tiny_head_1 = self.tiny_head_1(tiny_head_0);  tiny_head_0 = None
     tiny_head_2 = self.tiny_head_2(tiny_head_1);  tiny_head_1 = None

@@ -95,8 +95,9 @@ def sparse_plan(w: Tensor, threshold: float | None = None) -> SparsePlan | None:
     cached = w.__dict__.get("_wirelang_plan")
     if cached is not None and cached[0] == threshold:
         return cached[1]  # the same effective weight again (inference reuses it, see EdgeMask)
-    plan = SparsePlan(w)
-    plan = plan if plan.vals.numel() <= threshold * w.numel() else None
+    # counting is cheaper than listing: dense weights never build the index lists
+    dense = int(torch.count_nonzero(w.detach())) > threshold * w.numel()
+    plan = None if dense else SparsePlan(w)
     if not w.requires_grad:
         w.__dict__["_wirelang_plan"] = (threshold, plan)
     return plan

@@ -180,14 +180,14 @@ class GraphEmitter:
             self.weights[group] = (w, self.em.call(sparse_plan, (w,), item, path))
         return self.weights[group]
 
-    def groups(self, order: list[str]) -> list[list[list[str]]]:
+    def groups(self, order: list[str], only: set[str] | None = None) -> list[list[list[str]]]:
         """Target groups (one product each), each cut into runs of sets with one operator.
 
         Static: one target at a time in topological order. Dynamic: targets with the same
         sources form one group (in declaration order); consecutive targets with the same
         fusable operator form one run.
         """
-        targets = [t for t in order if t in self.targets]
+        targets = [t for t in order if t in self.targets and (only is None or t in only)]
         if not self.dynamic:
             return [[[t]] for t in targets]
         by_sources: dict[tuple[str, ...], list[str]] = {}
@@ -216,8 +216,9 @@ class GraphEmitter:
         label = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
         return self.em.call_module(target, (x,), self.sets[names[0]], f"{self.graph.name}.{label}.{'send' if send else 'op'}")
 
-    def step(self, states: dict[str, Ref | None], order: list[str]) -> dict[str, Ref]:
-        """One evaluation of the graph: new states of every set that receives edges.
+    def step(self, states: dict[str, Ref | None], order: list[str], only: set[str] | None = None) -> dict[str, Ref]:
+        """One evaluation of the graph: new states of every set that receives edges (of the
+        sets in `only`, when given).
 
         Static: sets in topological order, each reading its sources' new states. Dynamic: every
         set reads the previous states (a synchronous step).
@@ -225,7 +226,7 @@ class GraphEmitter:
         em, g = self.em, self.graph
         new: dict[str, Ref] = {}
         sent: dict[str, Ref | None] = {}
-        for runs in self.groups(order):
+        for runs in self.groups(order, only):
             group = tuple(t for run in runs for t in run)
             item = self.sets[group[0]]
             read = states if self.dynamic else {**states, **new}
@@ -269,6 +270,14 @@ class GraphEmitter:
             out = self.apply_ops([s], node, send=True)
             sent[s] = ref if out is None else _whole(out, ref.size)
         return sent[s]
+
+
+def _needed_last(graph: core.Graph, parts: GraphParts) -> set[str]:
+    """Sets the last discrete step must update: outputs, and sets with stateful operators."""
+    def stateful(name: str) -> bool:
+        return any(getattr(m, "track_running_stats", False) for m in layers_of(parts.ops[safe(name)]))
+
+    return {s.name for s in graph.sets if s.role == "output" or stateful(s.name)}
 
 
 def _adjacent(graph: core.Graph, a: str, b: str) -> bool:
@@ -365,8 +374,12 @@ def emit_graph(em: Emitter, graph: core.Graph, x: fx.Node, k: int, seed: int) ->
         ge = GraphEmitter(em, graph, parts, prefix, ws, True)
         states = initial_states(em, graph, xc, False, ge)
         order = [s.name for s in graph.sets]
-        for _ in range(graph.semantics.params["steps"]):
-            states.update(ge.step(states, order))
+        steps = graph.semantics.params["steps"]
+        for t in range(steps):
+            # the last step computes only what the output reads (and sets whose operator keeps
+            # running statistics, which every step must update as the reference does)
+            only = _needed_last(graph, parts) if t == steps - 1 else None
+            states.update(ge.step(states, order, only))
     return emit_output(em, graph, states, xc, to_nchw, f"{graph.name}.output")
 
 
