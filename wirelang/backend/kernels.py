@@ -64,23 +64,39 @@ class SparsePlan:
         idx = w.reshape(-1).nonzero().squeeze(1)
         self.rows, self.cols = idx // w.shape[1], idx % w.shape[1]
         self.vals = w.reshape(-1)[idx]
-        self.blocks: dict[tuple[int, int, int, int], tuple[Tensor, Tensor]] = {}
+        self.blocks_by_key: dict[tuple, dict[tuple[int, int], tuple[Tensor, Tensor]]] = {}
 
-    def block(self, r0: int, r1: int, c0: int, c1: int) -> tuple[Tensor, Tensor]:
-        """(W[r0:r1, c0:c1], its transpose) as coalesced COO tensors."""
-        key = (r0, r1, c0, c1)
-        if key not in self.blocks:
-            rows, cols, vals = self.rows, self.cols, self.vals
-            if (r0, r1, c0, c1) != (0, self.shape[0], 0, self.shape[1]):
-                keep = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
-                rows, cols, vals = rows[keep] - r0, cols[keep] - c0, vals[keep]
-            m, n = r1 - r0, c1 - c0
-            # row-major order is kept by the selection: coalesced as it is
-            fwd = _coo(torch.stack([rows, cols]), vals, (m, n))
-            order = torch.argsort(cols * m + rows)
-            bwd = _coo(torch.stack([cols[order], rows[order]]), vals[order], (n, m))
-            self.blocks[key] = (fwd, bwd)
-        return self.blocks[key]
+    def blocks(self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
+        """{(row group, column span): (block, its transpose)} as coalesced COO tensors.
+
+        One pass over the entries for all blocks of a product: each entry's block is found by
+        bucketing its row and column, a stable sort groups the blocks (keeping row-major order
+        inside each, so they are coalesced as they are), and each block is a slice.
+        """
+        key = (tuple(rows), tuple(spans))
+        if key in self.blocks_by_key:
+            return self.blocks_by_key[key]
+        r_ends = torch.tensor([r1 for _, r1 in rows])
+        c_starts = torch.tensor([c0 for c0, _ in spans])
+        c_ends = torch.tensor([c1 for _, c1 in spans])
+        rb = torch.bucketize(self.rows, r_ends, right=True)
+        cb = (torch.bucketize(self.cols, c_starts, right=True) - 1).clamp_(min=0)
+        valid = (self.cols >= c_starts[cb]) & (self.cols < c_ends[cb]) & (rb < len(rows))
+        bid = torch.where(valid, rb * len(spans) + cb, len(rows) * len(spans))
+        order = torch.argsort(bid, stable=True)
+        counts = torch.bincount(bid, minlength=len(rows) * len(spans) + 1).tolist()
+        rs, cs, vs = self.rows[order], self.cols[order], self.vals[order]
+        out, start = {}, 0
+        for i, (r0, r1) in enumerate(rows):
+            for j, (c0, c1) in enumerate(spans):
+                end = start + counts[i * len(spans) + j]
+                r, c, v = rs[start:end] - r0, cs[start:end] - c0, vs[start:end]
+                m, n = r1 - r0, c1 - c0
+                t = torch.argsort(c * m + r)
+                out[(i, j)] = (_coo(torch.stack([r, c]), v, (m, n)), _coo(torch.stack([c[t], r[t]]), v[t], (n, m)))
+                start = end
+        self.blocks_by_key[key] = out
+        return out
 
 
 def _coo(idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -118,14 +134,15 @@ class EdgeProduct(torch.autograd.Function):
         spans = [(c, c + x.shape[0]) for c, x in zip(cols, xs, strict=True)]
         tail = xs[0].shape[1:]
         flat = [x.reshape(x.shape[0], -1) for x in xs]
+        blocks = plan.blocks(rows, spans) if plan is not None else None
         outs = []
-        for r0, r1 in rows:
+        for i, (r0, r1) in enumerate(rows):
             y = None
-            for (c0, c1), x2 in zip(spans, flat, strict=True):
-                if plan is not None:
+            for j, ((c0, c1), x2) in enumerate(zip(spans, flat, strict=True)):
+                if blocks is not None:
                     # in-place accumulation: torch.sparse.mm would zero a new output twice
                     y = x2.new_zeros(r1 - r0, x2.shape[1]) if y is None else y
-                    y.addmm_(plan.block(r0, r1, c0, c1)[0], x2)
+                    y.addmm_(blocks[(i, j)][0], x2)
                 elif y is None:
                     y = torch.mm(w[r0:r1, c0:c1], x2)
                 else:
@@ -154,18 +171,19 @@ class EdgeProduct(torch.autograd.Function):
                     for (c0, c1), x2 in zip(spans, flat, strict=True):
                         if g is not None:
                             gw[r0:r1, c0:c1] = g @ x2.t()
+        blocks = plan.blocks(rows, spans) if plan is not None else None
         gxs = []
-        for i, ((c0, c1), x) in enumerate(zip(spans, xs, strict=True)):
-            if not ctx.needs_input_grad[4 + i]:
+        for j, ((c0, c1), x) in enumerate(zip(spans, xs, strict=True)):
+            if not ctx.needs_input_grad[4 + j]:
                 gxs.append(None)
                 continue
             gx = None
-            for (r0, r1), g in zip(rows, gs, strict=True):
+            for i, ((r0, r1), g) in enumerate(zip(rows, gs, strict=True)):
                 if g is None:
                     continue
-                if plan is not None:
+                if blocks is not None:
                     gx = g.new_zeros(c1 - c0, g.shape[1]) if gx is None else gx
-                    gx.addmm_(plan.block(r0, r1, c0, c1)[1], g)
+                    gx.addmm_(blocks[(i, j)][1], g)
                 elif gx is None:
                     gx = torch.mm(w[r0:r1, c0:c1].t(), g)
                 else:
