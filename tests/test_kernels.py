@@ -1,0 +1,83 @@
+"""The fast backend's pieces against their plain definitions: `TopK` equals `topk_mask`, sparse
+edge products equal dense ones (outputs and gradients), fused node operators equal the
+per-set modules."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wirelang.backend.kernels import NodeOps, SparsePlan, edge_product
+from wirelang.backend.masks import TopK, topk_mask
+
+
+def test_topk_equals_topk_mask_while_scores_drift():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(120):
+        n = int(torch.randint(1, 3000, (1,), generator=g))
+        k = int(torch.randint(0, n + 2, (1,), generator=g))
+        select = TopK(margin=float(torch.rand(1, generator=g)))
+        s = torch.randn(n, generator=g).abs()
+        for step in range(5):
+            if trial % 3 == 0:
+                s = (s * 4).round() / 4  # many ties at the threshold
+            if trial % 5 == 0:
+                s[: n // 3] = -1.0  # non-candidates
+            assert torch.equal(select(s, k), topk_mask(s, k))
+            s = (s * (0.9 if step % 2 else 1.1) + 0.05 * torch.randn(n, generator=g)).abs()
+
+
+def test_sparse_edge_product_equals_dense():
+    g = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        m, s = int(torch.randint(2, 30, (1,), generator=g)), int(torch.randint(2, 40, (1,), generator=g))
+        w = (torch.randn(m, s, generator=g) * (torch.rand(m, s, generator=g) < 0.2)).requires_grad_(True)
+        cut = int(torch.randint(1, m, (1,), generator=g))
+        splits = (cut, m - cut)
+        bounds = sorted(set(torch.randint(0, s + 1, (3,), generator=g).tolist()) | {0, s})
+        chunks = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a][::2]  # with gaps
+        xs = [torch.randn(b - a, 3, 2, 2, generator=g, requires_grad=True) for a, b in chunks]
+        cols = tuple(a for a, _ in chunks)
+        results = []
+        for plan in (None, SparsePlan(w)):
+            ys = edge_product(tuple(xs), w, splits, cols, plan)
+            loss = sum((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() for y in ys)
+            results.append(list(ys) + list(torch.autograd.grad(loss, [w, *xs])))
+        for a, b in zip(*results, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_node_ops_in_cnhw_equal_the_modules():
+    torch.manual_seed(0)
+    sets = [nn.Sequential(nn.InstanceNorm2d(c, affine=True), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False))
+            for c in (3, 5)]
+    bns = [nn.Sequential(nn.BatchNorm2d(c), nn.ReLU6(), nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c)) for c in (4, 2)]
+    for group in (sets, bns):
+        for m in group:
+            for p in m.parameters():
+                p.data.normal_()
+        x = torch.randn(6, sum(m[0].num_features for m in group), 8, 8)
+        copies = [nn.Sequential(*[type(layer)(**_config(layer)) for layer in m]) for m in group]
+        for c, m in zip(copies, group, strict=True):
+            c.load_state_dict(m.state_dict())
+        fused = NodeOps(list(group), ["a", "b"])(x.transpose(0, 1).contiguous()).transpose(0, 1)
+        parts, start = [], 0
+        for c in copies:
+            n = c[0].num_features
+            parts.append(c(x[:, start:start + n]))
+            start += n
+        assert torch.allclose(fused, torch.cat(parts, 1), atol=1e-5)
+        for m, c in zip(group, copies, strict=True):  # running statistics updated alike
+            if isinstance(m[0], nn.BatchNorm2d):
+                assert torch.allclose(m[0].running_mean, c[0].running_mean, atol=1e-6)
+                assert torch.allclose(m[0].running_var, c[0].running_var, atol=1e-6)
+                assert int(m[0].num_batches_tracked) == int(c[0].num_batches_tracked)
+
+
+def _config(layer: nn.Module) -> dict:
+    if isinstance(layer, nn.InstanceNorm2d | nn.BatchNorm2d):
+        return {"num_features": layer.num_features, "affine": layer.affine}
+    if isinstance(layer, nn.Conv2d):
+        return {"in_channels": layer.in_channels, "out_channels": layer.out_channels, "kernel_size": layer.kernel_size,
+                "stride": layer.stride, "padding": layer.padding, "groups": layer.groups, "bias": layer.bias is not None}
+    return {}
