@@ -9,9 +9,9 @@ Tables printed:
    `--reps`), in-process `build` (parse + checks -> IR) and `compile_network` (IR -> nn.Module)
    times, torch already imported;
 2. a generated family of specs, one static graph a[n] -> b[n] with n^2 candidate edges from
-   10^3 to 10^7: build time and its peak Python memory (tracemalloc), compile time, the
-   model's tensor bytes and the compile's peak RSS growth (a fresh subprocess per size), and
-   time per million candidates (linear growth keeps that column flat).
+   10^3 to 10^7: build time and its peak Python memory (tracemalloc), compile time and its
+   peak torch allocations (profiler memory events, a fresh subprocess per size), the model's
+   tensor bytes and the RSS growth, and time per million candidates.
 """
 
 from __future__ import annotations
@@ -51,18 +51,31 @@ FAMILY = """network gen_{n} {{
 
 # Peak RSS growth of compiling one spec, measured in a fresh process (torch imported first).
 _COMPILE_CHILD = r"""
-import json, resource, sys, time
+import json, os, sys, time
 import torch
+from torch.profiler import ProfilerActivity, profile
 from wirelang.frontend import build
 from wirelang.backend.api import compile_network
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
 net = build(sys.argv[1])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+compile_network(build(sys.argv[1]))  # warm: first-use costs of torch are not the compiler's
+before = rss()
 t = time.perf_counter()
 model = compile_network(net)
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+grown = rss() - before
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    compile_network(net)
+level = peak = 0
+for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+    level += e.self_cpu_memory_usage
+    peak = max(peak, level)
 tensors = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
-print(json.dumps({"compile_s": dt, "rss_mib": (peak - base) / 1024, "tensor_mib": tensors / 2**20}))
+print(json.dumps({"compile_s": dt, "rss_mib": grown / 2**20, "peak_mib": peak / 2**20, "tensor_mib": tensors / 2**20}))
 """
 
 
@@ -112,9 +125,9 @@ def shipped(reps: int, quick: bool) -> None:
 def family(max_exp: int) -> None:
     from wirelang.frontend import build
 
-    print("| candidates | build (s) | build peak (MiB, tracemalloc) | compile (s) | model tensors (MiB) "
-          "| compile peak RSS growth (MiB) | build s per 10^6 | compile s per 10^6 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| candidates | build (s) | build peak (MiB, tracemalloc) | compile (s) | compile peak torch allocations (MiB) "
+          "| model tensors (MiB) | RSS growth (MiB) | build s per 10^6 | compile s per 10^6 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for e in range(3, max_exp + 1):
             n = round(math.sqrt(10**e))
@@ -132,8 +145,9 @@ def family(max_exp: int) -> None:
                                  text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             per = 1e6 / cand
-            print(f"| {cand:,} | {b:.3f} | {peak / 2**20:.2f} | {r['compile_s']:.3f} | {r['tensor_mib']:.1f} "
-                  f"| {r['rss_mib']:.1f} | {b * per:.3f} | {r['compile_s'] * per:.3f} |", flush=True)
+            print(f"| {cand:,} | {b:.3f} | {peak / 2**20:.2f} | {r['compile_s']:.3f} | {r['peak_mib']:.1f} "
+                  f"| {r['tensor_mib']:.1f} | {r['rss_mib']:.1f} | {b * per:.4f} | {r['compile_s'] * per:.4f} |",
+                  flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,9 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
     p.add_argument("--max-exp", type=int, default=None, help="largest family size, 10^N candidates (default 7)")
+    p.add_argument("--family-only", action="store_true", help="skip the shipped specs")
     args = p.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
-    shipped(reps, args.quick)
+    if not args.family_only:
+        shipped(reps, args.quick)
     family(args.max_exp or (5 if args.quick else 7))
 
 

@@ -112,13 +112,23 @@ def apply_mask(w: Tensor, m: Tensor, straight_through: bool) -> Tensor:
 
 def _flat_scores(weights: list[Tensor], candidates: list[Tensor | None]) -> Tensor:
     """|w| over all tensors, flattened, with non-candidates below every real score."""
-    parts = []
-    for w, c in zip(weights, candidates, strict=True):
-        s = w.detach().abs().flatten()
+    if len({(w.dtype, w.device) for w in weights}) > 1:
+        parts = [w.detach().abs().flatten().to(weights[0]) for w in weights]
+    else:
+        parts = None
+    # one buffer written in place: no per-tensor copies to concatenate
+    out = torch.empty(sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device)
+    start = 0
+    for i, (w, c) in enumerate(zip(weights, candidates, strict=True)):
+        seg = out[start:start + w.numel()]
+        if parts is not None:
+            seg.copy_(parts[i])
+        else:
+            torch.abs(w.detach().reshape(-1), out=seg)
         if c is not None:
-            s = torch.where(c.flatten(), s, torch.full_like(s, -1.0))
-        parts.append(s)
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+            seg.masked_fill_(~c.reshape(-1), -1.0)
+        start += w.numel()
+    return out
 
 
 def _split(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
