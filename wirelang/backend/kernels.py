@@ -18,6 +18,7 @@ gradient, which the straight-through rule needs at every candidate.
 from __future__ import annotations
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -215,6 +216,11 @@ def edge_product(sources: tuple[Tensor, ...], w: Tensor, splits: tuple[int, ...]
             c += x.shape[0]
     outs = EdgeProduct.apply(w, tuple(splits or (w.shape[0],)), tuple(cols), plan, *sources)
     return outs if splits is not None else outs[0]
+
+
+# Leaves of the fx graph when user code traces a compiled model (see also lower.LeafTracer).
+for _name in ("to_cnhw", "to_nchw", "cat_rows", "zero_rows", "sparse_plan", "edge_product"):
+    fx.wrap(_name)
 
 
 # ----------------------------------------------------------------------------- node operators

@@ -45,8 +45,7 @@ def cat_channels(*xs: Tensor) -> Tensor:
     return xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
 
 
-for _fn in (edge_product, cat_channels, cat_rows, to_cnhw, to_nchw, zero_rows, sparse_plan):
-    fx.wrap(_fn.__name__)
+fx.wrap("cat_channels")  # the kernels' functions are wrapped where they are defined
 
 
 def safe(name: str) -> str:
@@ -57,12 +56,23 @@ def safe(name: str) -> str:
     return f"{out}_" if keyword.iskeyword(out) else out
 
 
+class LeafTracer(fx.Tracer):
+    """The tracer a lowered GraphModule re-traces its code with when it is unpickled (fx keeps
+    the graph's `tracer_cls`): the kernels stay single nodes instead of being traced into
+    (their Python control flow cannot be traced, and fx.wrap cannot reach the aliases that
+    generated code imports them under)."""
+
+    def __init__(self, *args, autowrap_functions: tuple = (), **kwargs):
+        leaves = (edge_product, sparse_plan, to_cnhw, to_nchw, cat_rows, zero_rows, cat_channels)
+        super().__init__(*args, autowrap_functions=tuple(autowrap_functions) + leaves, **kwargs)
+
+
 class Emitter:
     """Adds modules to a root and nodes to an fx graph, recording provenance."""
 
     def __init__(self, root: nn.Module):
         self.root = root
-        self.graph = fx.Graph()
+        self.graph = fx.Graph(tracer_cls=LeafTracer)
 
     def module(self, name: str, module: nn.Module, args: tuple, span: core.IRNode | None = None, path: str = "") -> fx.Node:
         target = safe(name)
