@@ -21,22 +21,27 @@ def forward(self, x):
     getitem_6 = edge_product[0]
     getitem_7 = edge_product[1];  edge_product = None
     tiny_body_run_in__to_h4 = self.tiny_body.run.in__to_h4(getitem_6);  getitem_6 = None
-    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4, getitem_7), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4 = getitem_7 = None
+    tiny_body_run_out = self.tiny_body.run.out(getitem_7);  getitem_7 = None
+    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4, tiny_body_run_out), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4 = tiny_body_run_out = None
     getitem_8 = edge_product_1[0]
     getitem_9 = edge_product_1[1];  edge_product_1 = None
     tiny_body_run_in__to_h4_1 = self.tiny_body.run.in__to_h4(getitem_8);  getitem_8 = None
-    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_1, getitem_9), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_1 = getitem_9 = None
+    tiny_body_run_out_1 = self.tiny_body.run.out(getitem_9);  getitem_9 = None
+    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_1, tiny_body_run_out_1), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_1 = tiny_body_run_out_1 = None
     getitem_10 = edge_product_2[0]
     getitem_11 = edge_product_2[1];  edge_product_2 = None
     tiny_body_run_in__to_h4_2 = self.tiny_body.run.in__to_h4(getitem_10);  getitem_10 = None
-    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, getitem_11), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = getitem_11 = cat_rows = sparse_plan = None
+    tiny_body_run_out_2 = self.tiny_body.run.out(getitem_11);  getitem_11 = None
+    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, tiny_body_run_out_2), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = tiny_body_run_out_2 = cat_rows = sparse_plan = None
     getitem_12 = edge_product_3[0]
     getitem_13 = edge_product_3[1];  edge_product_3 = None
     tiny_body_run_in__to_h4_3 = self.tiny_body.run.in__to_h4(getitem_12);  getitem_12 = None
+    tiny_body_run_out_3 = self.tiny_body.run.out(getitem_13);  getitem_13 = None
     getitem_14 = tiny_body_wiring[5];  tiny_body_wiring = None
     sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_14)
-    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, getitem_13), getitem_14, None, (0, 700), sparse_plan_1);  tiny_body_run_in__to_h4_3 = getitem_13 = getitem_14 = sparse_plan_1 = None
-    to_nchw = wirelang_backend_kernels_to_nchw(edge_product_4);  edge_product_4 = None
+    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, tiny_body_run_out_3), getitem_14, None, (0, 700), sparse_plan_1);  tiny_body_run_in__to_h4_3 = tiny_body_run_out_3 = getitem_14 = sparse_plan_1 = None
+    tiny_body_run_out_4 = self.tiny_body.run.out(edge_product_4);  edge_product_4 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(tiny_body_run_out_4);  tiny_body_run_out_4 = None
     tiny_head_0 = self.tiny_head_0(to_nchw);  to_nchw = None
     tiny_head_1 = self.tiny_head_1(tiny_head_0);  tiny_head_0 = None
     tiny_head_2 = self.tiny_head_2(tiny_head_1);  tiny_head_1 = None

@@ -60,6 +60,7 @@ class Graph_tiny_body(nn.Module):
         self.op_h2 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
         self.op_h3 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
         self.op_h4 = nn.Sequential(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False))
+        self.op_out = nn.Sequential(nn.InstanceNorm2d(100, affine=True))
         self.w_in = nn.Parameter(torch.zeros(32, 800))
         self.w_h1 = nn.Parameter(torch.zeros(192, 800))
         self.w_h2 = nn.Parameter(torch.zeros(192, 800))
@@ -81,7 +82,7 @@ class Graph_tiny_body(nn.Module):
             d_h2 = self.op_h2(edges(c_0, self.w_h2))
             d_h3 = self.op_h3(edges(c_0, self.w_h3))
             d_h4 = self.op_h4(edges(c_0, self.w_h4))
-            d_out = edges(c_0, self.w_out)
+            d_out = self.op_out(edges(c_0, self.w_out))
             s_in, s_h1, s_h2, s_h3, s_h4, s_out = d_in, d_h1, d_h2, d_h3, d_h4, d_out
         return s_out
 

@@ -23,6 +23,7 @@ def forward(self, z, w_0, w_1, w_2, w_3, w_4, w_5):
     getitem = edge_product[0]
     getitem_1 = edge_product[1];  edge_product = None
     tiny_body_run_in__to_h4 = self.tiny_body.run.in__to_h4(getitem);  getitem = None
-    cat_rows_1 = wirelang_backend_kernels_cat_rows(tiny_body_run_in__to_h4, getitem_1);  tiny_body_run_in__to_h4 = getitem_1 = None
+    tiny_body_run_out = self.tiny_body.run.out(getitem_1);  getitem_1 = None
+    cat_rows_1 = wirelang_backend_kernels_cat_rows(tiny_body_run_in__to_h4, tiny_body_run_out);  tiny_body_run_in__to_h4 = tiny_body_run_out = None
     return cat_rows_1
     
