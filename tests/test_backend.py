@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,7 +127,7 @@ def test_exactly_k_active_and_never_a_non_candidate(tmp_path):
 
 
 def test_self_loops_off_excludes_the_diagonal(tmp_path):
-    text = open(small_spec(tmp_path, "discrete", "complete")).read().replace("self_loops=true", "self_loops=false")
+    text = Path(small_spec(tmp_path, "discrete", "complete")).read_text().replace("self_loops=true", "self_loops=false")
     path = tmp_path / "noloops.wire"
     path.write_text(text)
     net = build(path)

@@ -149,3 +149,68 @@ def test_template_default_sees_earlier_parameters(tmp_path: Path) -> None:
 
     net = build(spec)
     assert net.layers()[0].params["out"] == 64
+
+
+# ------------------------------------------------------------------------- warnings
+FEEDBACK = """network loop {
+  input image(4, 8, 8)
+  classes 2
+
+  graph body {
+    nodes a[4] input op(relu)
+    nodes b[4] op(instancenorm, relu)
+    nodes z[2] output%s
+    edges all(a, b, z, self_loops=true)
+    budget 10
+    wiring dnw
+    semantics discrete(steps=3)
+  }
+
+  head { avgpool, linear(classes) }
+}
+"""
+
+
+def test_linear_feedback_is_a_located_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("loop.wire").write_text(FEEDBACK % "", encoding="utf-8")
+    result = CliRunner().invoke(app, ["check", "loop.wire"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "loop.wire: ok (1 warning)\n"
+    assert result.stderr == (
+        "loop.wire:8:11: warning: in discrete time, graph `body` feeds the states of `z` back to them through "
+        "candidate edges (z -> z) with no operator on the way: a linear recurrence that nothing bounds, so "
+        "training can diverge\n"
+        "   8 |     nodes z[2] output\n"
+        "                 ^^^^\n"
+        "loop.wire:9:5: note: edges `z -> z` declared here\n"
+        "   9 |     edges all(a, b, z, self_loops=true)\n"
+        "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "  = help: give these nodes an operator, e.g. `op(instancenorm)`, or leave these edges out of the candidates\n"
+    )
+    # compile says it too, and still compiles
+    result = CliRunner().invoke(app, ["compile", "--json", "loop.wire"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("loop.wire:8:11: warning: in discrete time")
+    # the library raises it as a Python warning that can be filtered
+    from wirelang.diagnostics import SpecWarning
+    from wirelang.frontend import build
+
+    with pytest.warns(SpecWarning, match=r"loop.wire:8:11: in discrete time, graph `body` feeds the states of `z`"):
+        build("loop.wire")
+
+
+def test_no_warning_with_an_operator_or_without_the_loop(tmp_path: Path) -> None:
+    (tmp_path / "normed.wire").write_text(FEEDBACK % " op(instancenorm)", encoding="utf-8")
+    assert check_file(tmp_path / "normed.wire") == []
+    # a bare output set that only receives edges closes no loop
+    dag = (FEEDBACK % "").replace("edges all(a, b, z, self_loops=true)", "edges all(a, b, self_loops=true)\n    edges forward(b, z)")
+    (tmp_path / "dag.wire").write_text(dag, encoding="utf-8")
+    assert check_file(tmp_path / "dag.wire") == []
+    # a loop through two bare sets is found as well
+    two = (FEEDBACK % "").replace("nodes z[2] output", "nodes y[2]\n    nodes z[2] output").replace(
+        "edges all(a, b, z, self_loops=true)", "edges all(a, b, self_loops=true)\n    edges forward(b, y, z)\n    edges forward(z, y)")
+    (tmp_path / "two.wire").write_text(two, encoding="utf-8")
+    [diag] = check_file(tmp_path / "two.wire")
+    assert diag.severity == "warning"
+    assert "feeds the states of `y`, `z` back to them through candidate edges (y -> z -> y)" in diag.message

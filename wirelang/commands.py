@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from wirelang.diagnostics import SpecError, render_error
+from wirelang.diagnostics import SpecError, SpecWarning, render, render_error
 from wirelang.version import LANGUAGE_VERSION, __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -44,11 +45,28 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _show_spec_warnings() -> None:
+    """Print a `SpecWarning` located, like an error; other warnings as Python prints them."""
+    default = warnings.showwarning
+    if getattr(default, "wirelang", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(message, SpecWarning):
+            _err(render(message.diagnostic))
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.wirelang = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+    warnings.simplefilter("always", SpecWarning)  # every spec built says its warnings
+
+
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print versions and exit.")] = False,
 ) -> None:
-    pass
+    _show_spec_warnings()
 
 
 @app.command()

@@ -3,11 +3,16 @@
 A `SpecError` carries one or more `Diagnostic`s. Rendering shows the source line and a caret
 under the span, then a hint. Passes collect diagnostics in a `Reporter` and keep going, so that
 one run of `wirelang check` reports every problem it can find, not just the first.
+
+A warning is a valid spec that will probably not train as meant (an unnormalised feedback loop,
+say). The front end raises it as a Python `SpecWarning` once the spec is valid, so library users
+can filter it like any warning; the CLI prints it located, like an error, and carries on.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,6 +43,15 @@ class Diagnostic:
     hint: str | None = None
     # A second place involved in the problem (the other definition of a duplicate name, ...).
     related: tuple[tuple[Span, str], ...] = ()
+    severity: str = "error"  # or "warning"
+
+
+class SpecWarning(UserWarning):
+    """A valid spec that will probably not work as meant; `.diagnostic` says where and why."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(f"{diagnostic.span}: {diagnostic.message}")
 
 
 class SpecError(Exception):
@@ -67,8 +81,8 @@ def source_line(path: str, line: int) -> str | None:
 
 
 def render(diag: Diagnostic) -> str:
-    """`path:line:col: error: message`, the line, a caret, and the hint."""
-    out = [f"{diag.span}: error: {diag.message}"]
+    """`path:line:col: error: message` (or `warning:`), the line, a caret, and the hint."""
+    out = [f"{diag.span}: {diag.severity}: {diag.message}"]
     out.extend(_excerpt(diag.span))
     for span, note in diag.related:
         out.append(f"{span}: note: {note}")
@@ -125,10 +139,19 @@ class Reporter:
     """Collects diagnostics; `raise_if_any` ends a stage that found problems."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     def error(self, span: Span, message: str, hint: str | None = None, related=()) -> None:
         self.diagnostics.append(Diagnostic(span, message, hint, tuple(related)))
 
+    def warn(self, span: Span, message: str, hint: str | None = None, related=()) -> None:
+        self.warnings.append(Diagnostic(span, message, hint, tuple(related), severity="warning"))
+
     def raise_if_any(self) -> None:
         if self.diagnostics:
             raise SpecError(self.diagnostics)
+
+    def emit_warnings(self) -> None:
+        """Raise each warning as a `SpecWarning` (a valid spec: errors would have been raised)."""
+        for d in sorted(self.warnings, key=lambda d: (d.span.path, d.span.line, d.span.col, d.message)):
+            warnings.warn(SpecWarning(d), stacklevel=3)

@@ -9,10 +9,11 @@ them). Nothing here imports torch, so `wirelang check` stays fast.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from wirelang.diagnostics import Reporter, SpecError
+from wirelang.diagnostics import Reporter, SpecError, SpecWarning
 from wirelang.ir import core
 from wirelang.passes.check import check_graphs, check_pools
 from wirelang.passes.expand import expand
@@ -60,13 +61,16 @@ def build(path: str | Path, text: str | None = None, verify: Callable[[str, core
         if verify is not None:
             verify(name, net)
         rep.raise_if_any()
+    rep.emit_warnings()
     return net
 
 
 def check_file(path: str | Path) -> list:
-    """Diagnostics for one file (empty when it is valid)."""
-    try:
-        build(path)
-    except SpecError as err:
-        return list(err.diagnostics)
-    return []
+    """Diagnostics for one file, errors and warnings (empty when it is valid and clean)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        try:
+            build(path)
+        except SpecError as err:
+            return list(err.diagnostics)
+    return [w.message.diagnostic for w in caught if isinstance(w.message, SpecWarning)]

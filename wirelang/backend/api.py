@@ -58,7 +58,7 @@ class WiredModel(nn.Module):
         total = 0
         for p in self.parameters():
             total += p.numel() if id(p) not in masked else 0
-        for name, m in self.masks().items():
+        for m in self.masks().values():
             total += m.k if m.pool is None else 0
         for pool in {id(m.pool): m.pool for m in self.masks().values() if m.pool is not None}.values():
             total += pool.k
