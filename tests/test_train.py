@@ -144,6 +144,8 @@ def test_dry_run_prints_resolved_config(tmp_path):
 @pytest.mark.parametrize(("setting", "expected"), [
     ("optimizer.lrr=0.1", "did you mean `lr`"),
     ("epoch=3", "did you mean `epochs`"),
+    ("lr=0.1", "--set lr: unknown training setting `lr` (did you mean `optimizer.lr`?)"),
+    ("root=/data", "(did you mean `data.root`?)"),
     ("epochs=-1", "`epochs`"),
     ("optimizer=sgdd(lr=0.1)", "optimizer"),
     ("data=cifar10", "cifar10"),
@@ -346,8 +348,52 @@ def test_sweep_table(tmp_path):
     summary = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert summary["seeds"] == [1, 2] and summary["stats"]["test_top1"]["n"] == 2
     assert "+-" in (tmp_path / "sw" / "sweep.md").read_text()
-    seeds = [read_metrics(tmp_path / "sw" / f"seed{s}" / "metrics.jsonl")[-1]["seed"] for s in (1, 2)]
-    assert seeds == [1, 2]
+    last = [read_metrics(tmp_path / "sw" / f"seed{s}" / "metrics.jsonl")[-1] for s in (1, 2)]
+    assert [m["seed"] for m in last] == [1, 2]
+    import statistics
+
+    tests = [100 * m["test_top1"] for m in last]
+    stats = summary["stats"]["test_top1"]
+    assert stats["values"] == tests
+    assert stats["mean"] == pytest.approx(statistics.fmean(tests))
+    assert stats["std"] == pytest.approx(statistics.stdev(tests))
+
+    # the same command again: both runs are finished, the table is the same
+    before = (tmp_path / "sw" / "sweep.md").read_text()
+    r = cli("sweep", str(spec), "--seed-list", "1,2", "--out", str(tmp_path / "sw"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "sw" / "sweep.md").read_text() == before
+    # other settings into the same folder are refused, not mixed into the table
+    r = cli("sweep", str(spec), "--seed-list", "1,2", "--epochs", "2", "--set", "optimizer.lr=0.07", "--out", str(tmp_path / "sw"))
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"error: {tmp_path / 'sw' / 'seed1'} was started with other settings (epochs, optimizer "
+                                "differ); give the same spec and options to resume it, or another --out")
+
+
+def test_sweep_of_one_seed_and_a_failed_seed(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, epochs=1, size=128)
+    r = cli("sweep", str(spec), "--seeds", "1", "--out", str(tmp_path / "one"))
+    assert r.exit_code == 0, r.output
+    assert "(1 seed)" in (tmp_path / "one" / "sweep.md").read_text()
+    assert "+-" not in (tmp_path / "one" / "sweep.md").read_text()
+
+    # seed 1 fails at run time: seed 0 and 2 still run, the table holds them, the exit is 1
+    import wirelang.train as wt
+
+    real = wt.train
+
+    def flaky(opts, say=print):
+        if opts.seed == 1 and not opts.dry_run:
+            raise RunError("loss is nan at step 3")
+        return real(opts, say=say)
+
+    monkeypatch.setattr(wt, "train", flaky)
+    r = cli("sweep", str(spec), "--seeds", "3", "--out", str(tmp_path / "three"))
+    assert r.exit_code == 1
+    assert r.stderr.strip().endswith(f"error: 1 of 3 seeds failed (1); the table in {tmp_path / 'three' / 'sweep.md'} "
+                                     "holds the others")
+    summary = json.loads((tmp_path / "three" / "sweep.json").read_text())
+    assert summary["seeds"] == [0, 2] and summary["failed"] == {"1": "loss is nan at step 3"}
 
 
 def test_quickstart_spec_checks():

@@ -214,7 +214,7 @@ def sweep(
     procs: Annotated[int, typer.Option("--procs", help="CPU processes per run.")] = 0,
     gpus: Annotated[int, typer.Option("--gpus", help="CUDA devices per run.")] = 0,
     data_root: Annotated[str | None, typer.Option("--data-root", help="Override `data.root`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default runs/<spec>-sweep-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default runs/<spec>-sweep).")] = None,
 ) -> None:
     """Train a spec once per seed and report mean +- std of the test and validation accuracy."""
     from wirelang.train.sweep import parse_seeds, run_sweep

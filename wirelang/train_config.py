@@ -154,8 +154,21 @@ def _hint(error: dict, key: str) -> str | None:
             field = model.model_fields.get(part)
             annotation = getattr(field, "annotation", None)
             model = next((a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)), model)
-        return did_you_mean(key.rsplit(".", 1)[-1], model.model_fields)
+        leaf = key.rsplit(".", 1)[-1]
+        if not parent:  # `lr` for `optimizer.lr`: a setting of a group, given at the top
+            nested = sorted({f"{name}.{leaf}" for name, f in TrainConfig.model_fields.items()
+                             for sub in _models(f.annotation) if leaf in sub.model_fields})
+            if nested:
+                return "did you mean " + " or ".join(f"`{n}`" for n in nested) + "?"
+        return did_you_mean(leaf, model.model_fields)
     return None
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models(arg)]
 
 
 def apply_override(settings: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

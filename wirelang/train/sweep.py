@@ -2,15 +2,17 @@
 
     wirelang sweep specs/quickstart.wire --seeds 3 --out runs/quickstart-sweep
 
-The sweep directory holds one run per seed (`seed0/`, `seed1/`, ...) and `sweep.md` /
-`sweep.json`. Running the same command again resumes unfinished runs and skips finished ones.
+The sweep directory (default `runs/<spec>-sweep`) holds one run per seed (`seed0/`, `seed1/`,
+...) and `sweep.md` / `sweep.json`. Running the same command again resumes unfinished runs and
+skips finished ones; a seed folder started with other settings (spec, `--set`, `--epochs`, ...)
+is refused rather than mixed into the table. A seed whose run fails does not stop the others:
+the table is written for the seeds that finished, and the sweep then reports the failures.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +43,54 @@ def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = 
     from wirelang.train import TrainOptions, train
 
     spec = Path(spec)
-    out = Path(out) if out is not None else Path("runs") / f"{spec.stem}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(out) if out is not None else Path("runs") / f"{spec.stem}-sweep"
     runs: dict[int, dict[str, Any]] = {}
+    failed: dict[int, str] = {}
     for seed in seeds:
         run_dir = out / f"seed{seed}"
         say(f"sweep: seed {seed} -> {run_dir}")
+        fresh = TrainOptions(spec=spec, overrides=list(overrides or []), seed=seed, out=run_dir, **flags)
         if (run_dir / "config.json").exists():
+            _same_settings(fresh, run_dir)
             opts = TrainOptions(spec=spec, resume=run_dir, procs=flags.get("procs", 0), gpus=flags.get("gpus", 0))
         else:
-            opts = TrainOptions(spec=spec, overrides=list(overrides or []), seed=seed, out=run_dir, **flags)
-        runs[seed] = train(opts, say=say).final
-    summary = summarize(spec, runs)
+            opts = fresh
+        try:
+            runs[seed] = train(opts, say=say).final
+        except RunError as err:
+            if err.exit_code == 2:  # a bad setting fails every seed alike
+                raise
+            failed[seed] = str(err)
+            say(f"sweep: seed {seed} failed: {err}")
+    summary = summarize(spec, runs, failed)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "sweep.json", json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2) + "\n")
     write_text_atomic(out / "sweep.md", summary["table"] + "\n")
+    if failed:
+        say(summary["table"])
+        raise RunError(f"{len(failed)} of {len(seeds)} seeds failed ({', '.join(map(str, failed))}); "
+                       f"the table in {out / 'sweep.md'} holds the others")
     return summary
 
 
-def summarize(spec: Path, runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _same_settings(fresh: Any, run_dir: Path) -> None:
+    """Refuse to resume a seed folder whose saved settings differ from the ones asked for now."""
+    from dataclasses import replace
+
+    from wirelang.train import train
+
+    wanted = train(replace(fresh, dry_run=True), say=lambda *_: None)
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    changed = [key for key in ("spec_hash",) if wanted.get(key) != saved.get(key)]
+    want_train, saved_train = wanted.get("train", {}), saved.get("train", {})
+    changed += [f"{key}" for key in sorted(set(want_train) | set(saved_train))
+                if want_train.get(key) != saved_train.get(key)]
+    if changed:
+        raise RunError(f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
+                       "give the same spec and options to resume it, or another --out", 2)
+
+
+def summarize(spec: Path, runs: dict[int, dict[str, Any]], failed: dict[int, str] | None = None) -> dict[str, Any]:
     """Mean and sample standard deviation (n - 1) of each reported accuracy, in percent."""
     stats: dict[str, Any] = {}
     for key in REPORTED:
@@ -68,12 +100,16 @@ def summarize(spec: Path, runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
             stats[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
     header = "| spec | seeds | " + " | ".join(f"{k} (%)" for k in stats) + " |"
     rule = "|---|---|" + "---|" * len(stats)
-    cells = " | ".join(f"{s['mean']:.2f} +- {s['std']:.2f}" for s in stats.values())
+    cells = " | ".join(f"{s['mean']:.2f} +- {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f} (1 seed)"
+                       for s in stats.values())
     table = "\n".join([header, rule, f"| {spec.stem} | {', '.join(map(str, runs))} | {cells} |"])
     per_seed = ["", "| seed | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
     for seed, r in runs.items():
         per_seed.append(f"| {seed} | " + " | ".join(_pct(r.get(k)) for k in stats) + " |")
+    for seed, why in (failed or {}).items():
+        per_seed.append(f"| {seed} | " + " | ".join("failed" for _ in stats) + f" |  {why}")
     return {"spec": str(spec), "seeds": list(runs), "stats": stats, "runs": {str(s): r for s, r in runs.items()},
+            "failed": {str(s): why for s, why in (failed or {}).items()},
             "table": table + "\n" + "\n".join(per_seed)}
 
 
