@@ -145,7 +145,7 @@ def test_dry_run_prints_resolved_config(tmp_path):
     ("optimizer.lrr=0.1", "did you mean `lr`"),
     ("epoch=3", "did you mean `epochs`"),
     ("lr=0.1", "--set lr: unknown training setting `lr` (did you mean `optimizer.lr`?)"),
-    ("root=/data", "(did you mean `data.root`?)"),
+    ('root="/data"', "(did you mean `data.root`?)"),
     ("epochs=-1", "`epochs`"),
     ("optimizer=sgdd(lr=0.1)", "optimizer"),
     ("data=cifar10", "cifar10"),
