@@ -434,3 +434,12 @@ def test_progress_bars_in_a_terminal(capsys):
                    "lr": 0.1, "time_s": 1.0, "edges_swapped": {"body": 3}})
     bar.close()
     assert "val loss 0.9000 top1 60.00%" in capsys.readouterr().out
+
+
+def test_without_a_validation_split_the_best_checkpoint_is_the_last(tmp_path):
+    spec = write_spec(tmp_path, epochs=3, size=128)
+    run(spec, tmp_path / "r", overrides=["data=synthetic(size=128, val=0)"])
+    records = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert [r["val_top1"] for r in records] == [None, None, None]
+    assert records[-1]["best_epoch"] == 3 and records[-1]["best_val_top1"] is None
+    assert_same(weights(tmp_path / "r" / "checkpoints" / "best.pt"), weights(tmp_path / "r" / "checkpoints" / "last.pt"))

@@ -173,7 +173,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             previous_active = active
             if nfe:
                 record["nfe"] = nfe
-            improved = best is None or (val is not None and val["top1"] > best["val_top1"])
+            # Without a validation split nothing can choose an earlier epoch: the best is the last.
+            improved = best is None or val is None or val["top1"] > best["val_top1"]
             if improved:
                 best = {"phase": phase.number, "epoch": epoch, "val_top1": val and val["top1"]}
             finished = phase is plan_phases[-1] and epoch == phase.epochs
