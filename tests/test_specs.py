@@ -155,7 +155,7 @@ def test_mobilenet_stage_budgets_and_candidates(name: str):
         k = math.floor(inp * oup * d**2 + (blocks - 1) * oup**2 * d**2)
         assert g["budget"] == (cand if name.endswith("complete") else k)
         method = name.removeprefix("mbv1_cifar_") if name.startswith("mbv1_cifar_") else name.split("_")[1]
-        assert g["wiring"] == METHOD.get(method, "dnw" if method == "small" else method)
+        assert g["wiring"] == METHOD.get(method, method)
 
 
 @pytest.mark.parametrize("name", sorted(WIRED))
@@ -188,7 +188,10 @@ def test_mobilenet_recipes():
         else:
             assert (train["data"]["name"], train["batch"], train["epochs"], train["optimizer"]["weight_decay"]) == ("imagenet", 512, 250, 5e-5)
         assert train["schedule"]["name"] == "cosine" and train["optimizer"]["lr"] == 0.1
-    assert compiled("mbv1_cifar_fine_tune")[0].train["phase2"]["optimizer"]["lr"] == 0.01
+        assert train["optimizer"]["name"] == "sgd" and train["optimizer"]["momentum"] == 0.9
+        assert train["warmup"] == 0 and train["label_smoothing"] == 0
+    phase2 = compiled("mbv1_cifar_fine_tune")[0].train["phase2"]
+    assert phase2["optimizer"]["lr"] == 0.01 and phase2["epochs"] is None  # None: as long as phase 1
     assert compiled("mbv1_cifar_targeted_dropout")[0].graphs()[0].wiring.params["rho"] == 0.95
 
 
@@ -199,6 +202,7 @@ RESNETS = ["resnet50_dense"] + [f"resnet50_sparse_{v}{p}" for v in ("all", "firs
 
 def test_resnet50_dense_counts():
     out = info("resnet50_dense")
+    assert compiled("resnet50_dense")[0].train["schedule"]["name"] == "cosine"
     assert abs(out["params"] - 25.56e6) / 25.56e6 < 0.01
     assert abs(out["macs"] - 4.09e9) / 4.09e9 < 0.02
     assert "sparse_layers" not in out
@@ -217,9 +221,12 @@ def test_resnet50_sparse(name: str):
             x = layers[layer.path]
             assert x["budget"] == math.floor(pct / 100 * x["candidates"]) and x["wiring"] == "dnw"
     dense = info("resnet50_dense")
+    # exactly the dense network minus the pruned weights: batch norm and biases stay dense
+    assert out["params"] == dense["params"] - sum(x["candidates"] - x["budget"] for x in layers.values())
     assert out["params"] < dense["params"] * (pct + 2) / 100
     train = net.train
     assert (train["batch"], train["epochs"], train["warmup"], train["label_smoothing"]) == (256, 100, 5, 0.1)
+    assert train["schedule"]["name"] == "cosine" and train["optimizer"]["name"] == "sgd"
     assert (train["optimizer"]["lr"], train["optimizer"]["momentum"], train["optimizer"]["weight_decay"]) == (0.256, 0.875, 3.0517578125e-5)
 
 
