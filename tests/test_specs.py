@@ -190,6 +190,7 @@ def test_mobilenet_recipes():
         assert train["schedule"]["name"] == "cosine" and train["optimizer"]["lr"] == 0.1
         assert train["optimizer"]["name"] == "sgd" and train["optimizer"]["momentum"] == 0.9
         assert train["warmup"] == 0 and train["label_smoothing"] == 0
+        assert train["data"]["val"] == 0  # every training image, as in the paper
     phase2 = compiled("mbv1_cifar_fine_tune")[0].train["phase2"]
     assert phase2["optimizer"]["lr"] == 0.01 and phase2["epochs"] is None  # None: as long as phase 1
     assert compiled("mbv1_cifar_targeted_dropout")[0].graphs()[0].wiring.params["rho"] == 0.95
@@ -227,6 +228,7 @@ def test_resnet50_sparse(name: str):
     train = net.train
     assert (train["batch"], train["epochs"], train["warmup"], train["label_smoothing"]) == (256, 100, 5, 0.1)
     assert train["schedule"]["name"] == "cosine" and train["optimizer"]["name"] == "sgd"
+    assert train["data"]["val"] == 0
     assert (train["optimizer"]["lr"], train["optimizer"]["momentum"], train["optimizer"]["weight_decay"]) == (0.256, 0.875, 3.0517578125e-5)
 
 
