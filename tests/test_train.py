@@ -443,3 +443,37 @@ def test_without_a_validation_split_the_best_checkpoint_is_the_last(tmp_path):
     assert [r["val_top1"] for r in records] == [None, None, None]
     assert records[-1]["best_epoch"] == 3 and records[-1]["best_val_top1"] is None
     assert_same(weights(tmp_path / "r" / "checkpoints" / "best.pt"), weights(tmp_path / "r" / "checkpoints" / "last.pt"))
+
+
+def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
+    """checkpoint_steps: last.pt every 3 steps; a crash at epoch 2, step 4 resumes at step 4 and ends
+    bit-identical to a run that never stopped (and never wrote a mid-epoch checkpoint)."""
+    # targeted dropout draws random numbers every step: the random state must be resumed too
+    spec = write_spec(tmp_path, wiring="targeted_dropout(rho=0.5)", epochs=2, size=256)  # 8 steps per epoch
+    run(spec, tmp_path / "plain")
+
+    import wirelang.train.loop as loop
+
+    calls = {"n": 0}
+    real = loop.all_sum
+
+    def crash_at_epoch2_step4(d, values):
+        calls["n"] += 1  # once per step, and once at each epoch end
+        if calls["n"] == 8 + 1 + 4:
+            raise KeyboardInterrupt
+        return real(d, values)
+
+    monkeypatch.setattr(loop, "all_sum", crash_at_epoch2_step4)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, tmp_path / "cut", overrides=["checkpoint_steps=3"])
+    monkeypatch.setattr(loop, "all_sum", real)
+    saved = ckpt.read(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (saved["epoch"], saved["within"]["epoch"], saved["within"]["step"]) == (1, 2, 3)
+    assert len(read_metrics(tmp_path / "cut" / "metrics.jsonl")) == 1
+
+    resume(spec, tmp_path / "cut")
+    assert_same(weights(tmp_path / "plain" / "checkpoints" / "last.pt"), weights(tmp_path / "cut" / "checkpoints" / "last.pt"))
+    plain, cut = (read_metrics(tmp_path / r / "metrics.jsonl") for r in ("plain", "cut"))
+    drop = ("time_s",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in cut]

@@ -76,13 +76,37 @@ def test_procs_2_launcher_with_batch_norm(tmp_path):
     spec = write_spec(tmp_path)
     spec.write_text(spec.read_text().replace("conv(8, k=3, stride=2), instancenorm", "conv(8, k=3, stride=2), batchnorm"))
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
-                       env=env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out),
+                        "--set", "checkpoint_steps=3"], env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "16 x 2 cpu" in r.stdout
     records = read_metrics(out / "metrics.jsonl")
     assert [x["epoch"] for x in records] == [1, 2] and "test_top1" in records[-1]
     assert ckpt.read(out / "checkpoints" / "last.pt")["world_size"] == 2
+    # prev.pt is the last mid-epoch checkpoint (epoch 2, step 6 of 8), holding both ranks' state;
+    # a copy of the run resumed from it ends where the run did, bit for bit
+    mid = ckpt.read(out / "checkpoints" / "prev.pt")
+    assert (mid["within"]["epoch"], mid["within"]["step"], len(mid["within"]["ranks"])) == (2, 6, 2)
+    copy = tmp_path / "copy"
+    (copy / "checkpoints").mkdir(parents=True)
+    for name in ("spec.wire", "config.json", "metrics.jsonl"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    (copy / "checkpoints" / "last.pt").write_bytes((out / "checkpoints" / "prev.pt").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy), "--procs", "1"],
+                       env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith("was written inside epoch 2 by 2 process(es); resume it with as many "
+                                     "(--procs/--gpus 2)"), r.stderr
+    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
+                       env=env(), capture_output=True, text=True, timeout=300)  # with the run's 2 processes
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(phase 1, epoch 2, step 6)" in r.stdout
+    final, again = (ckpt.read(x / "checkpoints" / "last.pt")["model"] for x in (out, copy))
+    for k in final:
+        assert torch.equal(final[k], again[k]), k
+    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
+                       env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "is finished" in r.stdout, r.stdout + r.stderr
     # each rank evaluated its shard with rank 0's batch-norm statistics: the checkpoint's model
     for split in ("val", "test"):
         again = evaluate_run(out, split, out / "checkpoints" / "last.pt")

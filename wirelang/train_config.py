@@ -87,6 +87,9 @@ class TrainConfig(_Config):
     channels_last: bool = False  # CUDA only
     compile: bool = False  # torch.compile, with a fallback to eager
     eval_batch: Annotated[int, Field(ge=1)] | None = None
+    # Also write last.pt every N optimizer steps inside an epoch (0: at epoch ends only), so a
+    # killed ImageNet-size run loses minutes, not an epoch.
+    checkpoint_steps: Annotated[int, Field(ge=0)] = 0
     phase2: PhaseConfig | None = None
 
     @model_validator(mode="before")

@@ -51,16 +51,17 @@ class GlobalBatchSampler(DistributedSampler):
         self.per_rank = global_batch // d.world_size
         self.steps = len(dataset) // global_batch  # the last partial global batch is dropped
         self.num_samples = self.steps * self.per_rank
+        self.start = 0  # the first step of this epoch to yield (a run resumed inside an epoch)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.dataset), generator=g)[: self.steps * self.global_batch]
         # (steps, ranks, per_rank): this rank's slice of every global batch, in step order
-        mine = order.view(self.steps, self.num_replicas, self.per_rank)[:, self.rank].reshape(-1)
+        mine = order.view(self.steps, self.num_replicas, self.per_rank)[self.start :, self.rank].reshape(-1)
         return iter(mine.tolist())
 
     def __len__(self) -> int:
-        return self.num_samples
+        return (self.steps - self.start) * self.per_rank
 
 
 def train_loader(ds: Dataset, config: TrainConfig, d: Dist) -> tuple[DataLoader, GlobalBatchSampler]:

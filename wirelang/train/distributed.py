@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -131,6 +132,15 @@ def sync_buffers(d: Dist, model: torch.nn.Module) -> None:
         for buf in model.buffers():
             if buf.is_floating_point():
                 dist.broadcast(buf, src=0)
+
+
+def gather_to_all(d: Dist, obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank (mid-epoch RNG states and counters)."""
+    if not d.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast_text(d: Dist, text: str | None) -> str | None:

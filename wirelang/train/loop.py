@@ -33,7 +33,14 @@ from torch.nn.parallel import DistributedDataParallel
 from wirelang.backend.api import compile_network
 from wirelang.train import checkpoint as ckpt
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
-from wirelang.train.distributed import Dist, all_agree, all_sum, same_everywhere, sync_buffers
+from wirelang.train.distributed import (
+    Dist,
+    all_agree,
+    all_sum,
+    gather_to_all,
+    same_everywhere,
+    sync_buffers,
+)
 from wirelang.train.metrics import MetricsLog, edges_swapped, evaluate
 from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
 from wirelang.train.progress import Progress
@@ -73,7 +80,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
 
     # ---- resume: continue after the last good checkpoint (none in a fresh run)
     found = ckpt.resume_point(run_dir, say=say)
-    start_phase, start_epoch, best, resumed = 1, 0, None, None
+    start_phase, start_epoch, best, resumed, within = 1, 0, None, None, None
     log = MetricsLog(run_dir / "metrics.jsonl")
     if found is not None:
         resumed, path = found
@@ -83,9 +90,16 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
         model.load_state_dict(resumed["model"])
         ckpt.set_rng_state(resumed["rng"])
         start_phase, start_epoch, best = resumed["phase"], resumed["epoch"], resumed["best"]
+        # a checkpoint written inside an epoch: `epoch` counts the finished ones, `within` says
+        # how far the next one got (its step, each rank's counters and random state)
+        within = resumed.get("within")
+        if within is not None and within["world_size"] != d.world_size:
+            raise RunError(f"{path} was written inside epoch {within['epoch']} by {within['world_size']} "
+                           f"process(es); resume it with as many (--procs/--gpus {within['world_size']})", 2)
         if d.is_main:
             log.truncate_after(start_phase, start_epoch)
-        say(f"resuming {run_dir} from {path.name} (phase {start_phase}, epoch {start_epoch})")
+        where = f"epoch {start_epoch}" if within is None else f"epoch {within['epoch']}, step {within['step']}"
+        say(f"resuming {run_dir} from {path.name} (phase {start_phase}, {where})")
     n_val = len(splits.val) if splits.val is not None else 0
     say(f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test)} test, "
         f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type}), "
@@ -106,7 +120,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             continue
         first_epoch = start_epoch if phase.number == start_phase else 0
         epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
-        if phase.number == 2 and first_epoch == 0:
+        if phase.number == 2 and first_epoch == 0 and not (within is not None and start_phase == 2):
             # End of phase one: fix the top-k edges of the trained weights; the lottery ticket
             # then starts again from the initial weights, keeping only the mask.
             model.freeze_topk()
@@ -116,7 +130,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             say(f"phase 2 ({model.two_phase()}): top-k masks fixed"
                 + (", weights rewound to their initial values" if model.two_phase() == "lottery_one_shot" else ""))
         optimizer = build_optimizer(model, phase.optimizer)
-        if resumed is not None and phase.number == start_phase and first_epoch > 0:
+        if resumed is not None and phase.number == start_phase and (first_epoch > 0 or within is not None):
             optimizer.load_state_dict(resumed["optimizer"])
             scaler.load_state_dict(resumed["scaler"])
 
@@ -127,8 +141,14 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             progress.start_epoch(title, steps)
             model.train()
             t0 = time.perf_counter()
-            loss_sum, correct, seen = 0.0, 0, 0
-            for i, (x, y) in enumerate(loader):
+            loss_sum, correct, seen, offset = 0.0, 0, 0, 0
+            if within is not None and phase.number == start_phase and epoch == within["epoch"]:
+                offset = sampler.start = within["step"]
+                mine = within["ranks"][d.rank]
+                loss_sum, correct, seen = mine["loss_sum"], mine["correct"], mine["seen"]
+                ckpt.set_rng_state(mine["rng"])  # after seed_epoch: where the step left it
+                within = None
+            for i, (x, y) in enumerate(loader, start=offset):
                 step = (epoch - 1) * steps + i  # within this phase; drives the schedule
                 lr = set_lr(optimizer, lr_factor(step, steps, phase))
                 model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
@@ -150,6 +170,10 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 progress.step(i + 1, loss_sum / seen, correct / seen, seen * d.world_size)
+                if cfg.checkpoint_steps and (i + 1) % cfg.checkpoint_steps == 0 and i + 1 < steps:
+                    _checkpoint_within(run_dir, d, model, optimizer, scaler, phase, epoch, i + 1, steps,
+                                       (loss_sum, correct, seen), cfg.seed, spec_hash, best)
+            sampler.start = 0
 
             # ---- end of epoch: measure, check the ranks agree, log, checkpoint
             model.set_progress(epoch / phase.epochs)
@@ -204,6 +228,32 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             + ("n/a" if record["best_val_top1"] is None else f"{100 * record['best_val_top1']:.2f}%")
             + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}")
     return RunResult(run_dir, record, model.eval())
+
+
+def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scaler, phase, epoch: int, step: int,
+                       steps: int, counters: tuple[float, int, int], seed: int, spec_hash: str, best) -> None:
+    """last.pt in the middle of an epoch: a resumed run continues at `step` exactly as if it had
+    never stopped (with data.workers = 0; worker processes draw their augmentation afresh)."""
+    loss_sum, correct, seen = counters
+    ranks = gather_to_all(d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()})
+    error = None
+    if d.is_main:
+        payload = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "scheduler": {"name": phase.schedule.name, "step": (epoch - 1) * steps + step, "steps_per_epoch": steps},
+            "rng": ranks[0]["rng"], "phase": phase.number, "epoch": epoch - 1, "seed": seed,
+            "within": {"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks},
+            "spec_hash": spec_hash, "mask_hash": model.mask_hash(), "best": best, "finished": False,
+            "world_size": d.world_size, "wirelang_version": __version__, "language_version": LANGUAGE_VERSION,
+        }
+        try:
+            ckpt.save(run_dir / ckpt.CHECKPOINTS / ckpt.LAST, payload, keep_previous=True)
+        except RunError as err:
+            error = err
+        except OSError as err:
+            error = RunError(f"cannot write a checkpoint in {run_dir}: {err.strerror or err}")
+    if not all_agree(d, error is None):
+        raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
 
 
 def _write_epoch(run_dir: Path, log: MetricsLog, record: dict, payload: dict, improved: bool,

@@ -78,11 +78,13 @@ def _same_settings(fresh: Any, run_dir: Path) -> None:
     from dataclasses import replace
 
     from wirelang.train import train
+    from wirelang.train_config import validate
 
     wanted = train(replace(fresh, dry_run=True), say=lambda *_: None)
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     changed = [key for key in ("spec_hash",) if wanted.get(key) != saved.get(key)]
-    want_train, saved_train = wanted.get("train", {}), saved.get("train", {})
+    # through the settings model: a run saved by an older wirelang lacks newer settings' defaults
+    want_train, saved_train = wanted.get("train", {}), validate(saved.get("train", {})).model_dump(mode="json")
     changed += [f"{key}" for key in sorted(set(want_train) | set(saved_train))
                 if want_train.get(key) != saved_train.get(key)]
     if changed:
