@@ -214,3 +214,47 @@ def test_no_warning_with_an_operator_or_without_the_loop(tmp_path: Path) -> None
     [diag] = check_file(tmp_path / "two.wire")
     assert diag.severity == "warning"
     assert "feeds the states of `y`, `z` back to them through candidate edges (y -> z -> y)" in diag.message
+
+
+# ------------------------------------------------------------------------- several syntax errors
+SYNTAX3 = """network t {
+  input image(3, 16, 16)
+  classes 4
+
+  stem {
+    conv(8, k=3, stride=2) batchnorm, relu
+  }
+
+  graph body {
+    nodes a[8] input op(relu, dwconv(k=3))
+    nodes h[12] op(instancenorm relu)
+    nodes out[8] output
+    edges forward(a, h, out)
+    budget 60 edges
+    wiring dnw
+  }
+
+  head { avgpool, linear(classes) }
+}
+"""
+
+
+def test_every_syntax_error_on_its_own_line_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "three.wire").write_text(SYNTAX3, encoding="utf-8")
+    diags = check_file(tmp_path / "three.wire")
+    assert [(d.span.line, d.span.col, d.message) for d in diags] == [
+        (6, 28, "unexpected `batchnorm`"), (11, 33, "unexpected `relu`"), (14, 15, "unexpected `edges`")]
+
+
+def test_an_unbalanced_line_stops_the_search(tmp_path: Path) -> None:
+    # line 10 leaves a parenthesis open: it is reported, but what follows it could be a cascade
+    # of it, so the search stops there (lines 11 and 14 hold mistakes too)
+    text = SYNTAX3.replace("nodes a[8] input op(relu, dwconv(k=3))", "nodes a[8] input op(relu, dwconv(k=3)")
+    (tmp_path / "open.wire").write_text(text, encoding="utf-8")
+    assert [(d.span.line, d.message) for d in check_file(tmp_path / "open.wire")] == [
+        (6, "unexpected `batchnorm`"), (10, "unexpected end of line")]
+    # a line with a single mistake and correct lines after it: one error, no cascade
+    one = SYNTAX3.replace("nodes h[12] op(instancenorm relu)", "nodes h[12] op(instancenorm, relu)").replace(
+        "budget 60 edges", "budget 60").replace("conv(8, k=3, stride=2) batchnorm", "conv(8, k=3, stride=2), batchnorm")
+    (tmp_path / "one.wire").write_text(one.replace("wiring dnw", "wiring dnw dnw"), encoding="utf-8")
+    assert [(d.span.line, d.message) for d in check_file(tmp_path / "one.wire")] == [(15, "unexpected `dnw`")]

@@ -94,12 +94,73 @@ def _parse(text: str, path: str, comments: list[ast.Comment], line_offset: int =
     try:
         tree = lark.parse(text)
     except UnexpectedInput as err:
-        raise SpecError([_syntax_error(err, text, path, lark, line_offset, col_offset)]) from None
+        found = [_syntax_error(err, text, path, lark, line_offset, col_offset)]
+        if not line_offset:  # a file, not a `--set` value: look for the next mistakes too
+            found += _more_syntax_errors(text, err, path, lark)
+        raise SpecError(found) from None
     comments.extend(
         ast.Comment(line=t.line, col=t.column, text=t.value.rstrip()) for t in grammar.comment_sink
     )
     grammar.comment_sink.clear()
     return tree
+
+
+MAX_SYNTAX_ERRORS = 20
+
+
+def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) -> list[Diagnostic]:
+    """Syntax errors after the first, found by blanking each bad line and parsing again.
+
+    LALR has no error recovery of its own. Blanking a line keeps every line number, and it is
+    only done to a line whose brackets balance, so the statements around it still parse as
+    written; an error at or before the blanked line, or on a line whose brackets do not balance
+    (an unclosed `{` would make every later line an error), ends the search. So each further
+    error is a mistake of its own, never a cascade of the first.
+    """
+    lines = text.split("\n")
+    out: list[Diagnostic] = []
+    while len(out) < MAX_SYNTAX_ERRORS - 1:
+        row = err.line
+        if not (isinstance(err, UnexpectedToken | UnexpectedCharacters) and 1 <= row <= len(lines)
+                and _balanced(lines[row - 1])):
+            break
+        lines[row - 1] = ""
+        again = "\n".join(lines)
+        try:
+            lark.parse(again)
+            break
+        except UnexpectedInput as nxt:
+            if nxt.line <= row or isinstance(nxt, UnexpectedEOF) or getattr(nxt, "token", None) is not None \
+                    and nxt.token.type == "$END":
+                break
+            out.append(_syntax_error(nxt, again, path, lark, 0, 0))
+            err = nxt
+        finally:
+            grammar.comment_sink.clear()
+    return out
+
+
+def _balanced(line: str) -> bool:
+    """Whether a line's (), [] and {} balance (strings and a trailing comment ignored)."""
+    depth = {"(": 0, "[": 0, "{": 0}
+    closing = {")": "(", "]": "[", "}": "{"}
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "#":
+            break
+        if ch == '"':
+            i += 1
+            while i < len(line) and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+        elif ch in depth:
+            depth[ch] += 1
+        elif ch in closing:
+            depth[closing[ch]] -= 1
+            if depth[closing[ch]] < 0:
+                return False
+        i += 1
+    return not any(depth.values())
 
 
 def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_offset: int, col_offset: int) -> Diagnostic:
