@@ -16,7 +16,7 @@ from wirelang.syntax import ast
 from wirelang.syntax.parse import parse_bytes, parse_text
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-_SPAN_FIELDS = {"span", "name_span", "key_span", "branch_span", "shortcut_span"}
+_SPAN_FIELDS = {"span", "name_span", "key_span", "branch_span", "shortcut_span", "path_spans"}
 
 
 def meaning(file: ast.File) -> object:

@@ -9,6 +9,7 @@ usage error. A spec error prints located messages, never a Python traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -196,7 +197,8 @@ def eval_(
     """Evaluate a trained run on its validation or test split."""
     from wirelang.train import evaluate_run
 
-    r = _run_errors(evaluate_run, run, split, checkpoint, download)
+    with _quiet_spec_warnings():
+        r = _run_errors(evaluate_run, run, split, checkpoint, download)
     if as_json:
         sys.stdout.write(json.dumps(r) + "\n")
     else:
@@ -226,6 +228,14 @@ def sweep(
 
 
 # ---------------------------------------------------------------------------- after training
+@contextlib.contextmanager
+def _quiet_spec_warnings():
+    """A trained run's spec said its warnings when it was checked and trained: not again here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecWarning)
+        yield
+
+
 def _after_training(fn, *args, **kwargs):
     """Call an inspect / draw / export function: an unreadable run or checkpoint exits 1, a
     spec error, a refused export or a bad output name exits 2, each in one line."""
@@ -234,7 +244,8 @@ def _after_training(fn, *args, **kwargs):
     from wirelang.export.run import RunError as BadRun
 
     try:
-        return fn(*args, **kwargs)
+        with _quiet_spec_warnings():
+            return fn(*args, **kwargs)
     except SpecError as err:
         fail_spec(err)
     except (ExportRefused, DrawError) as err:

@@ -53,6 +53,8 @@ class Wiring(IRNode):
     params: dict[str, Scalar] = {}
     # `wiring fixed`: explicit (source set, source index, target set, target index) edges.
     fixed: list[tuple[str, int, str, int]] | None = None
+    # Where each fixed edge was written, for its errors; not part of the network's meaning.
+    fixed_spans: list[Span] | None = Field(default=None, exclude=True, repr=False)
 
 
 class Semantics(IRNode):

@@ -166,7 +166,10 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
     blocks = {(b.source, b.target): b for b in g.blocks}
     seen: set[tuple] = set()
     span = g.wiring.span
-    for src, i, dst, j in g.wiring.fixed or []:
+    fixed = g.wiring.fixed or []
+    spans = g.wiring.fixed_spans if g.wiring.fixed_spans and len(g.wiring.fixed_spans) == len(fixed) else None
+    for n, (src, i, dst, j) in enumerate(fixed):
+        span = spans[n] if spans else g.wiring.span  # the edge's own line when known
         where = f"`{src}[{i}] -> {dst}[{j}]`"
         if src not in sizes or dst not in sizes:
             bad = src if src not in sizes else dst
@@ -184,7 +187,7 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
         seen.add((src, i, dst, j))
     k = len(seen)
     if k == 0:
-        rep.error(span, "`wiring fixed` lists no edges")
+        rep.error(g.wiring.span, "`wiring fixed` lists no edges")
         return g
     if g.budget.kind == "count" and g.budget.span != g.span and g.budget.count not in (1, k):
         rep.error(g.budget.span, f"the budget says {g.budget.count} edges but `wiring fixed` lists {k}")

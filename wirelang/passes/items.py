@@ -125,7 +125,8 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
     if name == "fixed" and stmt.fixed is None:
         rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
         return None
-    fixed = None
+    fixed = spans = None
     if stmt.fixed is not None:
         fixed = [(e.source.full, e.source_index, e.target.full, t) for e in stmt.fixed for t in e.target_indices]
-    return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed)
+        spans = [e.span for e in stmt.fixed for _ in e.target_indices]
+    return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed, fixed_spans=spans)

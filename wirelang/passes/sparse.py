@@ -49,9 +49,10 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
                     rep.error(entry.span, f"`{k}` has no weight to make sparse", did_you_mean(k, SPARSE_KINDS))
             kinds = [k for k in entry.kinds if k in SPARSE_KINDS]
         elif isinstance(entry, ast.SparseExclude):
-            for p in entry.paths:
+            spans = entry.path_spans or [entry.span] * len(entry.paths)
+            for p, where in zip(entry.paths, spans, strict=True):
                 if p not in paths:
-                    rep.error(entry.span, f"no layer at path `{p}`", did_you_mean(p, paths) or "`wirelang compile` lists the layer paths")
+                    rep.error(where, f"no layer at path `{p}`", did_you_mean(p, paths) or "`wirelang compile` lists the layer paths")
             exclude |= set(entry.paths)
         elif isinstance(entry, ast.BudgetStmt):
             budget = budget_value(entry.value, scope, rep)

@@ -303,6 +303,7 @@ class SparseKinds(Node):
 class SparseExclude(Node):
     kind: Literal["exclude"] = "exclude"
     paths: list[str]
+    path_spans: list[Span] | None = None  # one per path, for its errors
 
 
 SparseItem = SparseKinds | SparseExclude | BudgetStmt | WiringStmt

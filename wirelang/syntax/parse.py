@@ -488,7 +488,7 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def sparse_exclude(self, meta, c):
-        return ast.SparseExclude(span=self._s(meta), paths=[str(x) for x in c])
+        return ast.SparseExclude(span=self._s(meta), paths=[str(x) for x in c], path_spans=[self._tok(x) for x in c])
 
     @v_args(meta=True)
     def sparse(self, meta, c):
