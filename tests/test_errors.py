@@ -157,7 +157,7 @@ FEEDBACK = """network loop {
   classes 2
 
   graph body {
-    nodes a[4] input op(relu)
+    nodes a[4] input op(instancenorm, relu)
     nodes b[4] op(instancenorm, relu)
     nodes z[2] output%s
     edges all(a, b, z, self_loops=true)
@@ -179,14 +179,15 @@ def test_linear_feedback_is_a_located_warning(tmp_path: Path, monkeypatch: pytes
     assert result.stdout == "loop.wire: ok (1 warning)\n"
     assert result.stderr == (
         "loop.wire:8:11: warning: in discrete time, graph `body` feeds the states of `z` back to them through "
-        "candidate edges (z -> z) with no operator on the way: a linear recurrence that nothing bounds, so "
-        "training can diverge\n"
+        "candidate edges (z -> z) with no normalisation or saturating operator on the way: a recurrence that "
+        "nothing bounds, so training can diverge\n"
         "   8 |     nodes z[2] output\n"
         "                 ^^^^\n"
         "loop.wire:9:5: note: edges `z -> z` declared here\n"
         "   9 |     edges all(a, b, z, self_loops=true)\n"
         "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
-        "  = help: give these nodes an operator, e.g. `op(instancenorm)`, or leave these edges out of the candidates\n"
+        "  = help: give these nodes a normalising operator, e.g. `op(instancenorm)`, or leave these edges out of "
+        "the candidates\n"
     )
     # compile says it too, and still compiles
     result = CliRunner().invoke(app, ["compile", "--json", "loop.wire"])
@@ -214,6 +215,18 @@ def test_no_warning_with_an_operator_or_without_the_loop(tmp_path: Path) -> None
     [diag] = check_file(tmp_path / "two.wire")
     assert diag.severity == "warning"
     assert "feeds the states of `y`, `z` back to them through candidate edges (y -> z -> y)" in diag.message
+    # ReLU scales with its input: a loop through `op(relu)` sets is no more bounded than a bare one
+    relu = (FEEDBACK % " op(relu)")
+    (tmp_path / "relu.wire").write_text(relu, encoding="utf-8")
+    [diag] = check_file(tmp_path / "relu.wire")
+    assert "(z -> z)" in diag.message
+    # `wiring fixed`: only the listed edges exist; a cycle of nodes among them is named node by node
+    fixed = (FEEDBACK % "").replace("budget 10\n    wiring dnw", "wiring fixed {\n      a[0] -> z[0]\n      z[0] -> z[1]\n    }")
+    (tmp_path / "fixed.wire").write_text(fixed, encoding="utf-8")
+    assert check_file(tmp_path / "fixed.wire") == []
+    (tmp_path / "fixed2.wire").write_text(fixed.replace("z[0] -> z[1]", "z[0] -> z[1]\n      z[1] -> z[0]"), encoding="utf-8")
+    [diag] = check_file(tmp_path / "fixed2.wire")
+    assert "through fixed edges (z[0] -> z[1] -> z[0])" in diag.message
 
 
 # ------------------------------------------------------------------------- several syntax errors
@@ -258,3 +271,7 @@ def test_an_unbalanced_line_stops_the_search(tmp_path: Path) -> None:
         "budget 60 edges", "budget 60").replace("conv(8, k=3, stride=2) batchnorm", "conv(8, k=3, stride=2), batchnorm")
     (tmp_path / "one.wire").write_text(one.replace("wiring dnw", "wiring dnw dnw"), encoding="utf-8")
     assert [(d.span.line, d.message) for d in check_file(tmp_path / "one.wire")] == [(15, "unexpected `dnw`")]
+    # a block header without its `{`: every later line would be nested one level too shallow
+    headless = SYNTAX3.replace("  graph body {", "  graph body")
+    (tmp_path / "headless.wire").write_text(headless, encoding="utf-8")
+    assert [d.span.line for d in check_file(tmp_path / "headless.wire")] == [6, 9]

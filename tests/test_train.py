@@ -446,11 +446,12 @@ def test_without_a_validation_split_the_best_checkpoint_is_the_last(tmp_path):
 
 
 def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
-    """checkpoint_steps: last.pt every 3 steps; a crash at epoch 2, step 4 resumes at step 4 and ends
-    bit-identical to a run that never stopped (and never wrote a mid-epoch checkpoint)."""
+    """checkpoint_steps: last.pt every 3 steps; a crash at epoch 2, step 7 resumes after step 6 and
+    ends bit-identical to a run that never stopped (and never wrote a mid-epoch checkpoint)."""
     # targeted dropout draws random numbers every step: the random state must be resumed too
     spec = write_spec(tmp_path, wiring="targeted_dropout(rho=0.5)", epochs=2, size=256)  # 8 steps per epoch
-    run(spec, tmp_path / "plain")
+    fast = "optimizer=sgd(lr=0.5, momentum=0.9)"  # so that edges swap in epoch 2 before the cut
+    run(spec, tmp_path / "plain", overrides=[fast])
 
     import wirelang.train.loop as loop
 
@@ -459,21 +460,22 @@ def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
 
     def crash_at_epoch2_step4(d, values):
         calls["n"] += 1  # once per step, and once at each epoch end
-        if calls["n"] == 8 + 1 + 4:
+        if calls["n"] == 8 + 1 + 7:
             raise KeyboardInterrupt
         return real(d, values)
 
     monkeypatch.setattr(loop, "all_sum", crash_at_epoch2_step4)
     with pytest.raises(KeyboardInterrupt):
-        run(spec, tmp_path / "cut", overrides=["checkpoint_steps=3"])
+        run(spec, tmp_path / "cut", overrides=[fast, "checkpoint_steps=3"])
     monkeypatch.setattr(loop, "all_sum", real)
     saved = ckpt.read(tmp_path / "cut" / "checkpoints" / "last.pt")
-    assert (saved["epoch"], saved["within"]["epoch"], saved["within"]["step"]) == (1, 2, 3)
+    assert (saved["epoch"], saved["within"]["epoch"], saved["within"]["step"]) == (1, 2, 6)
     assert len(read_metrics(tmp_path / "cut" / "metrics.jsonl")) == 1
 
     resume(spec, tmp_path / "cut")
     assert_same(weights(tmp_path / "plain" / "checkpoints" / "last.pt"), weights(tmp_path / "cut" / "checkpoints" / "last.pt"))
     plain, cut = (read_metrics(tmp_path / r / "metrics.jsonl") for r in ("plain", "cut"))
+    assert sum(plain[1]["edges_swapped"].values()) > 0  # edges moved in epoch 2: counted across the cut too
     drop = ("time_s",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == \
            [{k: v for k, v in r.items() if k not in drop} for r in cut]

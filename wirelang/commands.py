@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -60,7 +61,12 @@ def _show_spec_warnings() -> None:
 
     show.wirelang = True  # type: ignore[attr-defined]
     warnings.showwarning = show
-    warnings.simplefilter("always", SpecWarning)  # every spec built says its warnings
+    from wirelang.train.distributed import LAUNCHED_ENV
+
+    if os.environ.get(LAUNCHED_ENV) == "1" or os.environ.get("RANK", "0") != "0":
+        warnings.simplefilter("ignore", SpecWarning)  # the launcher or rank 0 has said them
+    else:
+        warnings.simplefilter("always", SpecWarning)  # every spec built says its warnings
 
 
 @app.callback()
@@ -236,15 +242,16 @@ def _quiet_spec_warnings():
         yield
 
 
-def _after_training(fn, *args, **kwargs):
+def _after_training(fn, *args, quiet: bool = True, **kwargs):
     """Call an inspect / draw / export function: an unreadable run or checkpoint exits 1, a
-    spec error, a refused export or a bad output name exits 2, each in one line."""
+    spec error, a refused export or a bad output name exits 2, each in one line. `quiet`: a
+    trained run (its spec's warnings were shown when it was trained)."""
     from wirelang.export.compact import ExportRefused
     from wirelang.export.draw import DrawError
     from wirelang.export.run import RunError as BadRun
 
     try:
-        with _quiet_spec_warnings():
+        with _quiet_spec_warnings() if quiet else contextlib.nullcontext():
             return fn(*args, **kwargs)
     except SpecError as err:
         fail_spec(err)
@@ -292,7 +299,7 @@ def draw_(
             return draw(run.net, out, run.model, run.label)
         return draw(load_spec(source), out)
 
-    typer.echo(f"wrote {_after_training(picture)}")
+    typer.echo(f"wrote {_after_training(picture, quiet=source.is_dir())}")
 
 
 @app.command(name="export")

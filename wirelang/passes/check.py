@@ -87,16 +87,41 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
     return g.model_copy(update={"budget": budget}) if budget is not None else g
 
 
-def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
-    """Warn about a cycle of candidate edges through sets that apply nothing (no `op`, no `send`).
+# Layers that bound a node's state whatever its input: normalisations and saturating activations.
+# ReLU, convolutions and linear layers do not (they scale with their input), so a loop through
+# sets applying only those is as unbounded as a loop through bare sets.
+BOUNDING = frozenset({"instancenorm", "batchnorm", "tanh", "sigmoid", "relu6"})
 
-    Along such a cycle a node's state returns to it only multiplied by edge weights: a linear
-    recurrence (discrete time) or a linear ODE (continuous time) that nothing bounds. The paper's
-    tiny classifier with bare output nodes hit a NaN loss within 8 steps at lr 0.1 this way.
+
+def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
+    """Warn about a cycle of edges through sets that nothing bounds (no norm, no saturation).
+
+    Along such a cycle a node's state returns to it scaled by edge weights at most: a linear
+    recurrence (discrete time) or a linear ODE (continuous time) that can grow without bound. The
+    paper's tiny classifier with bare output nodes hit a NaN loss within 8 steps at lr 0.1 this way.
+    With `wiring fixed` only the listed edges exist, so only their set pairs count.
     """
-    plain = {s.name for s in g.sets if not s.op and not s.send}
+    loose = {s.name for s in g.sets if not any(layer.op in BOUNDING for layer in [*s.op, *s.send])}
+    time = "discrete" if g.semantics.kind == "discrete" else "continuous"
+    hint = "give these nodes a normalising operator, e.g. `op(instancenorm)`, or leave these edges out of the candidates"
+
+    def warn(names: list[str], what: str, chain: str, related) -> None:
+        sets = ", ".join(f"`{n}`" for n in names)
+        first = next(s for s in g.sets if s.name == names[0])
+        rep.warn(first.span, f"in {time} time, graph `{g.name}` feeds the states of {sets} back to them through "
+                 f"{what} ({chain}) with no normalisation or saturating operator on the way: a "
+                 f"{'recurrence' if time == 'discrete' else 'differential equation'} that nothing bounds, so "
+                 "training can diverge", hint, related=related)
+
+    if g.wiring.method == "fixed":  # only the listed edges exist: look for a cycle of nodes
+        cycle = _node_cycle([(s, i, d, j) for s, i, d, j in g.wiring.fixed or [] if s in loose and d in loose])
+        if cycle:
+            names = sorted({s for s, _ in cycle}, key=[s for s, _ in cycle].index)
+            chain = " -> ".join(f"{s}[{i}]" for s, i in [*cycle, cycle[0]])
+            warn(names, "fixed edges", chain, [(g.wiring.span, "the fixed edges are listed here")])
+        return
     sizes = {s.name: s.size for s in g.sets}
-    inner = [b for b in g.blocks if b.source in plain and b.target in plain]
+    inner = [b for b in g.blocks if b.source in loose and b.target in loose]
     sub = g.model_copy(update={"blocks": inner})
     for b in inner:
         if b.source == b.target:
@@ -108,16 +133,40 @@ def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
             if back[0] != b.target or back[-1] != b.source or len(back) < 2 or not _connected(sub, back):
                 continue
             cycle = [b.source, *back]
-        names = sorted(set(cycle), key=cycle.index)
-        sets = ", ".join(f"`{n}`" for n in names)
-        first = next(s for s in g.sets if s.name == names[0])
-        time = "discrete" if g.semantics.kind == "discrete" else "continuous"
-        rep.warn(first.span, f"in {time} time, graph `{g.name}` feeds the states of {sets} back to them through "
-                 f"candidate edges ({' -> '.join(cycle)}) with no operator on the way: a linear "
-                 f"{'recurrence' if time == 'discrete' else 'ODE'} that nothing bounds, so training can diverge",
-                 "give these nodes an operator, e.g. `op(instancenorm)`, or leave these edges out of the candidates",
-                 related=[(b.span, f"edges `{b.source} -> {b.target}` declared here")])
+        warn(sorted(set(cycle), key=cycle.index), "candidate edges", " -> ".join(cycle),
+             [(b.span, f"edges `{b.source} -> {b.target}` declared here")])
         return
+
+
+def _node_cycle(edges: list[tuple[str, int, str, int]]) -> list[tuple[str, int]]:
+    """One cycle of a node graph given by its edges (nodes in order), or [] when it is acyclic."""
+    preds: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    indeg: dict[tuple[str, int], int] = {}
+    succs: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for s, i, d, j in edges:
+        u, v = (s, i), (d, j)
+        succs.setdefault(u, []).append(v)
+        preds.setdefault(v, []).append(u)
+        indeg[v] = indeg.get(v, 0) + 1
+        indeg.setdefault(u, 0)
+    ready = [n for n, k in indeg.items() if k == 0]
+    while ready:  # Kahn: what is left has a predecessor left, so walking back finds a cycle
+        n = ready.pop()
+        for m in succs.get(n, []):
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    left = {n for n, k in indeg.items() if k > 0}
+    if not left:
+        return []
+    seen: dict[tuple[str, int], int] = {}
+    walk = [min(left)]
+    while walk[-1] not in seen:
+        seen[walk[-1]] = len(walk) - 1
+        walk.append(next(p for p in preds[walk[-1]] if p in left))
+    cycle = walk[seen[walk[-1]]:-1][::-1]  # walked backwards: reverse into edge order
+    first = cycle.index(min(cycle))
+    return cycle[first:] + cycle[:first]
 
 
 def _connected(g: core.Graph, path: list[str]) -> bool:

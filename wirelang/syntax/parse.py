@@ -112,10 +112,11 @@ def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) 
     """Syntax errors after the first, found by blanking each bad line and parsing again.
 
     LALR has no error recovery of its own. Blanking a line keeps every line number, and it is
-    only done to a line whose brackets balance, so the statements around it still parse as
-    written; an error at or before the blanked line, or on a line whose brackets do not balance
-    (an unclosed `{` would make every later line an error), ends the search. So each further
-    error is a mistake of its own, never a cascade of the first.
+    only done to a line whose brackets balance and that could not have opened a block, so the
+    statements around it still parse as written; an error at or before the blanked line, on a
+    line whose brackets do not balance, or where a `{` was expected (an unclosed or missing `{`
+    would make every later line an error) ends the search. So each further error is a mistake
+    of its own, never a cascade of the first.
     """
     lines = text.split("\n")
     out: list[Diagnostic] = []
@@ -124,6 +125,8 @@ def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) 
         if not (isinstance(err, UnexpectedToken | UnexpectedCharacters) and 1 <= row <= len(lines)
                 and _balanced(lines[row - 1])):
             break
+        if "LBRACE" in (getattr(err, "expected", None) or getattr(err, "allowed", None) or ()):
+            break  # a block header without its `{` (`stem`, `graph g`): every later line would be nested wrong
         lines[row - 1] = ""
         again = "\n".join(lines)
         try:

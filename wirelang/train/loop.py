@@ -113,6 +113,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     previous_active = model.active_masks()  # edges_swapped compares each epoch end with this
+    if within is not None and "previous_active" in within:  # ... with the last epoch end's, resumed
+        previous_active = {k: v.to(d.device) for k, v in within["previous_active"].items()}
 
     record: dict[str, Any] = {}
     for phase in plan_phases:
@@ -172,7 +174,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 progress.step(i + 1, loss_sum / seen, correct / seen, seen * d.world_size)
                 if cfg.checkpoint_steps and (i + 1) % cfg.checkpoint_steps == 0 and i + 1 < steps:
                     _checkpoint_within(run_dir, d, model, optimizer, scaler, phase, epoch, i + 1, steps,
-                                       (loss_sum, correct, seen), cfg.seed, spec_hash, best)
+                                       (loss_sum, correct, seen), cfg.seed, spec_hash, best, previous_active)
             sampler.start = 0
 
             # ---- end of epoch: measure, check the ranks agree, log, checkpoint
@@ -231,7 +233,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
 
 
 def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scaler, phase, epoch: int, step: int,
-                       steps: int, counters: tuple[float, int, int], seed: int, spec_hash: str, best) -> None:
+                       steps: int, counters: tuple[float, int, int], seed: int, spec_hash: str, best,
+                       previous_active: dict[str, torch.Tensor]) -> None:
     """last.pt in the middle of an epoch: a resumed run continues at `step` exactly as if it had
     never stopped (with data.workers = 0; worker processes draw their augmentation afresh)."""
     loss_sum, correct, seen = counters
@@ -242,7 +245,8 @@ def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scal
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "scheduler": {"name": phase.schedule.name, "step": (epoch - 1) * steps + step, "steps_per_epoch": steps},
             "rng": ranks[0]["rng"], "phase": phase.number, "epoch": epoch - 1, "seed": seed,
-            "within": {"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks},
+            "within": {"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks,
+                       "previous_active": {k: v.cpu() for k, v in previous_active.items()}},
             "spec_hash": spec_hash, "mask_hash": model.mask_hash(), "best": best, "finished": False,
             "world_size": d.world_size, "wirelang_version": __version__, "language_version": LANGUAGE_VERSION,
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = 
         try:
             runs[seed] = train(opts, say=say).final
         except RunError as err:
-            if err.exit_code == 2:  # a bad setting fails every seed alike
+            if err.exit_code != 1:  # 2: a bad setting fails every seed alike; 130: interrupted
                 raise
             failed[seed] = str(err)
             say(f"sweep: seed {seed} failed: {err}")
@@ -77,14 +78,21 @@ def _same_settings(fresh: Any, run_dir: Path) -> None:
     """Refuse to resume a seed folder whose saved settings differ from the ones asked for now."""
     from dataclasses import replace
 
+    from wirelang.diagnostics import SpecWarning
     from wirelang.train import train
-    from wirelang.train_config import validate
+    from wirelang.train_config import SettingError, validate
 
-    wanted = train(replace(fresh, dry_run=True), say=lambda *_: None)
+    with warnings.catch_warnings():  # the run itself says the spec's warnings
+        warnings.simplefilter("ignore", SpecWarning)
+        wanted = train(replace(fresh, dry_run=True), say=lambda *_: None)
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     changed = [key for key in ("spec_hash",) if wanted.get(key) != saved.get(key)]
     # through the settings model: a run saved by an older wirelang lacks newer settings' defaults
-    want_train, saved_train = wanted.get("train", {}), validate(saved.get("train", {})).model_dump(mode="json")
+    try:
+        saved_train = validate(saved.get("train", {})).model_dump(mode="json")
+    except SettingError as err:
+        raise RunError(f"{run_dir / 'config.json'}: {err.message}; give this seed another --out") from None
+    want_train = wanted.get("train", {})
     changed += [f"{key}" for key in sorted(set(want_train) | set(saved_train))
                 if want_train.get(key) != saved_train.get(key)]
     if changed:
