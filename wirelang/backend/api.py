@@ -166,6 +166,14 @@ def spec_hash(net: core.Network) -> str:
     return hashlib.sha256(_strip_spans(data).encode()).hexdigest()[:16]
 
 
+def network_meaning(net: core.Network) -> dict:
+    """The network as plain data without source positions or training settings: what it
+    computes, whatever the comments, formatting or `train` block of its spec."""
+    import json
+
+    return json.loads(_strip_spans(net.model_dump_json(exclude={"span", "train_spans", "train"})))
+
+
 def _strip_spans(text: str) -> str:
     import json
 
