@@ -52,6 +52,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,29 +79,43 @@ SETTINGS: dict[str, dict] = {
         "nodes": "200 nodes all-to-all, 2,000 edges (quarter size), T = 1, rk4 step 0.25 (16 nfe)", "k": 2000,
         "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
     },
+    # The same continuous runs twice as long: DNW rewires 16% of its edges in the first 32 steps
+    # and trails the random graph after 128 (benchmarks/results/probe_continuous.json); does the
+    # learned graph catch up with more steps, as the static one does?
+    "continuous_long": {
+        "specs": ("benchmarks/specs/fmnist_small_continuous.wire", "benchmarks/specs/fmnist_small_continuous_random.wire"),
+        "nodes": "as continuous, with twice the steps", "k": 2000,
+        "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 8, "schedule": "cosine",
+    },
 }
-ORDER = ("static", "discrete", "continuous")
+ORDER = ("static", "discrete", "continuous", "continuous_long")
 
 # The paper's CIFAR-10 numbers (160 epochs, full network, dopri5): a different dataset and schedule.
 PAPER_CIFAR10 = {
     ("static", "random"): "76.1 +- 0.5", ("static", "dnw"): "80.9 +- 0.6",
     ("discrete", "random"): "77.3 +- 0.7", ("discrete", "dnw"): "82.3 +- 0.6",
     ("continuous", "random"): "78.5 +- 1.2", ("continuous", "dnw"): "83.1 +- 0.3",
+    ("continuous_long", "random"): "78.5 +- 1.2", ("continuous_long", "dnw"): "83.1 +- 0.3",
 }
 
 
 # ---------------------------------------------------------------------------- configuration
 def config_of(setting: str) -> dict:
-    """What a run's result depends on (besides the seed): hashed into its file name."""
+    """What a run's result depends on (besides the seed): hashed into its file name.
+
+    The networks enter by meaning, not by text: each spec's IR without source positions and
+    with the training settings the run resolves (the spec's `train` block under this script's
+    overrides). Comments, formatting, or a spec setting the overrides replace do not start a
+    new series; a change to a layer, a budget, a wiring or the optimizer does.
+    """
     c = SETTINGS[setting]
-    specs_text = {s: _spec_text(REPO / s) for s in c["specs"]}
     return {
         "setting": setting,
         "train": {"data": f"fashion_mnist(subset={c['subset']}, val={c['val']})", "batch": c["batch"],
                   "epochs": c["epochs"], "schedule": c["schedule"],
                   "optimizer": "sgd(lr=0.1, momentum=0.9, weight_decay=1e-4) (the spec's)"},
         "test_images": c["test"],
-        "specs_sha256": {s: hashlib.sha256(t.encode()).hexdigest() for s, t in specs_text.items()},
+        "specs_meaning": {s: _meaning_hash(s, setting) for s in c["specs"]},
     }
 
 
@@ -108,15 +123,28 @@ def config_hash(setting: str) -> str:
     return hashlib.sha256(json.dumps(config_of(setting), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _spec_text(path: Path) -> str:
-    """The spec and, recursively, the files it includes (their text decides the network)."""
-    text = path.read_text(encoding="utf-8")
-    out = [text]
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("include "):
-            out.append(_spec_text((path.parent / line.split('"')[1]).resolve()))
-    return "\n".join(out)
+def _meaning_hash(spec: str, setting: str) -> str:
+    """sha256 of the network (IR without spans or train block) and its resolved training config."""
+    from wirelang.backend.api import network_meaning
+    from wirelang.train.runs import parse_overrides, resolve_config
+
+    c = SETTINGS[setting]
+    net = _build(REPO / spec)
+    overrides = parse_overrides([f"data=fashion_mnist(subset={c['subset']}, val={c['val']})",
+                                 f"schedule={c['schedule']}"])
+    overrides.update({"epochs": c["epochs"], "batch": c["batch"]})
+    config = resolve_config(net, overrides).model_dump(mode="json")
+    config["data"].pop("root", None)  # where the files are is not what the run computes
+    text = json.dumps({"network": network_meaning(net), "train": config}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _build(path: Path):
+    from wirelang.frontend import build
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build(path)
 
 
 def result_path(spec: str, seed: int, chash: str) -> Path:
@@ -336,7 +364,7 @@ def paired_verdict(diffs: list[float], vdiffs: list[float], setting: str) -> str
     tstat = m / se if se > 0 else math.inf * (1 if m > 0 else -1)
     if abs(tstat) > crit:
         verdict = "DNW ahead" if m > 0 else "DNW BEHIND"
-        verdict += f", significant at 95% (paired t-test over seeds: t = {tstat:.2f} > {crit}, df = {n - 1})"
+        verdict += f", significant at 95% (paired t-test over seeds: |t| = {abs(tstat):.2f} > {crit}, df = {n - 1})"
     else:
         verdict = ("DNW ahead on average" if m > 0 else "DNW not ahead") + (
             f", not significant at 95% (paired t-test over seeds: |t| = {abs(tstat):.2f} <= {crit}, df = {n - 1})")
@@ -362,7 +390,7 @@ def earlier_series(results: list[dict]) -> list[str]:
     for (setting, chash, wiring), rs in order:
         cfg, sched = rs[0]["config"], rs[0]["schedule"]
         seeds = ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
-        specs = ", ".join(f"`{s}`" for s in cfg["specs_sha256"])
+        specs = ", ".join(f"`{s}`" for s in cfg.get("specs_meaning") or cfg.get("specs_sha256", {}))
         lines.append(f"| {setting} | `{chash}` | {'DNW' if wiring == 'dnw' else 'random'} | {len(rs)} ({seeds}) "
                      f"| {_mean_std([r['test_top1'] for r in rs])} ({rs[0]['test_images']} images) "
                      f"| {_mean_std([r['val_top1'] for r in rs])} "

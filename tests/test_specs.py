@@ -110,6 +110,9 @@ def test_tiny_variants(name: str):
     assert all(s.in_hw == ((7, 7) if fmnist else (8, 8)) for s in graph.sets)
     train = net.train
     assert train["data"]["name"] == ("fashion_mnist" if fmnist else "cifar10")
+    # CIFAR-10 as in the paper, on every training image; Fashion-MNIST (not in the paper) keeps a
+    # validation split (wirelang's default, 10%)
+    assert train["data"].get("val", 0.1) == (0.1 if fmnist else 0)
     assert (train["batch"], train["epochs"]) == (512, 160)
     assert train["optimizer"] == {**train["optimizer"], "name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
     assert train["schedule"]["name"] == "multistep" and train["schedule"]["milestones"] == [80, 120]
