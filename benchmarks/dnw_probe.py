@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--variants", nargs="+", default=None, help="run only these (default: all five)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y, xt, yt = data(args.images)
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("dnw_frozen", dnw_frozen(args.dnw_spec, args.random_spec, args.seed)), ("dnw_no_update", no_update)]
     rows = []
     for name, model in variants:
+        if args.variants and name not in args.variants:
+            continue
         torch.manual_seed(args.seed)  # the same random stream for every variant
         row = {"variant": name, "initial_active_scale": round(active_scale(model), 4),
                **train(model, batches, x, y, xt, yt, track=name in ("dnw", "dnw_no_update"))}
