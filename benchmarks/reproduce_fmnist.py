@@ -31,7 +31,11 @@ Reduced configuration (every reduction is stated in the table's notes):
   32,000 edges). continuous: benchmarks/specs/fmnist_small_continuous*.wire, the same classifier
   at a quarter of the size (200 nodes all-to-all, 2,000 edges = 5% of 200 x 200) with fixed-step
   rk4 (step 0.25) instead of adaptive dopri5: the full network with dopri5 trains at ~6 images/s
-  here. See benchmarks/specs/lib/small_cyclic.wire.
+  here. See benchmarks/specs/lib/small_cyclic.wire. continuous_long: the same with twice the
+  steps; continuous_full: the paper's 800-node network with rk4 (~35 minutes per pair).
+
+A series is keyed by what its runs compute: the settings above and each spec's meaning (its IR
+without source positions, with the training config the overrides resolve), not its text.
 
 Run directories go to /tmp/wirelang-runs/fmnist/ (never into the repository); an unfinished one
 is resumed with `wirelang train --resume`.
