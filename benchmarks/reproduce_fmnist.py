@@ -32,7 +32,7 @@ Reduced configuration (every reduction is stated in the table's notes):
   at a quarter of the size (200 nodes all-to-all, 2,000 edges = 5% of 200 x 200) with fixed-step
   rk4 (step 0.25) instead of adaptive dopri5: the full network with dopri5 trains at ~6 images/s
   here. See benchmarks/specs/lib/small_cyclic.wire. continuous_long: the same with twice the
-  steps; continuous_full: the paper's 800-node network with rk4 (~35 minutes per pair).
+  steps; continuous_full: the paper's 800-node network with rk4 (~27 minutes per pair).
 
 A series is keyed by what its runs compute: the settings above and each spec's meaning (its IR
 without source positions, with the training config the overrides resolve), not its text.
@@ -92,7 +92,7 @@ SETTINGS: dict[str, dict] = {
         "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 8, "schedule": "cosine",
     },
     # The paper's continuous network (800 nodes, 32,000 edges) with fixed-step rk4: ~19 training
-    # images/s here, about 35 minutes per pair; not run yet.
+    # images/s here, about 27 minutes per pair.
     "continuous_full": {
         "specs": ("benchmarks/specs/fmnist_tiny_continuous_rk4.wire", "benchmarks/specs/fmnist_tiny_continuous_rk4_random.wire"),
         "nodes": "800 nodes all-to-all, 32,000 edges: the paper's network, T = 1, rk4 step 0.25 (16 nfe)", "k": 32000,
