@@ -61,7 +61,7 @@ def _show_spec_warnings() -> None:
 
     show.wirelang = True  # type: ignore[attr-defined]
     warnings.showwarning = show
-    from wirelang.train.distributed import LAUNCHED_ENV
+    from wirelang.train.runs import LAUNCHED_ENV
 
     if os.environ.get(LAUNCHED_ENV) == "1" or os.environ.get("RANK", "0") != "0":
         warnings.simplefilter("ignore", SpecWarning)  # the launcher or rank 0 has said them

@@ -128,7 +128,7 @@ def train(opts: TrainOptions, say=print):
 
 
 def _is_launched() -> bool:
-    from wirelang.train.distributed import LAUNCHED_ENV
+    from wirelang.train.runs import LAUNCHED_ENV
 
     return os.environ.get(LAUNCHED_ENV) == "1"
 

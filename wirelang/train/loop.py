@@ -209,14 +209,10 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 record.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                               best_phase=best["phase"], best_epoch=best["epoch"], best_val_top1=best["val_top1"])
             progress.end_epoch(record)
-            payload = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "scheduler": {"name": phase.schedule.name, "step": epoch * steps, "steps_per_epoch": steps},
-                "rng": ckpt.rng_state(), "sampler": {"seed": cfg.seed, "epoch": global_epoch},
-                "phase": phase.number, "epoch": epoch, "step": record["step"], "seed": cfg.seed,
-                "spec_hash": spec_hash, "mask_hash": mask_hash, "best": best, "finished": finished,
-                "world_size": d.world_size, "wirelang_version": __version__, "language_version": LANGUAGE_VERSION,
-            }
+            payload = _payload(model, optimizer, scaler, phase, steps, epoch * steps, d, epoch=epoch,
+                               rng=ckpt.rng_state(), sampler={"seed": cfg.seed, "epoch": global_epoch},
+                               step=record["step"], seed=cfg.seed, spec_hash=spec_hash, mask_hash=mask_hash,
+                               best=best, finished=finished)
             # The metrics line goes first: a crash before the checkpoint lands only repeats
             # this epoch on resume (lines past the checkpoint are dropped then).
             error = _write_epoch(run_dir, log, record, payload, improved, phase.number == 1 and len(plan_phases) > 1
@@ -232,6 +228,17 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     return RunResult(run_dir, record, model.eval())
 
 
+def _payload(model: nn.Module, optimizer, scaler, phase, steps: int, done: int, d: Dist, **fields: Any) -> dict:
+    """What every checkpoint holds (`done`: optimizer steps of this phase so far), plus `fields`:
+    `epoch` (finished epochs), `rng`, `seed`, hashes, `best`, `finished`, and `within` inside an epoch."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "scheduler": {"name": phase.schedule.name, "step": done, "steps_per_epoch": steps},
+        "phase": phase.number, "world_size": d.world_size,
+        "wirelang_version": __version__, "language_version": LANGUAGE_VERSION, **fields,
+    }
+
+
 def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scaler, phase, epoch: int, step: int,
                        steps: int, counters: tuple[float, int, int], seed: int, spec_hash: str, best,
                        previous_active: dict[str, torch.Tensor]) -> None:
@@ -241,15 +248,11 @@ def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scal
     ranks = gather_to_all(d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()})
     error = None
     if d.is_main:
-        payload = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "scheduler": {"name": phase.schedule.name, "step": (epoch - 1) * steps + step, "steps_per_epoch": steps},
-            "rng": ranks[0]["rng"], "phase": phase.number, "epoch": epoch - 1, "seed": seed,
-            "within": {"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks,
-                       "previous_active": {k: v.cpu() for k, v in previous_active.items()}},
-            "spec_hash": spec_hash, "mask_hash": model.mask_hash(), "best": best, "finished": False,
-            "world_size": d.world_size, "wirelang_version": __version__, "language_version": LANGUAGE_VERSION,
-        }
+        payload = _payload(model, optimizer, scaler, phase, steps, (epoch - 1) * steps + step, d, epoch=epoch - 1,
+                           rng=ranks[0]["rng"], seed=seed, spec_hash=spec_hash, mask_hash=model.mask_hash(),
+                           best=best, finished=False,
+                           within={"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks,
+                                   "previous_active": {k: v.cpu() for k, v in previous_active.items()}})
         try:
             ckpt.save(run_dir / ckpt.CHECKPOINTS / ckpt.LAST, payload, keep_previous=True)
         except RunError as err:

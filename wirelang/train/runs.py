@@ -26,6 +26,10 @@ from wirelang.ir import core
 from wirelang.train_config import SettingError, TrainConfig, apply_override, validate
 from wirelang.version import LANGUAGE_VERSION, __version__
 
+# Set by our launcher in the processes it starts: the run directory is already prepared. Here,
+# not in `distributed`, so that the CLI can read it without importing torch.
+LAUNCHED_ENV = "WIRELANG_LAUNCHED"
+
 
 class RunError(Exception):
     """A problem reported in one line: exit 1 (runtime) or 2 (usage: a bad setting or flag).
