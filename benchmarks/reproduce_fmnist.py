@@ -67,7 +67,14 @@ RUN_ROOT = Path("/tmp/wirelang-runs/fmnist")
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 # One configuration per setting. `specs`: (DNW, random graph), identical but for the wiring.
+# `subset` None and `val` 0: all 60,000 training images, no validation split.
 SETTINGS: dict[str, dict] = {
+    # The fidelity issue's schedule: every training image, 4 epochs (1,872 steps), cosine.
+    "static_full": {
+        "specs": ("specs/fmnist_tiny.wire", "specs/fmnist_tiny_random.wire"),
+        "nodes": "800 nodes (DAG), 32,000 edges: the paper's network", "k": 32000,
+        "subset": None, "val": 0, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
+    },
     "static": {
         "specs": ("specs/fmnist_tiny.wire", "specs/fmnist_tiny_random.wire"),
         "nodes": "800 nodes (DAG), 32,000 edges: the paper's network", "k": 32000,
@@ -99,10 +106,11 @@ SETTINGS: dict[str, dict] = {
         "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
     },
 }
-ORDER = ("static", "discrete", "continuous", "continuous_long", "continuous_full")
+ORDER = ("static_full", "static", "discrete", "continuous", "continuous_long", "continuous_full")
 
 # The paper's CIFAR-10 numbers (160 epochs, full network, dopri5): a different dataset and schedule.
 PAPER_CIFAR10 = {
+    ("static_full", "random"): "76.1 +- 0.5", ("static_full", "dnw"): "80.9 +- 0.6",
     ("static", "random"): "76.1 +- 0.5", ("static", "dnw"): "80.9 +- 0.6",
     ("discrete", "random"): "77.3 +- 0.7", ("discrete", "dnw"): "82.3 +- 0.6",
     ("continuous", "random"): "78.5 +- 1.2", ("continuous", "dnw"): "83.1 +- 0.3",
@@ -112,6 +120,17 @@ PAPER_CIFAR10 = {
 
 
 # ---------------------------------------------------------------------------- configuration
+def data_setting(c: dict) -> str:
+    """The `data` override of a setting: a subset and validation count, or every image."""
+    if c["subset"] is None:
+        return f"fashion_mnist(val={c['val']})"
+    return f"fashion_mnist(subset={c['subset']}, val={c['val']})"
+
+
+def train_images(c: dict) -> int:
+    return c["subset"] if c["subset"] is not None else 60000 - c["val"]
+
+
 def config_of(setting: str) -> dict:
     """What a run's result depends on (besides the seed): hashed into its file name.
 
@@ -123,7 +142,7 @@ def config_of(setting: str) -> dict:
     c = SETTINGS[setting]
     return {
         "setting": setting,
-        "train": {"data": f"fashion_mnist(subset={c['subset']}, val={c['val']})", "batch": c["batch"],
+        "train": {"data": data_setting(c), "batch": c["batch"],
                   "epochs": c["epochs"], "schedule": c["schedule"],
                   "optimizer": "sgd(lr=0.1, momentum=0.9, weight_decay=1e-4) (the spec's)"},
         "test_images": c["test"],
@@ -142,8 +161,7 @@ def _meaning_hash(spec: str, setting: str) -> str:
 
     c = SETTINGS[setting]
     net = _build(REPO / spec)
-    overrides = parse_overrides([f"data=fashion_mnist(subset={c['subset']}, val={c['val']})",
-                                 f"schedule={c['schedule']}"])
+    overrides = parse_overrides([f"data={data_setting(c)}", f"schedule={c['schedule']}"])
     overrides.update({"epochs": c["epochs"], "batch": c["batch"]})
     config = resolve_config(net, overrides).model_dump(mode="json")
     config["data"].pop("root", None)  # where the files are is not what the run computes
@@ -189,11 +207,11 @@ def test_subset_root(n: int) -> Path:
 
 
 # ---------------------------------------------------------------------------- one run
-def run_one(setting: str, spec: str, seed: int, chash: str) -> dict:
+def run_one(setting: str, spec: str, seed: int, chash: str, threads: int) -> dict:
     c = SETTINGS[setting]
     root = test_subset_root(c["test"])
     run_dir = RUN_ROOT / f"{Path(spec).stem}-seed{seed}-{chash}"
-    data = f"fashion_mnist(subset={c['subset']}, val={c['val']})"
+    data = data_setting(c)
     fresh = [sys.executable, "-m", "wirelang", "train", spec, "--seed", str(seed), "--epochs", str(c["epochs"]),
              "--batch-size", str(c["batch"]), "--set", f"data={data}", "--set", f"schedule={c['schedule']}",
              "--data-root", str(root), "--out", str(run_dir)]
@@ -203,7 +221,7 @@ def run_one(setting: str, spec: str, seed: int, chash: str) -> dict:
         if run_dir.exists():
             shutil.rmtree(run_dir)  # our own half-created directory
         cmd = fresh
-    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -219,15 +237,15 @@ def run_one(setting: str, spec: str, seed: int, chash: str) -> dict:
         "spec": spec, "setting": setting, "wiring": "random" if "random" in Path(spec).stem else "dnw",
         "seed": seed, "config_hash": chash, "config": config_of(setting),
         "schedule": {"epochs": c["epochs"], "batch": c["batch"], "schedule": c["schedule"],
-                     "steps_per_epoch": c["subset"] // c["batch"]},
+                     "steps_per_epoch": train_images(c) // c["batch"]},
         "test_top1": last["test_top1"], "test_images": c["test"],
-        "val_top1": last["val_top1"], "best_val_top1": last.get("best_val_top1"), "val_images": c["val"],
+        "val_top1": last.get("val_top1"), "best_val_top1": last.get("best_val_top1"), "val_images": c["val"],
         "train_top1": last["train_top1"], "epochs": len(records),
         "edges_swapped": [r["edges_swapped"] for r in records],
         "nfe": last.get("nfe"),
         "epoch_time_s": [round(r["time_s"], 1) for r in records],
         "wall_time_s": round(wall, 1),
-        "command": shlex.join(["OMP_NUM_THREADS=2", "wirelang"] + fresh[3:]),
+        "command": shlex.join([f"OMP_NUM_THREADS={threads}", "wirelang"] + fresh[3:]),
         "code": code_version(),
         "run_dir": str(run_dir),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -253,6 +271,7 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 # ---------------------------------------------------------------------------- table
 def _mean_std(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None]
     if not xs:
         return "-"
     m = 100 * statistics.mean(xs)
@@ -301,11 +320,12 @@ def build_table(notes_extra: str = "") -> str:
             totals = [sum(sum(e.values()) for e in r["edges_swapped"]) for r in rows["dnw"]]
             k = SETTINGS[setting]["k"]
             swap_notes.append(f"- {setting}: DNW swapped {statistics.mean(totals):,.0f} edges in total over "
-                              f"{SETTINGS[setting]['subset'] // SETTINGS[setting]['batch'] * SETTINGS[setting]['epochs']} "
+                              f"{train_images(SETTINGS[setting]) // SETTINGS[setting]['batch'] * SETTINGS[setting]['epochs']} "
                               f"steps (mean over seeds), {100 * statistics.mean(totals) / k:.1f}% of its k = {k:,}; "
                               f"per epoch: {[sum(e.values()) for e in rows['dnw'][0]['edges_swapped']]} (seed {rows['dnw'][0]['seed']}).")
         if diffs:
-            vdiffs = [by_seed["dnw"][s]["val_top1"] - by_seed["random"][s]["val_top1"] for s in paired]
+            vdiffs = [by_seed["dnw"][s]["val_top1"] - by_seed["random"][s]["val_top1"] for s in paired
+                      if by_seed["dnw"][s]["val_top1"] is not None and by_seed["random"][s]["val_top1"] is not None]
             verdicts.append(f"- {setting}: {paired_verdict(diffs, vdiffs, setting)}")
         else:
             verdicts.append(f"- {setting}: no paired result yet.")
@@ -320,9 +340,9 @@ def build_table(notes_extra: str = "") -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for setting in ORDER:
         c = SETTINGS[setting]
-        steps = c["subset"] // c["batch"] * c["epochs"]
+        steps = train_images(c) // c["batch"] * c["epochs"]
         test = "all of t10k" if c["test"] == 10000 else "first of t10k"
-        lines.append(f"| {setting} | {c['nodes']} | {c['subset']} | {c['val']} | {c['test']} ({test}) "
+        lines.append(f"| {setting} | {c['nodes']} | {train_images(c)} | {c['val']} | {c['test']} ({test}) "
                      f"| {c['batch']} | {c['epochs']} ({steps}) | {c['schedule']}, SGD lr 0.1, momentum 0.9, wd 1e-4 "
                      f"| `{config_hash(setting)}` |")
     lines += ["", "## Notes", "",
@@ -365,7 +385,7 @@ def paired_verdict(diffs: list[float], vdiffs: list[float], setting: str) -> str
     n, m = len(diffs), statistics.mean(diffs)
     ahead = f"DNW ahead in {sum(d > 0 for d in diffs)}/{n}"
     val = (f"Validation: {100 * statistics.mean(vdiffs):+.1f} points, DNW ahead in "
-           f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)}.")
+           f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)}." if vdiffs else "No validation split.")
     if n == 1:
         images = SETTINGS[setting]["test"]
         return (f"one paired seed, inconclusive. Test: DNW - random = {100 * m:+.1f} points ({ahead}); the test "
@@ -427,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--budget-min", type=float, default=None, help="start no new run after this many minutes")
     ap.add_argument("--table-only", action="store_true", help="rebuild fmnist.md from the JSON files and exit")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per run (1 when two jobs share 2 cores)")
     args = ap.parse_args(argv)
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.table_only:
@@ -448,13 +469,13 @@ def main(argv: list[str] | None = None) -> int:
                     write_table()
                     return 0
                 try:
-                    result = run_one(setting, spec, seed, chash)
+                    result = run_one(setting, spec, seed, chash, args.threads)
                 except RuntimeError as err:
                     failures += 1
                     print(f"FAILED: {err}", flush=True)
                     continue
                 write_json_atomic(out, result)
-                print(f"  -> test {100 * result['test_top1']:.2f}%, val {100 * result['val_top1']:.2f}%, "
+                print(f"  -> test {100 * result['test_top1']:.2f}%, val {result['val_top1']}, "
                       f"{result['wall_time_s']:.0f} s, swapped {result['edges_swapped']} -> {out.relative_to(REPO)}",
                       flush=True)
                 write_table()

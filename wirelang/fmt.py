@@ -170,6 +170,8 @@ def _one_line(node: ast.Node) -> str | None:
             return f"wiring {_call(node.method)}"
         case ast.SemanticsStmt():
             return f"semantics {_call(node.semantics)}"
+        case ast.InitStmt():
+            return f"init {_call(node.init)}"
         case ast.SparseKinds():
             return "layers " + ", ".join(node.kinds)
         case ast.SparseExclude():

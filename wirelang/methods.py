@@ -56,6 +56,31 @@ SEMANTICS: dict[str, MethodSpec] = {
 }
 
 
+# How a graph's edge weights are drawn before training (`init ...` in a graph). The scale matters
+# to DNW beyond the usual reasons: every node normalises its summed input, so the loss hardly
+# depends on the scale of a node's incoming weights, their gradient shrinks as that scale grows,
+# and the relative change per step, which decides how fast edges swap in and out of the top k,
+# falls with its square. The default is the authors' networks' own: their graph is one 1x1
+# convolution from every sending node, with PyTorch's default initialisation.
+INITS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in [
+        MethodSpec("uniform", (ParamSpec("fan", "int?", None, minimum=1),),
+                   "U(-1/sqrt(fan), 1/sqrt(fan)), PyTorch's default for a 1x1 convolution with `fan` inputs; "
+                   "`fan` defaults to the number of nodes that send along some candidate edge (the default)",
+                   positional=("fan",)),
+        MethodSpec("normal", (ParamSpec("std", "float", required=True, minimum=0),), "N(0, std^2)",
+                   positional=("std",)),
+        MethodSpec("kaiming", (), "N(0, 2 / d) with d the mean in-degree at the budget (k / receiving nodes)"),
+    ]
+}
+DEFAULT_INIT = "uniform"
+
+
+def list_inits() -> list[str]:
+    return sorted(INITS)
+
+
 def list_wirings() -> list[str]:
     return sorted(WIRINGS)
 

@@ -17,6 +17,16 @@ from wirelang.backend.masks import EdgeMask
 from wirelang.ir import core
 
 
+def init_edges(w: Tensor, init: core.Init, mean_in_degree: float) -> Tensor:
+    """Draw edge weights in place as `init` says (see `wirelang.methods.INITS`)."""
+    if init.kind == "uniform":
+        bound = 1.0 / math.sqrt(float(init.params["fan"]))
+        return nn.init.uniform_(w, -bound, bound)
+    if init.kind == "normal":
+        return nn.init.normal_(w, std=float(init.params["std"]))
+    return nn.init.normal_(w, std=math.sqrt(2.0 / mean_in_degree))  # kaiming at the budget
+
+
 class GraphWiring(nn.Module):
     def __init__(self, graph: core.Graph, k: int, seed: int):
         super().__init__()
@@ -27,7 +37,7 @@ class GraphWiring(nn.Module):
         candidates: list[Tensor | None] = []
         offsets: dict[tuple[str, str], tuple[int, int]] = {}  # (source, target) -> (matrix, column)
         total_targets = sum(sizes[t] for t in {b.target for b in graph.blocks})
-        fan_in = max(1.0, k / max(1, total_targets))  # the mean in-degree at the budget
+        fan_in = max(1.0, k / max(1, total_targets))  # the mean in-degree at the budget, for `kaiming`
         for name in order:
             blocks = sorted((b for b in graph.blocks if b.target == name), key=lambda b: order.index(b.source))
             if not blocks:
@@ -37,9 +47,7 @@ class GraphWiring(nn.Module):
             i = len(self.targets)
             self.targets.append(name)
             self.sources.append(srcs)
-            w = torch.empty(sizes[name], cols)
-            # Kaiming-normal for the expected number of active inputs per node
-            nn.init.normal_(w, std=math.sqrt(2.0 / fan_in))
+            w = init_edges(torch.empty(sizes[name], cols), graph.init, fan_in)
             self.register_parameter(f"w_{i}", nn.Parameter(w))
             cand = None
             col = 0

@@ -152,6 +152,7 @@ class _Printer:
         """The graph's last line, and its closing brace."""
         spec = methods.SEMANTICS[g.semantics.kind]
         self.line("semantics " + call(g.semantics.kind, g.semantics.params, spec.params))
+        self.line("init " + call(g.init.kind, g.init.params, methods.INITS[g.init.kind].params))
         self.close()
 
     # -- training

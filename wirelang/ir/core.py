@@ -62,6 +62,13 @@ class Semantics(IRNode):
     params: dict[str, Scalar] = {}
 
 
+class Init(IRNode):
+    """How a graph's edge weights are drawn (`wirelang.methods.INITS`), parameters resolved."""
+
+    kind: Literal["uniform", "normal", "kaiming"]
+    params: dict[str, Scalar] = {}
+
+
 class SparseSpec(IRNode):
     """A conv or linear weight trained as a learned wiring over its own entries."""
 
@@ -107,6 +114,7 @@ class Graph(IRNode):
     budget: Budget
     wiring: Wiring
     semantics: Semantics
+    init: Init
     in_shape: Shape | None = None
     out_shape: Shape | None = None
 

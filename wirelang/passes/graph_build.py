@@ -74,7 +74,27 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
         return None
     if budget is None:  # complete / fixed: a placeholder count fixed by the check pass
         budget = core.Budget(span=item.span, kind="count", count=1)
-    return core.Graph(span=item.span, name=name, sets=sets, blocks=blocks, budget=budget, wiring=wiring, semantics=semantics)
+    init = _init(singles.get("init"), item.span, sets, blocks, scope, rep)
+    if init is None:
+        return None
+    return core.Graph(span=item.span, name=name, sets=sets, blocks=blocks, budget=budget, wiring=wiring,
+                      semantics=semantics, init=init)
+
+
+def _init(stmt: ast.InitStmt | None, span: Span, sets: list[core.NodeSet], blocks: list[core.EdgeBlock],
+          scope: Scope, rep: Reporter) -> core.Init | None:
+    """The edge weights' initialisation, `uniform` over the sending nodes unless written."""
+    if stmt is None:
+        name, params = methods.DEFAULT_INIT, {"fan": None}
+    else:
+        bound = bind_method(stmt.init, methods.INITS, scope, rep, "init")
+        if bound is None:
+            return None
+        name, params = bound
+    if name == "uniform" and params.get("fan") is None:
+        sources = {b.source for b in blocks}
+        params["fan"] = max(1, sum(s.size for s in sets if s.name in sources))
+    return core.Init(span=stmt.span if stmt is not None else span, kind=name, params=params)
 
 
 def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: list, groups: dict, declared: dict,

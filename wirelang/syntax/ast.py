@@ -203,13 +203,21 @@ class SemanticsStmt(Node):
 
 
 @syntax_node
+class InitStmt(Node):
+    """`init uniform(fan=800)`: how a graph's edge weights are drawn before training."""
+
+    kind: Literal["init"] = "init"
+    init: Call
+
+
+@syntax_node
 class LetStmt(Node):
     kind: Literal["let"] = "let"
     name: str
     value: Expr
 
 
-GraphItem = NodesStmt | EdgesPattern | EdgesArrow | BudgetStmt | WiringStmt | SemanticsStmt | LetStmt
+GraphItem = NodesStmt | EdgesPattern | EdgesArrow | BudgetStmt | WiringStmt | SemanticsStmt | InitStmt | LetStmt
 
 
 # ------------------------------------------------------------------------- network items

@@ -417,6 +417,10 @@ class _Build(Transformer):
         return ast.SemanticsStmt(span=self._s(meta), semantics=c[0])
 
     @v_args(meta=True)
+    def edge_init(self, meta, c):
+        return ast.InitStmt(span=self._s(meta), init=c[0])
+
+    @v_args(meta=True)
     def let(self, meta, c):
         return ast.LetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
 

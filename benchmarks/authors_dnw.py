@@ -1,0 +1,175 @@
+"""Train the DNW authors' own static tiny classifier on Fashion-MNIST: the comparator for
+wirelang's DNW and random graphs.
+
+    git -C /work/.mirror/allenai+dnw/repo archive HEAD models genutil | tar -x -C /tmp/dnw-authors
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/authors_dnw.py --authors /tmp/dnw-authors \
+        --graph dnw --seed 0          # or --graph random
+
+The model is the authors' `StaticNeuralGraph` from allenai/dnw, imported unchanged from a local
+copy of their repository (nothing of it is copied into wirelang). This adapter only supplies what
+their YAML config would: the global `FLAGS` object their modules read at import time, set for
+1-channel 28x28 input (`in_channels 1`, `image_size 28`: the stem then yields 7x7 maps as it
+yields 8x8 on CIFAR-10) and otherwise the values of their `apps/small_scale/static_*.yml`.
+
+Everything around the model is wirelang's, so that the two differ in the model alone: the same
+Fashion-MNIST files and augmentation (`wirelang.data.build_datasets`, random crop with padding 2,
+horizontal flip), the same order of training batches (`GlobalBatchSampler`, a permutation seeded
+with seed + epoch, the last partial batch dropped), the same per-step cosine schedule
+(`wirelang.train.optim.lr_factor`), SGD lr 0.1 momentum 0.9 weight decay 1e-4 on every parameter,
+and test top-1 over all 10,000 test images. The model's random state (its initial weights and the
+random graph's mask) comes from `torch.manual_seed(seed)` as in the authors' `train.py`.
+
+One JSON per run goes to benchmarks/results/authors/static-<graph>-seed<seed>.json: test top-1,
+edges swapped per epoch (changes of the top-k set over the whole 800 x 800 matrix, as the
+authors rank it), how many of the k ranked edges lie where the DAG reads them, and wall time.
+A run checkpoints every epoch under /tmp/wirelang-runs/authors/ and resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "benchmarks" / "results" / "authors"
+RUN_ROOT = Path("/tmp/wirelang-runs/authors")
+
+
+class Flags(dict):
+    """The attribute-access dict the authors' modules expect as `genutil.config.FLAGS`."""
+
+    __getattr__ = dict.__getitem__
+
+
+def authors_model(authors: Path, graph: str, seed: int) -> torch.nn.Module:
+    flags = Flags(
+        in_channels=1, image_size=28, output_size=10,  # the Fashion-MNIST adaptation
+        dim=800, downsample_dim=32, feature_dim=100, layers=5, prune_rate=0.95,
+        graph=graph, setting="static", device="cpu",
+    )
+    # Their modules do `from genutil.config import FLAGS` at import time; supply that module
+    # without their YAML loader.
+    config = types.ModuleType("genutil.config")
+    config.FLAGS = flags
+    sys.modules["genutil"] = types.ModuleType("genutil")
+    sys.modules["genutil.config"] = config
+    sys.path.insert(0, str(authors))
+    from models.graphs.neuralgraph import StaticNeuralGraph  # noqa: PLC0415 (needs FLAGS first)
+
+    torch.manual_seed(seed)
+    return StaticNeuralGraph()
+
+
+def used_region(dim: int = 800, first: int = 32, block: int = 192, feature: int = 100) -> torch.Tensor:
+    """Entries (target, source) of the 800 x 800 weight that the authors' static forward reads."""
+    rng = [0, first] + [first + (i + 1) * block for i in range(4)]
+    used = torch.zeros(dim, dim, dtype=torch.bool)
+    for i in range(5):
+        used[min(rng[i + 1], dim - feature):, rng[i]:rng[i + 1]] = True
+    return used
+
+
+def effective(model: torch.nn.Module) -> torch.Tensor:
+    """The boolean top-k (DNW) or random mask the forward pass applies, 800 x 800."""
+    with torch.no_grad():
+        return model.get_weight().squeeze() != 0
+
+
+def evaluate(model: torch.nn.Module, ds, batch: int = 500) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(ds), batch):
+            xs, ys = zip(*(ds[j] for j in range(i, min(i + batch, len(ds)))), strict=True)
+            out = model(torch.stack(xs))
+            correct += int((out.argmax(1) == torch.tensor(ys)).sum())
+    model.train()
+    return 100.0 * correct / len(ds)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--authors", type=Path, required=True, help="a checkout of allenai/dnw")
+    p.add_argument("--graph", choices=("dnw", "random"), required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
+    args = p.parse_args()
+
+    from wirelang.data import build_datasets
+    from wirelang.train.data import GlobalBatchSampler
+    from wirelang.train.distributed import Dist
+    from wirelang.train.optim import Phase, lr_factor
+    from wirelang.train_config import OptimizerConfig, ScheduleConfig
+
+    splits = build_datasets("fashion_mnist", args.data_root, val_size=0, augment=True, seed=args.seed)
+    model = authors_model(args.authors, args.graph, args.seed)
+    opt_cfg = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
+    phase = Phase(1, args.epochs, opt_cfg, ScheduleConfig(name="cosine"), 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    dist = Dist()
+    sampler = GlobalBatchSampler(splits.train, args.batch, dist, args.seed)
+    loader = torch.utils.data.DataLoader(splits.train, batch_size=args.batch, sampler=sampler, drop_last=True)
+
+    name = f"static-{args.graph}-seed{args.seed}"
+    run = RUN_ROOT / name
+    run.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": 0, "swapped": [], "seconds": 0.0}
+    if (run / "last.pt").exists():
+        ck = torch.load(run / "last.pt", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = json.loads((run / "state.json").read_text())
+        print(f"resumed {name} after epoch {state['epoch']}")
+
+    used = used_region()
+    for epoch in range(state["epoch"], args.epochs):
+        start = time.time()
+        before = effective(model)
+        sampler.set_epoch(epoch)
+        torch.manual_seed(args.seed * 1_000_003 + epoch * 1_009)  # augmentation draws
+        for step, (x, y) in enumerate(loader):
+            factor = lr_factor(epoch * sampler.steps + step, sampler.steps, phase)
+            for g in opt.param_groups:
+                g["lr"] = 0.1 * factor
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 100 == 0:
+                print(f"{name} epoch {epoch + 1} step {step}/{sampler.steps} loss {loss.item():.4f}", flush=True)
+        after = effective(model)
+        state["swapped"].append(int((after & ~before).sum()))
+        state["epoch"] = epoch + 1
+        state["seconds"] += time.time() - start
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, run / "last.pt.tmp")
+        (run / "last.pt.tmp").replace(run / "last.pt")
+        (run / "state.json").write_text(json.dumps(state))
+        print(f"{name} epoch {epoch + 1}: swapped {state['swapped'][-1]}", flush=True)
+
+    mask = effective(model)
+    result = {
+        "model": "allenai/dnw StaticNeuralGraph", "graph": args.graph, "seed": args.seed,
+        "epochs": args.epochs, "batch": args.batch, "steps": args.epochs * sampler.steps,
+        "schedule": "cosine (per step), SGD lr 0.1 momentum 0.9 wd 1e-4",
+        "test_top1": round(evaluate(model, splits.test), 2),
+        "edges_ranked": int(mask.sum()), "edges_in_dag": int((mask & used).sum()),
+        "edges_swapped_per_epoch": state["swapped"], "wall_seconds": round(state["seconds"]),
+        "command": " ".join(["python", "benchmarks/authors_dnw.py", "--authors", "DIR", "--graph", args.graph,
+                             "--seed", str(args.seed), "--epochs", str(args.epochs)]),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
