@@ -27,7 +27,7 @@ def test_every_op_is_documented(name: str) -> None:
     assert mentioned(name)
 
 
-@pytest.mark.parametrize("name", [*methods.list_wirings(), *methods.list_semantics(), *methods.ODE_SOLVERS])
+@pytest.mark.parametrize("name", [*methods.list_wirings(), *methods.list_semantics(), *methods.list_inits(), *methods.ODE_SOLVERS])
 def test_every_method_and_solver_is_documented(name: str) -> None:
     assert mentioned(name)
 

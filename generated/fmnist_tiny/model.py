@@ -2,7 +2,7 @@
 
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
 weights, and every set-to-set weight block keeps only its live rows and columns.
-Graph `tiny.body`: static (sets in topological order): 797 of 800 nodes and 31,795 of 32,000 edges kept.
+Graph `tiny.body`: static (sets in topological order): 799 of 800 nodes and 31,924 of 32,000 edges kept.
 
     import torch
     from model import load
@@ -51,20 +51,20 @@ def edges(x, w):
 
 
 class Graph_tiny_body(nn.Module):
-    """Graph `tiny.body`, static (sets in topological order): 797 of 800 nodes and 31,795 of 32,000 edges kept."""
+    """Graph `tiny.body`, static (sets in topological order): 799 of 800 nodes and 31,924 of 32,000 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False))
-        self.op_h1 = nn.Sequential(nn.InstanceNorm2d(189, affine=True), nn.ReLU(), nn.Conv2d(189, 189, 3, stride=1, padding=1, groups=189, bias=False))
+        self.op_h1 = nn.Sequential(nn.InstanceNorm2d(191, affine=True), nn.ReLU(), nn.Conv2d(191, 191, 3, stride=1, padding=1, groups=191, bias=False))
         self.op_h2 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
         self.op_h3 = nn.Sequential(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False))
         self.op_h4 = nn.Sequential(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False))
-        self.w_h1 = nn.Parameter(torch.zeros(189, 32))
-        self.w_h2 = nn.Parameter(torch.zeros(192, 221))
-        self.w_h3 = nn.Parameter(torch.zeros(192, 413))
-        self.w_h4 = nn.Parameter(torch.zeros(92, 605))
-        self.w_out = nn.Parameter(torch.zeros(100, 697))
+        self.w_h1 = nn.Parameter(torch.zeros(191, 32))
+        self.w_h2 = nn.Parameter(torch.zeros(192, 223))
+        self.w_h3 = nn.Parameter(torch.zeros(192, 415))
+        self.w_h4 = nn.Parameter(torch.zeros(92, 607))
+        self.w_out = nn.Parameter(torch.zeros(100, 699))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:32])

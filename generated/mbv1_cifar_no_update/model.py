@@ -2,10 +2,10 @@
 
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
 weights, and every set-to-set weight block keeps only its live rows and columns.
-Graph `mbv1.s1`: static (sets in topological order): 95 of 96 nodes and 103 of 103 edges kept.
-Graph `mbv1.s2`: static (sets in topological order): 309 of 320 nodes and 1,204 of 1,244 edges kept.
-Graph `mbv1.s3`: static (sets in topological order): 638 of 640 nodes and 4,962 of 4,976 edges kept.
-Graph `mbv1.s4`: static (sets in topological order): 3320 of 3328 nodes and 72,670 of 72,990 edges kept.
+Graph `mbv1.s1`: static (sets in topological order): 94 of 96 nodes and 103 of 103 edges kept.
+Graph `mbv1.s2`: static (sets in topological order): 310 of 320 nodes and 1,198 of 1,244 edges kept.
+Graph `mbv1.s3`: static (sets in topological order): 638 of 640 nodes and 4,952 of 4,976 edges kept.
+Graph `mbv1.s4`: static (sets in topological order): 3320 of 3328 nodes and 72,696 of 72,990 edges kept.
 Graph `mbv1.s5`: static (sets in topological order): 2560 of 2560 nodes and 79,626 of 79,626 edges kept.
 
     import torch
@@ -55,13 +55,13 @@ def edges(x, w):
 
 
 class Graph_mbv1_s1(nn.Module):
-    """Graph `mbv1.s1`, static (sets in topological order): 95 of 96 nodes and 103 of 103 edges kept."""
+    """Graph `mbv1.s1`, static (sets in topological order): 94 of 96 nodes and 103 of 103 edges kept."""
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(31, affine=True), nn.ReLU(), nn.Conv2d(31, 31, 3, stride=1, padding=1, groups=31, bias=False))
-        self.w_out = nn.Parameter(torch.zeros(64, 31))
-        self.register_buffer("idx_in", torch.zeros(31, dtype=torch.long))
+        self.op_in = nn.Sequential(nn.BatchNorm2d(30, affine=True), nn.ReLU(), nn.Conv2d(30, 30, 3, stride=1, padding=1, groups=30, bias=False))
+        self.w_out = nn.Parameter(torch.zeros(64, 30))
+        self.register_buffer("idx_in", torch.zeros(30, dtype=torch.long))
 
     def forward(self, x):
         s_in = self.op_in(x.index_select(1, self.idx_in))
@@ -70,14 +70,14 @@ class Graph_mbv1_s1(nn.Module):
 
 
 class Graph_mbv1_s2(nn.Module):
-    """Graph `mbv1.s2`, static (sets in topological order): 309 of 320 nodes and 1,204 of 1,244 edges kept."""
+    """Graph `mbv1.s2`, static (sets in topological order): 310 of 320 nodes and 1,198 of 1,244 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(117, affine=True), nn.ReLU(), nn.Conv2d(117, 117, 3, stride=1, padding=1, groups=117, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(117, 64))
-        self.w_out = nn.Parameter(torch.zeros(128, 181))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(118, affine=True), nn.ReLU(), nn.Conv2d(118, 118, 3, stride=1, padding=1, groups=118, bias=False))
+        self.w_h_1 = nn.Parameter(torch.zeros(118, 64))
+        self.w_out = nn.Parameter(torch.zeros(128, 182))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:64])
@@ -88,7 +88,7 @@ class Graph_mbv1_s2(nn.Module):
 
 
 class Graph_mbv1_s3(nn.Module):
-    """Graph `mbv1.s3`, static (sets in topological order): 638 of 640 nodes and 4,962 of 4,976 edges kept."""
+    """Graph `mbv1.s3`, static (sets in topological order): 638 of 640 nodes and 4,952 of 4,976 edges kept."""
 
     def __init__(self):
         super().__init__()
@@ -106,7 +106,7 @@ class Graph_mbv1_s3(nn.Module):
 
 
 class Graph_mbv1_s4(nn.Module):
-    """Graph `mbv1.s4`, static (sets in topological order): 3320 of 3328 nodes and 72,670 of 72,990 edges kept."""
+    """Graph `mbv1.s4`, static (sets in topological order): 3320 of 3328 nodes and 72,696 of 72,990 edges kept."""
 
     def __init__(self):
         super().__init__()

@@ -2,10 +2,10 @@
 
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
 weights, and every set-to-set weight block keeps only its live rows and columns.
-Graph `mbv1.s1`: static (sets in topological order): 89 of 96 nodes and 46 of 46 edges kept.
-Graph `mbv1.s2`: static (sets in topological order): 273 of 320 nodes and 456 of 552 edges kept.
-Graph `mbv1.s3`: static (sets in topological order): 602 of 640 nodes and 2,059 of 2,211 edges kept.
-Graph `mbv1.s4`: static (sets in topological order): 3236 of 3328 nodes and 30,920 of 32,440 edges kept.
+Graph `mbv1.s1`: static (sets in topological order): 88 of 96 nodes and 46 of 46 edges kept.
+Graph `mbv1.s2`: static (sets in topological order): 272 of 320 nodes and 460 of 552 edges kept.
+Graph `mbv1.s3`: static (sets in topological order): 609 of 640 nodes and 2,089 of 2,211 edges kept.
+Graph `mbv1.s4`: static (sets in topological order): 3228 of 3328 nodes and 30,756 of 32,440 edges kept.
 Graph `mbv1.s5`: static (sets in topological order): 2560 of 2560 nodes and 35,389 of 35,389 edges kept.
 Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask.
 
@@ -56,13 +56,13 @@ def edges(x, w):
 
 
 class Graph_mbv1_s1(nn.Module):
-    """Graph `mbv1.s1`, static (sets in topological order): 89 of 96 nodes and 46 of 46 edges kept."""
+    """Graph `mbv1.s1`, static (sets in topological order): 88 of 96 nodes and 46 of 46 edges kept."""
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(25, affine=True), nn.ReLU(), nn.Conv2d(25, 25, 3, stride=1, padding=1, groups=25, bias=False))
-        self.w_out = nn.Parameter(torch.zeros(64, 25))
-        self.register_buffer("idx_in", torch.zeros(25, dtype=torch.long))
+        self.op_in = nn.Sequential(nn.BatchNorm2d(24, affine=True), nn.ReLU(), nn.Conv2d(24, 24, 3, stride=1, padding=1, groups=24, bias=False))
+        self.w_out = nn.Parameter(torch.zeros(64, 24))
+        self.register_buffer("idx_in", torch.zeros(24, dtype=torch.long))
 
     def forward(self, x):
         s_in = self.op_in(x.index_select(1, self.idx_in))
@@ -71,14 +71,14 @@ class Graph_mbv1_s1(nn.Module):
 
 
 class Graph_mbv1_s2(nn.Module):
-    """Graph `mbv1.s2`, static (sets in topological order): 273 of 320 nodes and 456 of 552 edges kept."""
+    """Graph `mbv1.s2`, static (sets in topological order): 272 of 320 nodes and 460 of 552 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(81, affine=True), nn.ReLU(), nn.Conv2d(81, 81, 3, stride=1, padding=1, groups=81, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(81, 64))
-        self.w_out = nn.Parameter(torch.zeros(128, 145))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(80, affine=True), nn.ReLU(), nn.Conv2d(80, 80, 3, stride=1, padding=1, groups=80, bias=False))
+        self.w_h_1 = nn.Parameter(torch.zeros(80, 64))
+        self.w_out = nn.Parameter(torch.zeros(128, 144))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:64])
@@ -89,14 +89,14 @@ class Graph_mbv1_s2(nn.Module):
 
 
 class Graph_mbv1_s3(nn.Module):
-    """Graph `mbv1.s3`, static (sets in topological order): 602 of 640 nodes and 2,059 of 2,211 edges kept."""
+    """Graph `mbv1.s3`, static (sets in topological order): 609 of 640 nodes and 2,089 of 2,211 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(128, affine=True), nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(218, affine=True), nn.ReLU(), nn.Conv2d(218, 218, 3, stride=1, padding=1, groups=218, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(218, 128))
-        self.w_out = nn.Parameter(torch.zeros(256, 346))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(225, affine=True), nn.ReLU(), nn.Conv2d(225, 225, 3, stride=1, padding=1, groups=225, bias=False))
+        self.w_h_1 = nn.Parameter(torch.zeros(225, 128))
+        self.w_out = nn.Parameter(torch.zeros(256, 353))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:128])
@@ -107,22 +107,22 @@ class Graph_mbv1_s3(nn.Module):
 
 
 class Graph_mbv1_s4(nn.Module):
-    """Graph `mbv1.s4`, static (sets in topological order): 3236 of 3328 nodes and 30,920 of 32,440 edges kept."""
+    """Graph `mbv1.s4`, static (sets in topological order): 3228 of 3328 nodes and 30,756 of 32,440 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(256, affine=True), nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(438, affine=True), nn.ReLU(), nn.Conv2d(438, 438, 3, stride=1, padding=1, groups=438, bias=False))
-        self.op_h_2 = nn.Sequential(nn.BatchNorm2d(509, affine=True), nn.ReLU(), nn.Conv2d(509, 509, 3, stride=1, padding=1, groups=509, bias=False))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(440, affine=True), nn.ReLU(), nn.Conv2d(440, 440, 3, stride=1, padding=1, groups=440, bias=False))
+        self.op_h_2 = nn.Sequential(nn.BatchNorm2d(506, affine=True), nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False))
         self.op_h_3 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.op_h_4 = nn.Sequential(nn.BatchNorm2d(511, affine=True), nn.ReLU(), nn.Conv2d(511, 511, 3, stride=1, padding=1, groups=511, bias=False))
-        self.op_h_5 = nn.Sequential(nn.BatchNorm2d(498, affine=True), nn.ReLU(), nn.Conv2d(498, 498, 3, stride=1, padding=1, groups=498, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(438, 256))
-        self.w_h_2 = nn.Parameter(torch.zeros(509, 694))
-        self.w_h_3 = nn.Parameter(torch.zeros(512, 1203))
-        self.w_h_4 = nn.Parameter(torch.zeros(511, 1715))
-        self.w_h_5 = nn.Parameter(torch.zeros(498, 2226))
-        self.w_out = nn.Parameter(torch.zeros(512, 2724))
+        self.op_h_4 = nn.Sequential(nn.BatchNorm2d(510, affine=True), nn.ReLU(), nn.Conv2d(510, 510, 3, stride=1, padding=1, groups=510, bias=False))
+        self.op_h_5 = nn.Sequential(nn.BatchNorm2d(492, affine=True), nn.ReLU(), nn.Conv2d(492, 492, 3, stride=1, padding=1, groups=492, bias=False))
+        self.w_h_1 = nn.Parameter(torch.zeros(440, 256))
+        self.w_h_2 = nn.Parameter(torch.zeros(506, 696))
+        self.w_h_3 = nn.Parameter(torch.zeros(512, 1202))
+        self.w_h_4 = nn.Parameter(torch.zeros(510, 1714))
+        self.w_h_5 = nn.Parameter(torch.zeros(492, 2224))
+        self.w_out = nn.Parameter(torch.zeros(512, 2716))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:256])

@@ -3,9 +3,9 @@
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
 weights, and every set-to-set weight block keeps only its live rows and columns.
 Graph `mbv1.s1`: static (sets in topological order): 96 of 96 nodes and 184 of 184 edges kept.
-Graph `mbv1.s2`: static (sets in topological order): 318 of 320 nodes and 2,194 of 2,211 edges kept.
+Graph `mbv1.s2`: static (sets in topological order): 320 of 320 nodes and 2,211 of 2,211 edges kept.
 Graph `mbv1.s3`: static (sets in topological order): 640 of 640 nodes and 8,847 of 8,847 edges kept.
-Graph `mbv1.s4`: static (sets in topological order): 3326 of 3328 nodes and 129,628 of 129,761 edges kept.
+Graph `mbv1.s4`: static (sets in topological order): 3327 of 3328 nodes and 129,694 of 129,761 edges kept.
 Graph `mbv1.s5`: static (sets in topological order): 2560 of 2560 nodes and 141,557 of 141,557 edges kept.
 
     import torch
@@ -69,14 +69,14 @@ class Graph_mbv1_s1(nn.Module):
 
 
 class Graph_mbv1_s2(nn.Module):
-    """Graph `mbv1.s2`, static (sets in topological order): 318 of 320 nodes and 2,194 of 2,211 edges kept."""
+    """Graph `mbv1.s2`, static (sets in topological order): 320 of 320 nodes and 2,211 of 2,211 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(126, affine=True), nn.ReLU(), nn.Conv2d(126, 126, 3, stride=1, padding=1, groups=126, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(126, 64))
-        self.w_out = nn.Parameter(torch.zeros(128, 190))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(128, affine=True), nn.ReLU(), nn.Conv2d(128, 128, 3, stride=1, padding=1, groups=128, bias=False))
+        self.w_h_1 = nn.Parameter(torch.zeros(128, 64))
+        self.w_out = nn.Parameter(torch.zeros(128, 192))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:64])
@@ -105,22 +105,22 @@ class Graph_mbv1_s3(nn.Module):
 
 
 class Graph_mbv1_s4(nn.Module):
-    """Graph `mbv1.s4`, static (sets in topological order): 3326 of 3328 nodes and 129,628 of 129,761 edges kept."""
+    """Graph `mbv1.s4`, static (sets in topological order): 3327 of 3328 nodes and 129,694 of 129,761 edges kept."""
 
     def __init__(self):
         super().__init__()
         self.op_in = nn.Sequential(nn.BatchNorm2d(256, affine=True), nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(510, affine=True), nn.ReLU(), nn.Conv2d(510, 510, 3, stride=1, padding=1, groups=510, bias=False))
+        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(511, affine=True), nn.ReLU(), nn.Conv2d(511, 511, 3, stride=1, padding=1, groups=511, bias=False))
         self.op_h_2 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
         self.op_h_3 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
         self.op_h_4 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
         self.op_h_5 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(510, 256))
-        self.w_h_2 = nn.Parameter(torch.zeros(512, 766))
-        self.w_h_3 = nn.Parameter(torch.zeros(512, 1278))
-        self.w_h_4 = nn.Parameter(torch.zeros(512, 1790))
-        self.w_h_5 = nn.Parameter(torch.zeros(512, 2302))
-        self.w_out = nn.Parameter(torch.zeros(512, 2814))
+        self.w_h_1 = nn.Parameter(torch.zeros(511, 256))
+        self.w_h_2 = nn.Parameter(torch.zeros(512, 767))
+        self.w_h_3 = nn.Parameter(torch.zeros(512, 1279))
+        self.w_h_4 = nn.Parameter(torch.zeros(512, 1791))
+        self.w_h_5 = nn.Parameter(torch.zeros(512, 2303))
+        self.w_out = nn.Parameter(torch.zeros(512, 2815))
 
     def forward(self, x):
         s_in = self.op_in(x[:, 0:256])
