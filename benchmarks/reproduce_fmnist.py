@@ -156,7 +156,7 @@ def config_hash(setting: str) -> str:
 
 def _meaning_hash(spec: str, setting: str) -> str:
     """sha256 of the network (IR without spans or train block) and its resolved training config."""
-    from wirelang.backend.api import network_meaning
+    from wirelang.ir.meaning import network_meaning
     from wirelang.train.runs import parse_overrides, resolve_config
 
     c = SETTINGS[setting]

@@ -1,20 +1,22 @@
-"""Run directories made by hand for the export and inspect tests (no training needed).
+"""Run directories for the export and inspect tests, without training.
 
 `make_run` compiles a spec, moves every weight off its initial value (so masks, norm biases
-and batch-norm statistics are all non-trivial) and writes what `wirelang train` writes:
-spec.wire, config.json, metrics.jsonl and checkpoints/best.pt.
+and batch-norm statistics are all non-trivial) and writes the run through the code the trainer
+uses (`prepare_run`, `MetricsLog`, `checkpoint.save`): spec.wire, config.json, metrics.jsonl and
+checkpoints/best.pt.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from wirelang.backend.api import compile_network
 from wirelang.frontend import build
+from wirelang.runs import checkpoint
+from wirelang.runs.layout import BEST, CHECKPOINTS, MetricsLog
+from wirelang.train.runs import RunPlan, prepare_run, resolve_config
 
 
 @torch.no_grad()
@@ -31,12 +33,7 @@ def perturb(model, seed: int = 0) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from wirelang.train.checkpoint import save
-    except ImportError:
-        torch.save({"model": state}, path)
-    else:
-        save(path, {"model": state})
+    checkpoint.save(path, {"model": state})
 
 
 def make_run(root: Path, spec: str | Path, seed: int = 0, name: str = "run", model_hook=None) -> Path:
@@ -48,11 +45,10 @@ def make_run(root: Path, spec: str | Path, seed: int = 0, name: str = "run", mod
     if model_hook is not None:
         model_hook(model)
     run = root / name
-    run.mkdir(parents=True)
-    shutil.copy(spec, run / "spec.wire")
-    (run / "config.json").write_text(json.dumps({"network": net.name, "spec": "spec.wire", "train": net.train}))
+    prepare_run(RunPlan(spec_path=spec, net=net, config=resolve_config(net, {}), run_dir=run))
     names = [g.name for g in net.graphs()] + [x.path for x in net.layers() if x.sparse is not None]
-    rows = [{"epoch": e, "edges_swapped": {n: 10 - 3 * e for n in names}} for e in range(1, 4)]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    save_checkpoint(run / "checkpoints" / "best.pt", model.state_dict())
+    log = MetricsLog(run)
+    for e in range(1, 4):
+        log.append({"phase": 1, "epoch": e, "edges_swapped": {n: 10 - 3 * e for n in names}})
+    save_checkpoint(run / CHECKPOINTS / BEST, model.state_dict())
     return run

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wirelang.cli import app
+from wirelang.cli.commands import app
 from wirelang.frontend import check_file
 from wirelang.passes import limits
 

@@ -14,11 +14,11 @@ from export_runs import make_run
 from typer.testing import CliRunner
 
 import wirelang
-from wirelang.cli import app
+from wirelang.cli.commands import app
 from wirelang.export.compact import ExportRefused, fixed_step_reference, plan_network
 from wirelang.export.frozen import frozen_wire
 from wirelang.export.programs import export_run
-from wirelang.export.run import load_run
+from wirelang.runs.load import load_run
 from wirelang.export.standalone import instantiate
 from wirelang.fmt import format_text
 from wirelang.frontend import check_file

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wirelang.backend.artifacts import render
+from wirelang.export.artifacts import render
 from wirelang.frontend import build
 
 ROOT = Path(__file__).resolve().parents[1]

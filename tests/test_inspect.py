@@ -10,9 +10,9 @@ import torch
 from export_runs import make_run, save_checkpoint
 from typer.testing import CliRunner
 
-from wirelang.cli import app
+from wirelang.cli.commands import app
 from wirelang.export.inspect import inspect_run
-from wirelang.export.run import load_run
+from wirelang.runs.load import load_run
 
 # 2 input channels at 4x4; a[3] input, h[2] hidden, o[2] output; a->h (6), a->o (6), h->o (4).
 HAND = """\

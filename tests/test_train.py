@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 import wirelang
 from wirelang.backend.api import compile_network
 from wirelang.backend.masks import topk_mask
-from wirelang.cli import app
+from wirelang.cli.commands import app
 from wirelang.frontend import build
 from wirelang.train import TrainOptions, train
-from wirelang.train import checkpoint as ckpt
+from wirelang.runs import checkpoint as ckpt
 from wirelang.train.loop import rewind
-from wirelang.train.metrics import REQUIRED, read_metrics
+from wirelang.runs.layout import read_metrics
+from wirelang.train.metrics import REQUIRED
 from wirelang.train.progress import Progress
 from wirelang.train.runs import RunError
 
@@ -106,7 +107,7 @@ def test_run_directory_metrics_and_load(tmp_path):
     result = run(spec, tmp_path / "run")
     out = tmp_path / "run"
     assert {p.name for p in out.iterdir()} == {"spec.wire", "config.json", "metrics.jsonl", "checkpoints"}
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_metrics(out)
     assert len(records) == 1
     for key in (*REQUIRED, "test_top1", "test_top5"):
         assert key in records[-1], key
@@ -114,7 +115,7 @@ def test_run_directory_metrics_and_load(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 1 and config["train"]["epochs"] == 1 and "language_version" in config
     # the self-contained spec builds to the same network
-    from wirelang.backend.api import spec_hash
+    from wirelang.ir.meaning import spec_hash
 
     assert spec_hash(build(out / "spec.wire")) == config["spec_hash"] == records[0]["spec_hash"]
     payload = ckpt.read(out / "checkpoints" / "best.pt")
@@ -187,7 +188,7 @@ def test_corrupt_last_falls_back_to_prev_and_resumes_exactly(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "last.pt is unreadable" in said and "using prev.pt" in said
     assert_same(weights(last), final)
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_metrics(out)
     assert [(r["phase"], r["epoch"]) for r in records] == [(1, 1), (1, 2)]
 
 
@@ -234,7 +235,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
     reference = tmp_path / "reference"
     run(spec, reference)
     assert_same(weights(killed / "checkpoints" / "last.pt"), weights(reference / "checkpoints" / "last.pt"))
-    assert read_metrics(killed / "metrics.jsonl")[-1]["mask_hash"] == read_metrics(reference / "metrics.jsonl")[-1]["mask_hash"]
+    assert read_metrics(killed)[-1]["mask_hash"] == read_metrics(reference)[-1]["mask_hash"]
 
 
 def test_resume_refuses_a_changed_spec(tmp_path):
@@ -254,7 +255,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     line = [x for x in r.output.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "at step" in line[0] and "last good checkpoint" in line[0]
     assert ckpt.read(out / "checkpoints" / "last.pt")["epoch"] == 1
-    assert [rec["epoch"] for rec in read_metrics(out / "metrics.jsonl")] == [1]
+    assert [rec["epoch"] for rec in read_metrics(out)] == [1]
 
 
 # ---------------------------------------------------------------------------- two phases
@@ -294,7 +295,7 @@ def test_lottery_rewinds_then_retrains_on_the_fixed_mask(tmp_path):
                       train_extra="phase2 {\n epochs 1\n optimizer sgd(lr=1e-12, momentum=0)\n }")
     out = tmp_path / "run"
     run(spec, out)
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_metrics(out)
     assert [(r["phase"], r["epoch"]) for r in records] == [(1, 1), (2, 1)]
     phase1 = weights(out / "checkpoints" / "phase1_last.pt")
     final = weights(out / "checkpoints" / "last.pt")
@@ -321,14 +322,14 @@ def test_two_phase_resume_is_exact(tmp_path, phase2_epochs):
     (out / "checkpoints" / "last.pt").unlink()
     resume(spec, out)
     assert_same(weights(out / "checkpoints" / "last.pt"), final)
-    assert [(r["phase"], r["epoch"]) for r in read_metrics(out / "metrics.jsonl")] == \
+    assert [(r["phase"], r["epoch"]) for r in read_metrics(out)] == \
         [(1, 1)] + [(2, e) for e in range(1, phase2_epochs + 1)]
 
 def test_fine_tune_continues_with_lr_0_01(tmp_path):
     spec = write_spec(tmp_path, wiring="fine_tune", epochs=1)
     out = tmp_path / "run"
     run(spec, out)
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_metrics(out)
     assert [(r["phase"], r["lr"]) for r in records] == [(1, 0.05), (2, 0.01)]
     phase1 = weights(out / "checkpoints" / "phase1_last.pt")
     final = weights(out / "checkpoints" / "last.pt")
@@ -348,7 +349,7 @@ def test_sweep_table(tmp_path):
     summary = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert summary["seeds"] == [1, 2] and summary["stats"]["test_top1"]["n"] == 2
     assert "+-" in (tmp_path / "sw" / "sweep.md").read_text()
-    last = [read_metrics(tmp_path / "sw" / f"seed{s}" / "metrics.jsonl")[-1] for s in (1, 2)]
+    last = [read_metrics(tmp_path / "sw" / f"seed{s}")[-1] for s in (1, 2)]
     assert [m["seed"] for m in last] == [1, 2]
     import statistics
 
@@ -421,7 +422,7 @@ def test_continuous_runs_report_nfe(tmp_path):
     text = path.read_text().replace("edges forward(a, h, out)", "edges all(a, h, out, self_loops=true)")
     path.write_text(text.replace("semantics static", "semantics continuous(time=1, solver=rk4, step_size=0.5)"))
     run(path, tmp_path / "run")
-    record = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    record = read_metrics(tmp_path / "run")[-1]
     assert record["nfe"] == {"body": 8}  # rk4: 4 evaluations per step, 2 steps
 
 
@@ -439,7 +440,7 @@ def test_progress_bars_in_a_terminal(capsys):
 def test_without_a_validation_split_the_best_checkpoint_is_the_last(tmp_path):
     spec = write_spec(tmp_path, epochs=3, size=128)
     run(spec, tmp_path / "r", overrides=["data=synthetic(size=128, val=0)"])
-    records = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    records = read_metrics(tmp_path / "r")
     assert [r["val_top1"] for r in records] == [None, None, None]
     assert records[-1]["best_epoch"] == 3 and records[-1]["best_val_top1"] is None
     assert_same(weights(tmp_path / "r" / "checkpoints" / "best.pt"), weights(tmp_path / "r" / "checkpoints" / "last.pt"))
@@ -470,11 +471,11 @@ def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "all_sum", real)
     saved = ckpt.read(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["within"]["epoch"], saved["within"]["step"]) == (1, 2, 6)
-    assert len(read_metrics(tmp_path / "cut" / "metrics.jsonl")) == 1
+    assert len(read_metrics(tmp_path / "cut")) == 1
 
     resume(spec, tmp_path / "cut")
     assert_same(weights(tmp_path / "plain" / "checkpoints" / "last.pt"), weights(tmp_path / "cut" / "checkpoints" / "last.pt"))
-    plain, cut = (read_metrics(tmp_path / r / "metrics.jsonl") for r in ("plain", "cut"))
+    plain, cut = (read_metrics(tmp_path / r) for r in ("plain", "cut"))
     assert sum(plain[1]["edges_swapped"].values()) > 0  # edges moved in epoch 2: counted across the cut too
     drop = ("time_s",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == \

@@ -13,10 +13,10 @@ import pytest
 import torch
 from test_train import run, weights, write_spec
 
-from wirelang.train import checkpoint as ckpt
+from wirelang.runs import checkpoint as ckpt
 from wirelang.train import evaluate_run
 from wirelang.train.distributed import free_port
-from wirelang.train.metrics import read_metrics
+from wirelang.runs.layout import read_metrics
 
 # Each rank trains through the library as it would under torchrun, then saves what it holds.
 RANK_SCRIPT = """
@@ -69,7 +69,7 @@ def test_torchrun_style_ranks_agree_with_each_other_and_one_process(tmp_path):
         assert torch.equal(rank0[k], rank1[k]), k
     reference = single_process_reference(spec, tmp_path / "one")
     assert_close(rank0, reference)
-    assert read_metrics(out / "metrics.jsonl")[-1]["mask_hash"] == read_metrics(tmp_path / "one" / "metrics.jsonl")[-1]["mask_hash"]
+    assert read_metrics(out)[-1]["mask_hash"] == read_metrics(tmp_path / "one")[-1]["mask_hash"]
 
 
 def test_procs_2_launcher_with_batch_norm(tmp_path):
@@ -80,7 +80,7 @@ def test_procs_2_launcher_with_batch_norm(tmp_path):
                         "--set", "checkpoint_steps=3"], env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "16 x 2 cpu" in r.stdout
-    records = read_metrics(out / "metrics.jsonl")
+    records = read_metrics(out)
     assert [x["epoch"] for x in records] == [1, 2] and "test_top1" in records[-1]
     assert ckpt.read(out / "checkpoints" / "last.pt")["world_size"] == 2
     # prev.pt is the last mid-epoch checkpoint (epoch 2, step 6 of 8), holding both ranks' state;

@@ -22,8 +22,12 @@ def check(path):
 
 
 def load(path_or_run, weights=None):
-    """A spec file or a run directory as an `nn.Module` (see `wirelang.backend.load`)."""
-    from wirelang.backend.api import load as _load
+    """A spec file or a run directory as an `nn.Module`; `weights` loads a run's checkpoint
+    into a spec (a frozen export of that run, say).
+
+    >>> model = wirelang.load("runs/quickstart")              # the run's best checkpoint
+    """
+    from wirelang.runs.load import load as _load
 
     return _load(path_or_run, weights=weights)
 

@@ -1,4 +1,4 @@
-"""The compiled model: `compile_network(ir) -> WiredModel`, and `load(spec_or_run)`.
+"""The compiled model: `compile_network(ir) -> WiredModel`.
 
     >>> import torch, wirelang
     >>> model = wirelang.load("specs/cifar_tiny.wire")
@@ -7,9 +7,6 @@
 """
 
 from __future__ import annotations
-
-import hashlib
-from pathlib import Path
 
 import torch
 import torch.fx as fx
@@ -160,48 +157,4 @@ def _residual(em: Emitter, res: core.Residual, x: fx.Node, seed: int) -> fx.Node
     return out
 
 
-def spec_hash(net: core.Network) -> str:
-    """A hash of the network's meaning (the IR without spans), for checkpoints and resume."""
-    data = net.model_dump_json(exclude={"span", "train_spans"})
-    return hashlib.sha256(_strip_spans(data).encode()).hexdigest()[:16]
-
-
-def network_meaning(net: core.Network) -> dict:
-    """The network as plain data without source positions or training settings: what it
-    computes, whatever the comments, formatting or `train` block of its spec."""
-    import json
-
-    return json.loads(_strip_spans(net.model_dump_json(exclude={"span", "train_spans", "train"})))
-
-
-def _strip_spans(text: str) -> str:
-    import json
-
-    def strip(o):
-        if isinstance(o, dict):
-            return {k: strip(v) for k, v in o.items() if k not in ("span", "train_spans")}
-        if isinstance(o, list):
-            return [strip(v) for v in o]
-        return o
-
-    return json.dumps(strip(json.loads(text)), sort_keys=True)
-
-
-def load(path_or_run: str | Path, weights: str | Path | None = None) -> WiredModel:
-    """A spec (.wire) or a run directory as a model; `weights` loads a run's checkpoint into a spec."""
-    from wirelang.frontend import build
-
-    path = Path(path_or_run)
-    if path.is_dir():
-        from wirelang.train.checkpoint import load_run_model
-
-        return load_run_model(path)
-    model = compile_network(build(path))
-    if weights is not None:
-        from wirelang.train.checkpoint import load_weights_into
-
-        load_weights_into(model, Path(weights))
-    return model
-
-
-__all__ = ["WiredModel", "cat_channels", "compile_network", "load", "spec_hash"]
+__all__ = ["WiredModel", "cat_channels", "compile_network"]

@@ -6,6 +6,6 @@
     compact.py     dead nodes removed, masks folded: a plain nn.Module -> pt2 / ONNX / edges JSON
     standalone.py  that module as PyTorch source (Jinja2 templates) plus its weights
 
-Everything reads a run through `wirelang.export.run.load_run`, which picks the same checkpoint
+Everything reads a run through `wirelang.runs.load.load_run`, which picks the same checkpoint
 as `wirelang.load(RUN)` (best, else last) unless another is named.
 """

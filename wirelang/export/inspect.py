@@ -16,7 +16,7 @@ from typing import Any
 
 from wirelang import cost
 from wirelang.export.nodes import NodeGraph, node_graph
-from wirelang.export.run import Run
+from wirelang.runs.load import Run
 from wirelang.ir import core
 from wirelang.passes.check import sparse_candidates
 

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from wirelang.export.run import Run, RunError
+from wirelang.runs.layout import RunError
+from wirelang.runs.load import Run
 
 FORMATS = ("wire", "edges", "pt2", "onnx", "python")
 

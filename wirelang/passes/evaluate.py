@@ -223,3 +223,15 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, list):
         return [to_plain(v) for v in value]
     return value
+
+
+def bind_let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span]) -> None:
+    """`let NAME = expr` into `scope` (FAILED after a reported error); `defined` catches repeats."""
+    if item.name in defined:
+        rep.error(item.span, f"`{item.name}` is already defined", related=[(defined[item.name], "first defined here")])
+        return
+    defined[item.name] = item.span
+    try:
+        scope.values[item.name] = evaluate(item.value, scope, rep)
+    except EvalError:
+        scope.values[item.name] = FAILED

@@ -14,7 +14,15 @@ from typing import Any
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
-from wirelang.passes.evaluate import FAILED, EvalError, Scope, describe, evaluate, to_plain
+from wirelang.passes.evaluate import (
+    FAILED,
+    EvalError,
+    Scope,
+    bind_let,
+    describe,
+    evaluate,
+    to_plain,
+)
 from wirelang.passes.graph_build import build_graph
 from wirelang.passes.items import budget_value, count, layer
 from wirelang.passes.load import Program
@@ -69,7 +77,7 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
     for file in program.files:
         for item in file.items:
             if isinstance(item, ast.LetStmt):
-                _let(item, globals_, rep, defined)
+                bind_let(item, globals_, rep, defined)
             elif isinstance(item, ast.TemplateDecl):
                 if item.name in templates:
                     rep.error(item.span, f"template `{item.name}` is already defined", related=[(templates[item.name].span, "first defined here")])
@@ -96,17 +104,6 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
                        items=ctx.items, pools=ctx.pools, train=train, train_spans=train_spans)
     return net, rep, {"sparse": ctx.sparse, "sparse_scope": ctx.sparse_scope, "budget_spans": ctx.budget_spans,
                       "complete": complete}
-
-
-def _let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span]) -> None:
-    if item.name in defined:
-        rep.error(item.span, f"`{item.name}` is already defined", related=[(defined[item.name], "first defined here")])
-        return
-    defined[item.name] = item.span
-    try:
-        scope.values[item.name] = evaluate(item.value, scope, rep)
-    except EvalError:
-        scope.values[item.name] = FAILED
 
 
 def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Shape | None, str, int | None]:
@@ -161,7 +158,7 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
                 if ctx.stack:  # only the network itself declares these
                     ctx.rep.error(item.span, f"`{item.kind}` belongs to the network, not to a template")
             case ast.LetStmt():
-                _let(item, scope, ctx.rep, lets)
+                bind_let(item, scope, ctx.rep, lets)
             case ast.LayersBlock():
                 _layers_block(item, scope, ctx, prefix, in_repeat)
             case ast.GraphDecl():

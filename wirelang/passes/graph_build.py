@@ -16,7 +16,7 @@ from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
 from wirelang.ops import ParamSpec
 from wirelang.passes.bind import bind_call
-from wirelang.passes.evaluate import Scope
+from wirelang.passes.evaluate import Scope, bind_let
 from wirelang.passes.items import bind_method, budget_value, count, layer, wiring_from
 from wirelang.syntax import ast
 
@@ -37,9 +37,7 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
     ok = True
     for stmt in item.body:
         if isinstance(stmt, ast.LetStmt):
-            from wirelang.passes.expand import _let
-
-            _let(stmt, scope, rep, lets)
+            bind_let(stmt, scope, rep, lets)
         elif isinstance(stmt, ast.NodesStmt):
             ok &= _nodes(stmt, name, scope, rep, sets, groups, declared, spend)
         else:

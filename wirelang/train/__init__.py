@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wirelang.train.runs import RunError, RunPlan
+from wirelang.runs.layout import RunError
+from wirelang.train.runs import RunPlan
 
 __all__ = ["RunError", "TrainOptions", "evaluate_run", "train"]
 
@@ -51,15 +52,8 @@ def train(opts: TrainOptions, say=print):
     """
     from wirelang.frontend import build
     from wirelang.train import distributed
-    from wirelang.train.runs import (
-        check_batch,
-        check_fresh_dir,
-        default_run_dir,
-        load_plan,
-        parse_overrides,
-        prepare_run,
-        resolve_config,
-    )
+    from wirelang.runs.layout import check_fresh_dir, default_run_dir
+    from wirelang.train.runs import check_batch, load_plan, parse_overrides, prepare_run, resolve_config
 
     spec = Path(opts.spec)
     if opts.gpus and opts.procs:
@@ -128,13 +122,13 @@ def train(opts: TrainOptions, say=print):
 
 
 def _is_launched() -> bool:
-    from wirelang.train.runs import LAUNCHED_ENV
+    from wirelang.runs.layout import LAUNCHED_ENV
 
     return os.environ.get(LAUNCHED_ENV) == "1"
 
 
 def _finished(run_dir: Path, say) -> bool:
-    from wirelang.train.checkpoint import resume_point
+    from wirelang.runs.checkpoint import resume_point
 
     found = resume_point(run_dir, say=say)
     if found is not None and found[0].get("finished"):
@@ -153,11 +147,11 @@ def evaluate_run(run_dir: str | Path, split: str = "val", checkpoint: str | Path
                  download: bool = False) -> dict[str, Any]:
     """Loss, top-1 and top-5 of a run's model (best.pt, else last.pt) on its val or test split."""
     from wirelang.frontend import build
-    from wirelang.train.checkpoint import load_run_model
+    from wirelang.runs.layout import read_config
+    from wirelang.runs.load import load_run_model
     from wirelang.train.data import eval_loader, load_splits
     from wirelang.train.distributed import Dist
     from wirelang.train.metrics import evaluate
-    from wirelang.train.runs import read_config
     from wirelang.train_config import TrainConfig
 
     if split not in ("val", "test"):

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from wirelang.train.runs import LAUNCHED_ENV, RunError
+from wirelang.runs.layout import LAUNCHED_ENV, RunError
 
 # Seconds a collective may wait for the other ranks (a checkpoint write on rank 0 included).
 TIMEOUT_S = float(os.environ.get("WIRELANG_DIST_TIMEOUT", "600"))

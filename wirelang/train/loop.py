@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from wirelang.backend.api import compile_network
-from wirelang.train import checkpoint as ckpt
+from wirelang.runs import checkpoint as ckpt
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
 from wirelang.train.distributed import (
     Dist,
@@ -41,10 +41,11 @@ from wirelang.train.distributed import (
     same_everywhere,
     sync_buffers,
 )
-from wirelang.train.metrics import MetricsLog, edges_swapped, evaluate
+from wirelang.train.metrics import edges_swapped, evaluate
 from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
 from wirelang.train.progress import Progress
-from wirelang.train.runs import RunError, RunPlan
+from wirelang.runs.layout import MetricsLog, RunError, read_metrics
+from wirelang.train.runs import RunPlan
 from wirelang.version import LANGUAGE_VERSION, __version__
 
 
@@ -81,7 +82,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     # ---- resume: continue after the last good checkpoint (none in a fresh run)
     found = ckpt.resume_point(run_dir, say=say)
     start_phase, start_epoch, best, resumed, within = 1, 0, None, None, None
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    log = MetricsLog(run_dir)
     if found is not None:
         resumed, path = found
         if resumed.get("finished"):
@@ -299,9 +300,7 @@ def _stop_non_finite(value: float, step: int, phase: int, epoch: int, run_dir: P
 
 
 def _last_record(run_dir: Path) -> dict[str, Any]:
-    from wirelang.train.metrics import read_metrics
-
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir)
     return records[-1] if records else {}
 
 

@@ -10,8 +10,6 @@ the epoch best.pt holds, chosen by val_top1 among the last phase's epochs).
 
 from __future__ import annotations
 
-import json
-import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -60,37 +58,3 @@ def evaluate(model: nn.Module, loader: DataLoader | None, d: Dist, autocast=null
 def edges_swapped(before: dict[str, Tensor], after: dict[str, Tensor]) -> dict[str, int]:
     """Per wiring, how many edges are active now that were not in `before`."""
     return {name: int((now & ~before[name]).sum()) if name in before else 0 for name, now in after.items()}
-
-
-class MetricsLog:
-    """metrics.jsonl, appended by rank 0; each line is flushed and fsynced as it is written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def truncate_after(self, phase: int, epoch: int) -> None:
-        """Drop lines past the checkpoint a run resumes from (written before a crash)."""
-        records = read_metrics(self.path)
-        keep = [r for r in records if (r["phase"], r["epoch"]) <= (phase, epoch)]
-        if len(keep) != len(records):
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a crash: it and anything after it are not trusted
-    return out
-

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wirelang.train.runs import RunError
+from wirelang.runs.layout import RunError
 from wirelang.train_config import OptimizerConfig, ScheduleConfig, TrainConfig
 
 FINE_TUNE_LR = 0.01  # phase two of `fine_tune` when phase2 names no optimizer

@@ -1,45 +1,24 @@
-"""The run directory, and the resolved settings a run is made from.
-
-    runs/<spec>-<YYYYmmdd-HHMMSS>/
-      spec.wire       the spec with its includes inlined: the run is rebuilt from this alone
-      config.json     the resolved train settings, the command-line overrides, device, world
-                      size, wirelang and language versions
-      metrics.jsonl   one JSON object per epoch (see wirelang.train.metrics)
-      checkpoints/    last.pt, prev.pt, best.pt, and phase1_last.pt for two-phase wirings
+"""The resolved settings a run is made from, and preparing its directory.
 
 A fresh run and a resumed one go through the same door: `prepare_run` writes spec.wire and
 config.json, and the training loop then continues from whatever checkpoint the directory holds
-(none for a fresh run). This module is torch-free so that `--dry-run` and errors stay fast.
+(none for a fresh run). The layout itself belongs to `wirelang.runs.layout`. This module is
+torch-free so that `--dry-run` and errors stay fast.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wirelang.diagnostics import Reporter
 from wirelang.ir import core
+from wirelang.ir.meaning import spec_hash
+from wirelang.runs.layout import CHECKPOINTS, CONFIG, SPEC, RunError, check_fresh_dir, read_config, write_text_atomic
 from wirelang.train_config import SettingError, TrainConfig, apply_override, validate
 from wirelang.version import LANGUAGE_VERSION, __version__
-
-# Set by our launcher in the processes it starts: the run directory is already prepared. Here,
-# not in `distributed`, so that the CLI can read it without importing torch.
-LAUNCHED_ENV = "WIRELANG_LAUNCHED"
-
-
-class RunError(Exception):
-    """A problem reported in one line: exit 1 (runtime) or 2 (usage: a bad setting or flag).
-
-    `quiet`: the other ranks of a job that rank 0 reports for; they exit without a message.
-    """
-
-    def __init__(self, message: str, exit_code: int = 1, quiet: bool = False):
-        super().__init__(message)
-        self.exit_code, self.quiet = exit_code, quiet
 
 
 @dataclass
@@ -57,14 +36,12 @@ class RunPlan:
 
     @property
     def spec_hash(self) -> str:
-        from wirelang.backend.api import spec_hash
-
         return spec_hash(self.net)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "network": self.net.name,
-            "spec": "spec.wire",
+            "spec": SPEC,
             "spec_source": str(self.spec_path),
             "spec_hash": self.spec_hash,
             "train": self.config.model_dump(mode="json"),
@@ -133,31 +110,19 @@ def check_batch(config: TrainConfig, world_size: int) -> int:
 
 
 # ---------------------------------------------------------------------------- directory
-def default_run_dir(spec_path: Path) -> Path:
-    return Path("runs") / f"{spec_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def check_fresh_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunError(f"{run_dir} already exists and is not empty "
-                       f"(resume it with --resume {run_dir}, or choose another --out)", 2)
-
-
 def prepare_run(plan: RunPlan) -> None:
     """Create the run directory with spec.wire and config.json (a fresh run)."""
     check_fresh_dir(plan.run_dir)
     try:
-        (plan.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(plan.run_dir / "spec.wire", self_contained_spec(plan.spec_path))
-        write_text_atomic(plan.run_dir / "config.json", json.dumps(plan.to_json(), indent=2) + "\n")
+        (plan.run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(plan.run_dir / SPEC, self_contained_spec(plan.spec_path))
+        write_text_atomic(plan.run_dir / CONFIG, json.dumps(plan.to_json(), indent=2) + "\n")
     except OSError as err:
         raise RunError(f"cannot create the run directory {plan.run_dir}: {err.strerror or err}") from None
 
 
 def load_plan(spec_path: Path, run_dir: Path, net: core.Network) -> RunPlan:
     """The plan saved in `run_dir` (for --resume); refuses a spec whose meaning changed."""
-    from wirelang.backend.api import spec_hash
-
     saved = read_config(run_dir)
     if spec_hash(net) != saved["spec_hash"]:
         raise RunError(f"{spec_path} is not the spec {run_dir} was trained from (its spec_hash "
@@ -166,16 +131,6 @@ def load_plan(spec_path: Path, run_dir: Path, net: core.Network) -> RunPlan:
     return RunPlan(spec_path=spec_path, net=net, config=TrainConfig.model_validate(saved["train"]),
                    overrides=saved.get("overrides", {}), run_dir=run_dir, device=saved["device"],
                    world_size=int(saved["world_size"]), download=bool(saved.get("download", False)))
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{run_dir} is not a wirelang run directory (no config.json)") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunError(f"cannot read {path}: {err}") from None
 
 
 def self_contained_spec(path: Path) -> str:
@@ -193,12 +148,3 @@ def self_contained_spec(path: Path) -> str:
     merged = ast.File(path=program.root.path, items=items, span=program.root.span, comments=[])
     header = f"# Self-contained copy of {program.root.path} (includes inlined), written by wirelang {__version__}.\n"
     return header + format_file(merged)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from wirelang.train.runs import RunError, write_text_atomic
+from wirelang.runs.layout import RunError, write_text_atomic
 
 REPORTED = ("test_top1", "val_top1", "best_val_top1")
 

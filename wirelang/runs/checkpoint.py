@@ -23,10 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wirelang.train.runs import RunError
-
-CHECKPOINTS = "checkpoints"
-LAST, PREV, BEST, PHASE1_LAST = "last.pt", "prev.pt", "best.pt", "phase1_last.pt"
+from wirelang.runs.layout import BEST, CHECKPOINTS, LAST, PREV, RunError
 
 
 class CorruptCheckpoint(Exception):
@@ -164,19 +161,6 @@ def load_weights_into(model: nn.Module, path: str | Path, say=print) -> dict[str
     except RuntimeError as err:
         raise RunError(f"{path}: the checkpoint does not fit this network ({str(err).splitlines()[0]})") from None
     return payload
-
-
-def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> nn.Module:
-    """A trained run as a model in eval mode: its spec.wire with best.pt (else last.pt) loaded."""
-    from wirelang.backend.api import compile_network
-    from wirelang.frontend import build
-    from wirelang.train.runs import read_config
-
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    model = compile_network(build(run_dir / "spec.wire"), seed=int(config["train"]["seed"]))
-    load_weights_into(model, checkpoint if checkpoint is not None else run_dir)
-    return model.eval()
 
 
 # ---------------------------------------------------------------------------- RNG state

@@ -61,7 +61,7 @@ def _show_spec_warnings() -> None:
 
     show.wirelang = True  # type: ignore[attr-defined]
     warnings.showwarning = show
-    from wirelang.train.runs import LAUNCHED_ENV
+    from wirelang.runs.layout import LAUNCHED_ENV
 
     if os.environ.get(LAUNCHED_ENV) == "1" or os.environ.get("RANK", "0") != "0":
         warnings.simplefilter("ignore", SpecWarning)  # the launcher or rank 0 has said them
@@ -79,7 +79,7 @@ def _main(
 @app.command()
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
     """Check specs; print every problem found; exit 2 if any file fails."""
-    from wirelang.cli import check_files
+    from wirelang.cli.check import check_files
 
     code = check_files(files)
     if code:
@@ -102,7 +102,7 @@ def compile_(
         fail_spec(err)
     info = summary(net)
     if out is not None:
-        from wirelang.backend.artifacts import write_artifacts
+        from wirelang.export.artifacts import write_artifacts
 
         write_artifacts(net, out)
     if as_json:
@@ -150,7 +150,7 @@ def fmt(
 # ---------------------------------------------------------------------------- training
 def _run_errors(fn, *args, **kwargs):
     """Call a training function; spec errors exit 2, run errors exit 1 or 2 in one line."""
-    from wirelang.train.runs import RunError
+    from wirelang.runs.layout import RunError
 
     try:
         return fn(*args, **kwargs)
@@ -248,7 +248,7 @@ def _after_training(fn, *args, quiet: bool = True, **kwargs):
     trained run (its spec's warnings were shown when it was trained)."""
     from wirelang.export.compact import ExportRefused
     from wirelang.export.draw import DrawError
-    from wirelang.export.run import RunError as BadRun
+    from wirelang.runs.layout import RunError
 
     try:
         with _quiet_spec_warnings() if quiet else contextlib.nullcontext():
@@ -258,9 +258,9 @@ def _after_training(fn, *args, quiet: bool = True, **kwargs):
     except (ExportRefused, DrawError) as err:
         _err(f"error: {err}")
         raise typer.Exit(2) from None
-    except BadRun as err:
+    except RunError as err:
         _err(f"error: {err}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(err.exit_code) from None
 
 
 _CHECKPOINT = typer.Option("--checkpoint", help="A .pt file of the run (default best.pt, else last.pt).")
@@ -274,7 +274,7 @@ def inspect_(
 ) -> None:
     """Show a run's learned wiring: edges per set pair, degrees, dead nodes, effective cost, churn."""
     from wirelang.export.inspect import inspect_run, print_report
-    from wirelang.export.run import load_run
+    from wirelang.runs.load import load_run
 
     info = _after_training(lambda: inspect_run(load_run(run, checkpoint)))
     if as_json:
@@ -291,7 +291,7 @@ def draw_(
 ) -> None:
     """Draw a spec's candidate wiring and budget, or a run's learned wiring."""
     from wirelang.export.draw import draw
-    from wirelang.export.run import load_run, load_spec
+    from wirelang.runs.load import load_run, load_spec
 
     def picture() -> Path:
         if source.is_dir():
@@ -315,7 +315,7 @@ def export_(
 ) -> None:
     """Export a run: a frozen .wire, its edges as JSON, or a compact model (pt2, ONNX, Python source)."""
     from wirelang.export.programs import FORMATS, export_run, print_report
-    from wirelang.export.run import load_run
+    from wirelang.runs.load import load_run
 
     if format_ not in FORMATS:
         _err(f"error: unknown format `{format_}`: choose one of {', '.join(FORMATS)}")
