@@ -14,11 +14,14 @@ from wirelang.version import LANGUAGE_VERSION, __version__
 __all__ = ["LANGUAGE_VERSION", "__version__", "check", "load", "sparsify"]
 
 
-def check(path):
-    """Parse and check a spec; return its IR (`wirelang.ir.core.Network`) or raise SpecError."""
+def check(path, include_paths=()):
+    """Parse and check a spec; return its IR (`wirelang.ir.core.Network`) or raise SpecError.
+
+    `include_paths`: folders its includes may read besides the spec's own project folder.
+    """
     from wirelang.frontend import build
 
-    return build(path)
+    return build(path, include_paths=include_paths)
 
 
 def load(path_or_run, weights=None):

@@ -10,7 +10,7 @@ them). Nothing here imports torch, so `wirelang check` stays fast.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wirelang.diagnostics import Reporter, SpecError, SpecWarning
@@ -38,12 +38,14 @@ def passes(extras: dict) -> list[tuple[str, Pass]]:
     ]
 
 
-def build(path: str | Path, text: str | None = None, verify: Callable[[str, core.Network], None] | None = None) -> core.Network:
+def build(path: str | Path, text: str | None = None, verify: Callable[[str, core.Network], None] | None = None,
+          include_paths: Sequence[str | Path] = ()) -> core.Network:
     """Compile a spec to the checked IR, or raise SpecError with every problem found.
 
     `verify(pass_name, network)` runs after each pass (the tests use it to check invariants).
+    `include_paths`: folders besides the spec's project that its includes may read.
     """
-    program = load(path, text)
+    program = load(path, text, include_paths)
     net, rep, extras = expand(program)
     # Shapes are worth inferring after errors in the train block, but not after a dropped
     # layer or graph (see passes()); a network that failed to expand has nothing more to say.

@@ -69,18 +69,36 @@ def _show_spec_warnings() -> None:
         warnings.simplefilter("always", SpecWarning)  # every spec built says its warnings
 
 
+_INCLUDE_PATH = typer.Option("--include-path", "-I", help="A folder includes may read besides the spec's project (repeatable).")
+
+
+def _allow_includes(folders: list[Path] | None) -> None:
+    """`--include-path DIR`: through the environment, so that launched ranks see it too."""
+    from wirelang.passes.load import INCLUDE_PATH_ENV
+
+    if folders:
+        old = [p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p]
+        os.environ[INCLUDE_PATH_ENV] = os.pathsep.join([*(str(f.resolve()) for f in folders), *old])
+
+
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print versions and exit.")] = False,
+    include_path: Annotated[list[Path] | None, _INCLUDE_PATH] = None,
 ) -> None:
     _show_spec_warnings()
+    _allow_includes(include_path)
 
 
 @app.command()
-def check(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
+def check(
+    files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    include_path: Annotated[list[Path] | None, _INCLUDE_PATH] = None,
+) -> None:
     """Check specs; print every problem found; exit 2 if any file fails."""
     from wirelang.cli.check import check_files
 
+    _allow_includes(include_path)
     code = check_files(files)
     if code:
         raise typer.Exit(code)

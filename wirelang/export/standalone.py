@@ -8,6 +8,8 @@ pt2 / ONNX: the source a user receives and the exported program are one implemen
 
 from __future__ import annotations
 
+import json
+import keyword
 import linecache
 import types
 from collections.abc import Callable
@@ -60,20 +62,37 @@ def sequential(ctors: list[str]) -> str:
     return "nn.Sequential(" + ", ".join(ctors) + ")"
 
 
+def doc_text(text: object) -> str:
+    """`text` made inert inside a triple-quoted docstring: quotes, backslashes, newlines and
+    every non-ASCII character escaped (a run folder's name is anybody's text)."""
+    return json.dumps(str(text), ensure_ascii=True)[1:-1]
+
+
 def _environment():
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         undefined=jinja2.StrictUndefined,  # a missing plan field is a bug: fail, never print ""
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["doc"] = doc_text
+    return env
+
+
+def _check_identifiers(plan) -> None:
+    """Every name the source defines is a plain identifier (they come from spec names)."""
+    names = [g.cls for g in plan.graphs] + [a for g in plan.graphs for a, _ in g.modules]
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"not a Python identifier in generated source: {name!r}")
 
 
 def render(plan) -> str:
     """The plan (`wirelang.export.compact.CompactPlan`) as the text of `model.py`."""
+    _check_identifiers(plan)
     return _environment().get_template("model.py.j2").render(plan=plan)
 
 

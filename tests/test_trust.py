@@ -1,0 +1,176 @@
+"""Hostile input: a spec, an include, a run folder or a checkpoint from someone else never runs
+code, reads what it may not, or echoes a file it was not allowed to read."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from export_runs import make_run
+from typer.testing import CliRunner
+
+from wirelang.cli.commands import app
+from wirelang.diagnostics import SpecError
+from wirelang.frontend import build
+from wirelang.passes.load import INCLUDE_PATH_ENV, MAX_SPEC_BYTES
+from wirelang.runs.layout import BEST, CHECKPOINTS, CONFIG
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = textwrap.dedent("""\
+    network n {
+      input image(1, 6, 6)
+      classes 2
+      stem {
+        conv(4, k=3)
+      }
+      graph g {
+        nodes a[4] input op(instancenorm, relu, dwconv(k=3))
+        nodes h[4] op(instancenorm, relu, dwconv(k=3))
+        nodes o[3] output
+        edges forward(a, h, o)
+        budget 12
+      }
+      head {
+        avgpool, linear(classes)
+      }
+    }
+    """)
+
+
+def write_spec(folder: Path, includes: list[str], name: str = "x.wire") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(f'include "{i}"\n' for i in includes) + NET)
+    return path
+
+
+def errors_of(path: Path, **kwargs) -> str:
+    with pytest.raises(SpecError) as err:
+        build(path, **kwargs)
+    return str(err.value)
+
+
+# ---------------------------------------------------------------------------- includes
+SECRET = "let token = 1  # SECRET-7f3a\n"
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A .wire file outside the spec's folder tree, holding a secret and a syntax error."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "secret.wire").write_text(SECRET + "let = broken\n")
+    return other / "secret.wire"
+
+
+def test_include_outside_the_tree_is_refused_without_echoing_it(tmp_path, outside):
+    spec = write_spec(tmp_path / "project", ["../other/secret.wire", str(outside)])
+    text = errors_of(spec)
+    assert "`../other/secret.wire` is outside the folders includes may read" in text
+    assert f"`{outside}` is outside the folders includes may read" in text
+    assert "SECRET" not in text
+    r = CliRunner().invoke(app, ["check", str(spec)])
+    assert r.exit_code == 2 and "SECRET" not in r.output
+    assert "--include-path DIR" in r.output
+
+
+def test_include_path_allows_a_folder(tmp_path, outside, monkeypatch):
+    monkeypatch.setenv(INCLUDE_PATH_ENV, "")  # the CLI option sets it in this process: restore it after
+    (outside.parent / "secret.wire").write_text(SECRET)  # a valid library now
+    spec = write_spec(tmp_path / "project", [str(outside)])
+    build(spec, include_paths=[outside.parent])
+    assert CliRunner().invoke(app, ["check", str(spec)]).exit_code == 2
+    assert CliRunner().invoke(app, ["check", "--include-path", str(outside.parent), str(spec)]).exit_code == 0
+
+
+def test_project_marker_lets_a_subfolder_include_a_sibling_library(tmp_path):
+    project = tmp_path / "project"
+    (project / "lib").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (project / "lib" / "l.wire").write_text("let width = 4\n")
+    spec = write_spec(project / "benchmarks" / "specs", ["../../lib/l.wire"])
+    build(spec)
+    (project / "pyproject.toml").unlink()  # without the marker the tree is the spec's folder
+    assert "is outside the folders includes may read" in errors_of(spec)
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/proc/self/environ", "/dev/zero"])
+def test_system_files_are_refused_unread(tmp_path, target):
+    spec = write_spec(tmp_path, [target])
+    assert f"`{target}` is not a .wire file" in errors_of(spec)
+
+
+def test_a_symlink_out_of_the_tree_is_refused(tmp_path, outside):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "lib.wire").symlink_to(outside)
+    assert "`lib.wire` is outside the folders includes may read" in errors_of(write_spec(tmp_path / "p", ["lib.wire"]))
+
+
+def test_special_files_are_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "fifo.wire")
+    (tmp_path / "dev.wire").symlink_to("/dev/zero")
+    text = errors_of(write_spec(tmp_path, ["fifo.wire"]))
+    assert "cannot read `" in text and "fifo.wire`: not a regular file" in text
+    assert "`dev.wire` is not a .wire file" in errors_of(write_spec(tmp_path, ["dev.wire"]))
+    # the root spec itself
+    r = subprocess.run([sys.executable, "-m", "wirelang", "check", str(tmp_path / "fifo.wire")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+
+
+def test_oversized_and_overlong_includes(tmp_path):
+    big = tmp_path / "big.wire"
+    with open(big, "wb") as f:
+        f.truncate(MAX_SPEC_BYTES + 1)
+    assert "larger than the limit of 64 MiB for a spec" in errors_of(write_spec(tmp_path, ["big.wire"]))
+    text = errors_of(write_spec(tmp_path, ["a" * 5000 + ".wire"]))
+    assert "cannot include" in text or "no such file" in text
+
+
+# ---------------------------------------------------------------------------- checkpoints
+class Boom:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['WIRELANG_TEST_MARKER']}",))
+
+
+@pytest.mark.parametrize("with_config", [True, False])
+@pytest.mark.parametrize("command", [["inspect"], ["eval"], ["export", "--format", "edges", "--out", "E"]])
+def test_a_pickled_checkpoint_never_runs(tmp_path, monkeypatch, with_config, command):
+    spec = write_spec(tmp_path, [])
+    run = make_run(tmp_path, spec)
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("WIRELANG_TEST_MARKER", str(marker))
+    model = torch.load(run / CHECKPOINTS / BEST, weights_only=True)["model"]
+    with open(run / CHECKPOINTS / BEST, "wb") as f:
+        torch.save({"model": model, "payload": Boom()}, f, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    if not with_config:
+        (run / CONFIG).unlink()
+    args = [command[0], str(run), *[str(tmp_path / a) if a == "E" else a for a in command[1:]]]
+    r = CliRunner().invoke(app, args)
+    assert not marker.exists()
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------------------- generated source
+@pytest.mark.parametrize("name", ['q"uote', 'tri"""ple', "back\\slash", "new\nline", "x'''y", 'end"'])
+def test_run_names_in_generated_source_are_inert(tmp_path, monkeypatch, name):
+    spec = write_spec(tmp_path, [])
+    run = make_run(tmp_path, spec, name=f"{name}__import os; os.system('touch PWN')__")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["export", str(run), "--format", "python", "--out", str(tmp_path / "py")])
+    assert r.exit_code == 0, r.output
+    source = (tmp_path / "py" / "model.py").read_text()
+    compile(source, "model.py", "exec")  # valid Python
+    check = subprocess.run([sys.executable, "-c", "import model"], cwd=tmp_path / "py", capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert not (tmp_path / "py" / "PWN").exists() and not (tmp_path / "PWN").exists()
+    shutil.rmtree(tmp_path / "py")
