@@ -18,10 +18,10 @@ from wirelang.cli.commands import app
 from wirelang.export.compact import ExportRefused, fixed_step_reference, plan_network
 from wirelang.export.frozen import frozen_wire
 from wirelang.export.programs import export_run
-from wirelang.runs.load import load_run
 from wirelang.export.standalone import instantiate
 from wirelang.fmt import format_text
 from wirelang.frontend import check_file
+from wirelang.runs.load import load_run
 
 
 def spec(graph: str, layers: str = "", head: str = "avgpool, linear(classes)", extra: str = "") -> str:

@@ -20,10 +20,10 @@ from wirelang.backend.api import compile_network
 from wirelang.backend.masks import topk_mask
 from wirelang.cli.commands import app
 from wirelang.frontend import build
-from wirelang.train import TrainOptions, train
 from wirelang.runs import checkpoint as ckpt
-from wirelang.train.loop import rewind
 from wirelang.runs.layout import read_metrics
+from wirelang.train import TrainOptions, train
+from wirelang.train.loop import rewind
 from wirelang.train.metrics import REQUIRED
 from wirelang.train.progress import Progress
 from wirelang.train.runs import RunError

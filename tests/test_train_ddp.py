@@ -14,9 +14,9 @@ import torch
 from test_train import run, weights, write_spec
 
 from wirelang.runs import checkpoint as ckpt
+from wirelang.runs.layout import read_metrics
 from wirelang.train import evaluate_run
 from wirelang.train.distributed import free_port
-from wirelang.runs.layout import read_metrics
 
 # Each rank trains through the library as it would under torchrun, then saves what it holds.
 RANK_SCRIPT = """

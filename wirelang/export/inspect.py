@@ -16,9 +16,9 @@ from typing import Any
 
 from wirelang import cost
 from wirelang.export.nodes import NodeGraph, node_graph
-from wirelang.runs.load import Run
 from wirelang.ir import core
 from wirelang.passes.check import sparse_candidates
+from wirelang.runs.load import Run
 
 
 def _summary(values) -> dict[str, float]:

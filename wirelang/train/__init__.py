@@ -51,9 +51,15 @@ def train(opts: TrainOptions, say=print):
     Raises SpecError for a broken spec and RunError for everything else a user can cause.
     """
     from wirelang.frontend import build
-    from wirelang.train import distributed
     from wirelang.runs.layout import check_fresh_dir, default_run_dir
-    from wirelang.train.runs import check_batch, load_plan, parse_overrides, prepare_run, resolve_config
+    from wirelang.train import distributed
+    from wirelang.train.runs import (
+        check_batch,
+        load_plan,
+        parse_overrides,
+        prepare_run,
+        resolve_config,
+    )
 
     spec = Path(opts.spec)
     if opts.gpus and opts.procs:

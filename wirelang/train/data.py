@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from wirelang.data import DataError, Splits, build_datasets
 from wirelang.ir import core
-from wirelang.train.distributed import Dist
 from wirelang.runs.layout import RunError
+from wirelang.train.distributed import Dist
 from wirelang.train_config import TrainConfig
 
 

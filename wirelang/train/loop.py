@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from wirelang.backend.api import compile_network
 from wirelang.runs import checkpoint as ckpt
+from wirelang.runs.layout import MetricsLog, RunError, read_metrics
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
 from wirelang.train.distributed import (
     Dist,
@@ -44,7 +45,6 @@ from wirelang.train.distributed import (
 from wirelang.train.metrics import edges_swapped, evaluate
 from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
 from wirelang.train.progress import Progress
-from wirelang.runs.layout import MetricsLog, RunError, read_metrics
 from wirelang.train.runs import RunPlan
 from wirelang.version import LANGUAGE_VERSION, __version__
 

@@ -11,8 +11,6 @@ the epoch best.pt holds, chosen by val_top1 among the last phase's epochs).
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,15 @@ from typing import Any
 from wirelang.diagnostics import Reporter
 from wirelang.ir import core
 from wirelang.ir.meaning import spec_hash
-from wirelang.runs.layout import CHECKPOINTS, CONFIG, SPEC, RunError, check_fresh_dir, read_config, write_text_atomic
+from wirelang.runs.layout import (
+    CHECKPOINTS,
+    CONFIG,
+    SPEC,
+    RunError,
+    check_fresh_dir,
+    read_config,
+    write_text_atomic,
+)
 from wirelang.train_config import SettingError, TrainConfig, apply_override, validate
 from wirelang.version import LANGUAGE_VERSION, __version__
 
