@@ -29,6 +29,64 @@ def test_module_params_equal_the_analytic_count(spec):
     assert model.count_params() == summary(net)["params"]
 
 
+# ResNet-18-style: every conv and the linear layer but the first conv under one pooled budget,
+# a graph in the same pool, with DNW (ranked together) and with random (a share each).
+POOLED = """\
+network pooled {{
+  input image(3, 32, 32)
+  classes 10
+  pool shared 10%
+  stem {{
+    conv(16, k=3), batchnorm, relu
+  }}
+  residual a {{
+    branch {{
+      conv(32, k=3, stride=2), batchnorm, relu
+      conv(32, k=3), batchnorm
+    }}
+    shortcut {{
+      conv(32, k=1, stride=2), batchnorm
+    }}
+    after relu
+  }}
+  graph g {{
+    nodes i[32] input op(batchnorm, relu, dwconv(k=3))
+    nodes h[48] op(batchnorm, relu, dwconv(k=3))
+    nodes o[24] output
+    edges forward(i, h, o)
+    budget pooled shared
+    wiring {method}
+  }}
+  head {{
+    avgpool, linear(classes)
+  }}
+  sparse {{
+    layers conv, linear
+    exclude stem.0
+    budget pooled shared
+    wiring {method}
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("method", ["dnw", "random", "targeted_dropout(rho=0.5)", "l1_anneal"])
+def test_pooled_sparse_network_params_equal_the_count(tmp_path, method):
+    path = tmp_path / "pooled.wire"
+    path.write_text(POOLED.format(method=method))
+    net = build(path)
+    model = compile_network(net)
+    counted = summary(net)["params"]
+    assert model.count_params() == counted
+    # the model really holds that many weights in its forward pass (each wiring's active edges)
+    masks = model.masks()
+    masked = {id(w) for m in masks.values() for w in m.weights()}
+    dense = sum(p.numel() for p in model.parameters() if id(p) not in masked)
+    active = sum(int(a.sum()) for m in masks.values() for a in m.active())
+    if method != "l1_anneal":  # l1_anneal starts from every candidate and anneals to k
+        assert dense + active == counted
+
+
 @pytest.mark.parametrize("spec", [s for s in SPECS if SLOW or s.stem in RUN_ALWAYS], ids=lambda s: s.stem)
 def test_spec_runs_forward_and_backward(spec):
     net = build(spec)

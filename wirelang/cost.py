@@ -6,21 +6,30 @@ size of the maps it carries, spread over the candidate blocks in proportion to t
 Discrete time repeats the graph `steps` times; continuous time is counted per function
 evaluation (the solver decides how many). Batch-norm affine parameters count as parameters;
 only convolutions, linear layers and edges count as multiply-adds.
+
+A pool's k is the one fact both this module and the compiled model read through `budget_k`
+and `weights_at_budget`: members whose method ranks the pool together hold k weights between
+them (counted here as shares in proportion to their candidates, exact in sum); members whose
+method does not keep their own rounded share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
+from wirelang import methods
 from wirelang.ir import core
 from wirelang.ops import get_op
 from wirelang.passes.check import sparse_candidates
 
+Pools = dict[str, core.Pool]
+
 
 @dataclass
 class Cost:
-    params: int = 0
-    macs: int = 0
+    params: int | Fraction = 0
+    macs: int | Fraction = 0
 
     def __iadd__(self, other: Cost) -> Cost:
         self.params += other.params
@@ -28,16 +37,41 @@ class Cost:
         return self
 
 
-def layer_cost(layer: core.Layer) -> Cost:
+    def rounded(self) -> Cost:
+        return Cost(round(self.params), round(self.macs))
+
+
+def budget_k(budget: core.Budget, candidates: int, pools: Pools) -> int:
+    """The k of one learned wiring; a pool member's own share of its pool's k when pooled."""
+    if budget.kind != "pooled":
+        return int(budget.k or 0)
+    p = pools[budget.pool]
+    if p.budget.k is None or not p.candidates:
+        return 0
+    return max(1, round(p.budget.k * candidates / p.candidates))
+
+
+def weights_at_budget(budget: core.Budget, method: str, candidates: int, pools: Pools) -> int | Fraction:
+    """How many of a wiring's `candidates` weights count at the budget (a Fraction for a member
+    of a pool ranked together: the pool's k spread in proportion to the candidates)."""
+    if method == "complete":
+        return candidates
+    if budget.kind == "pooled" and methods.WIRINGS[method].pools:
+        p = pools.get(budget.pool)
+        if p is None or p.budget.k is None or not p.candidates:
+            return 0
+        return Fraction(p.budget.k * candidates, p.candidates)
+    return budget_k(budget, candidates, pools)
+
+
+def layer_cost(layer: core.Layer, pools: Pools | None = None) -> Cost:
     if layer.in_shape is None or layer.out_shape is None:
         return Cost()
     params, macs = get_op(layer.op).cost(layer.params, layer.in_shape, layer.out_shape)
-    if layer.sparse is not None and layer.sparse.budget.k is not None:
+    if layer.sparse is not None:
         cand = sparse_candidates(layer)
-        k = layer.sparse.budget.k
-        if layer.sparse.wiring.method == "complete":
-            k = cand
-        macs = macs * k // cand
+        k = weights_at_budget(layer.sparse.budget, layer.sparse.wiring.method, cand, pools or {})
+        macs = Fraction(macs * k, cand)
         params -= cand - k
     return Cost(params, macs)
 
@@ -49,35 +83,26 @@ def set_cost(ns: core.NodeSet) -> Cost:
     return c
 
 
-def edge_macs(g: core.Graph, edges_per_block: dict[tuple[str, str], float]) -> float:
+def edge_macs(g: core.Graph, edges_per_block: dict[tuple[str, str], float | Fraction]) -> float | Fraction:
     sets = {s.name: s for s in g.sets}
-    total = 0.0
+    total: float | Fraction = 0
     for (src, _dst), n in edges_per_block.items():
         hw = sets[src].out_hw or (1, 1)
         total += n * hw[0] * hw[1]
     return total
 
 
-def graph_k(g: core.Graph, pools: dict[str, core.Pool]) -> float:
-    if g.budget.kind == "pooled":
-        pool = pools.get(g.budget.pool)
-        if pool is None or pool.budget.k is None or not pool.candidates:
-            return 0.0
-        return pool.budget.k * g.candidates / pool.candidates
-    return float(g.budget.k or 0)
-
-
-def graph_cost(g: core.Graph, pools: dict[str, core.Pool]) -> Cost:
-    k = graph_k(g, pools)
+def graph_cost(g: core.Graph, pools: Pools) -> Cost:
+    """Exact (a Fraction where a pool spreads its k); round the total, not the parts."""
+    k = weights_at_budget(g.budget, g.wiring.method, g.candidates, pools)
     cand = g.candidates or 1
-    per_block = {(b.source, b.target): k * b.candidates / cand for b in g.blocks}
-    c = Cost(params=round(k))
+    per_block = {(b.source, b.target): Fraction(k * b.candidates, cand) for b in g.blocks}
+    c = Cost(params=k)
     for ns in g.sets:
         c += set_cost(ns)
-    macs = edge_macs(g, per_block) + sum(set_cost(ns).macs for ns in g.sets)
-    c.macs = round(macs)
-    if g.semantics.kind == "discrete":
-        c.macs *= g.semantics.params["steps"]
+    c.macs = edge_macs(g, per_block) + sum(set_cost(ns).macs for ns in g.sets)
+    if g.semantics.kind != "continuous":
+        c.macs *= g.semantics.steps
     return c
 
 
@@ -88,11 +113,11 @@ def network_cost(net: core.Network) -> Cost:
         if isinstance(item, core.Graph):
             total += graph_cost(item, pools)
         elif isinstance(item, core.Layer):
-            total += layer_cost(item)
+            total += layer_cost(item, pools)
         else:
             for layer in item.branch + item.shortcut + item.after:
-                total += layer_cost(layer)
-    return total
+                total += layer_cost(layer, pools)
+    return total.rounded()
 
 
 def summary(net: core.Network) -> dict:
@@ -101,7 +126,7 @@ def summary(net: core.Network) -> dict:
     total = network_cost(net)
     graphs = []
     for g in net.graphs():
-        c = graph_cost(g, pools)
+        c = graph_cost(g, pools).rounded()
         entry = {
             "name": g.name,
             "nodes": g.size,

@@ -18,6 +18,9 @@ class MethodSpec:
     doc: str
     two_phase: bool = False  # trains the complete graph first, then a fixed mask
     positional: tuple[str, ...] = ()
+    # Under a pooled budget, ranks all members' weights together (one top k over the pool);
+    # otherwise each member keeps its own share of the pool's k (`wirelang.cost.budget_k`).
+    pools: bool = False
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)
@@ -26,17 +29,19 @@ class MethodSpec:
 WIRINGS: dict[str, MethodSpec] = {
     m.name: m
     for m in [
-        MethodSpec("dnw", (), "top-k edges by |w| forward, straight-through gradient to every candidate"),
-        MethodSpec("dnw_no_update", (), "top-k edges by |w| forward, no gradient to edges outside the top k"),
+        MethodSpec("dnw", (), "top-k edges by |w| forward, straight-through gradient to every candidate", pools=True),
+        MethodSpec("dnw_no_update", (), "top-k edges by |w| forward, no gradient to edges outside the top k", pools=True),
         MethodSpec("random", (ParamSpec("seed", "int?", None, minimum=0),), "a fixed random set of k candidates, chosen once from the seed", positional=("seed",)),
         MethodSpec("complete", (), "every candidate edge (the dense reference); the budget is not applied"),
         MethodSpec("targeted_dropout", (ParamSpec("rho", "float", 0.95, minimum=0), ParamSpec("scope", "str", "graph", choices=("graph", "node"))),
-                   "while training, each edge outside the top k is dropped with probability rho; at evaluation all are", positional=("rho",)),
+                   "while training, each edge outside the top k is dropped with probability rho; at evaluation all are",
+                   positional=("rho",), pools=True),
         MethodSpec("l1_anneal", (ParamSpec("strength", "float", 1e-4, minimum=0), ParamSpec("end", "float", 0.75, minimum=0)),
                    "L1 on the edge weights and a magnitude threshold annealed so that exactly k edges remain from `end` (a fraction of training) on", positional=("strength",)),
         MethodSpec("fixed", (), "an explicit list of edges (`wiring fixed { ... }`), e.g. exported from a run"),
-        MethodSpec("lottery_one_shot", (), "train complete, keep the top k final weights, rewind them to their initial values, retrain with the mask fixed", two_phase=True),
-        MethodSpec("fine_tune", (), "train complete, fix the top-k mask, continue training", two_phase=True),
+        MethodSpec("lottery_one_shot", (), "train complete, keep the top k final weights, rewind them to their initial values, retrain with the mask fixed",
+                   two_phase=True, pools=True),
+        MethodSpec("fine_tune", (), "train complete, fix the top-k mask, continue training", two_phase=True, pools=True),
     ]
 }
 

@@ -12,9 +12,11 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from wirelang import methods
 from wirelang.backend.lower import Emitter, GraphParts, ODEBlock, cat_channels, emit_graph, safe
 from wirelang.backend.masks import EdgeMask, Pool, mask_hash
 from wirelang.backend.modules import build_layer
+from wirelang.cost import budget_k
 from wirelang.ir import core
 
 
@@ -107,11 +109,11 @@ def _compile(net: core.Network, seed: int) -> WiredModel:
     pool_info = {p.name: p for p in net.pools}
     for item in net.items:
         if isinstance(item, core.Layer):
-            x = em.module(item.path, build_layer(item, seed), (x,), item, item.path)
+            x = em.module(item.path, build_layer(item, seed, pool_info), (x,), item, item.path)
         elif isinstance(item, core.Residual):
-            x = _residual(em, item, x, seed)
+            x = _residual(em, item, x, seed, pool_info)
         else:
-            k = _k(item.budget, item.candidates, pool_info)
+            k = budget_k(item.budget, item.candidates, pool_info)
             x = emit_graph(em, item, x, k, seed)
     em.graph.output(x)
     em.graph.lint()
@@ -125,35 +127,27 @@ def _compile(net: core.Network, seed: int) -> WiredModel:
     return model
 
 
-def _k(budget: core.Budget, candidates: int, pools: dict[str, core.Pool]) -> int:
-    if budget.kind != "pooled":
-        return int(budget.k)
-    p = pools[budget.pool]
-    # a member's own share, used only by methods that do not rank across the pool
-    return max(1, round(p.budget.k * candidates / p.candidates))
-
-
 def _join_pools(model: WiredModel, net: core.Network, pools: dict[str, Pool], info: dict[str, core.Pool]) -> None:
     budgets = {g.name: g.budget for g in net.graphs()}
     budgets.update({layer.path: layer.sparse.budget for layer in net.layers() if layer.sparse is not None})
     for name, mask in model.masks().items():
         b = budgets[name]
-        if b.kind == "pooled" and mask.method in ("dnw", "dnw_no_update", "targeted_dropout", "lottery_one_shot", "fine_tune"):
+        if b.kind == "pooled" and methods.WIRINGS[mask.method].pools:
             pool = pools[b.pool]
             mask.pool = pool
             pool.members.append(mask)
 
 
-def _residual(em: Emitter, res: core.Residual, x: fx.Node, seed: int) -> fx.Node:
+def _residual(em: Emitter, res: core.Residual, x: fx.Node, seed: int, pools: dict[str, core.Pool]) -> fx.Node:
     b = x
     for layer in res.branch:
-        b = em.module(layer.path, build_layer(layer, seed), (b,), layer, layer.path)
+        b = em.module(layer.path, build_layer(layer, seed, pools), (b,), layer, layer.path)
     s = x
     for layer in res.shortcut:
-        s = em.module(layer.path, build_layer(layer, seed), (s,), layer, layer.path)
+        s = em.module(layer.path, build_layer(layer, seed, pools), (s,), layer, layer.path)
     out = em.call(torch.add, (b, s), res, f"{res.name}.add")
     for layer in res.after:
-        out = em.module(layer.path, build_layer(layer, seed), (out,), layer, layer.path)
+        out = em.module(layer.path, build_layer(layer, seed, pools), (out,), layer, layer.path)
     return out
 
 

@@ -384,7 +384,7 @@ def emit_graph(em: Emitter, graph: core.Graph, x: fx.Node, k: int, seed: int) ->
         ge = GraphEmitter(em, graph, parts, prefix, ws, True)
         states = initial_states(em, graph, xc, False, ge)
         order = [s.name for s in graph.sets]
-        steps = graph.semantics.params["steps"]
+        steps = graph.semantics.steps
         for t in range(steps):
             # the last step computes only what the output reads (and sets whose operator keeps
             # running statistics, which every step must update as the reference does)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wirelang.backend.masks import EdgeMask
+from wirelang.cost import budget_k
 from wirelang.ir import core
+from wirelang.passes.check import sparse_candidates
 
 
 class CenterCrop(nn.Module):
@@ -94,7 +95,8 @@ def list_modules() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_layer(layer: core.Layer, seed: int = 0) -> nn.Module:
+def build_layer(layer: core.Layer, seed: int = 0, pools: dict[str, core.Pool] | None = None) -> nn.Module:
+    """`pools`: the network's pools, for a sparse layer whose budget is a pool's."""
     assert layer.in_shape is not None, f"layer {layer.path} has no inferred shape"
     if layer.sparse is None:
         return _BUILDERS[layer.op](layer)
@@ -103,7 +105,7 @@ def build_layer(layer: core.Layer, seed: int = 0) -> nn.Module:
     else:
         module = _conv(layer, SparseConv2d)
     w = layer.sparse.wiring
-    k = layer.sparse.budget.k if layer.sparse.budget.k is not None else 1
+    k = budget_k(layer.sparse.budget, sparse_candidates(layer), pools or {})
     module.attach_mask(w.method, w.params, k, seed)
     return module
 
@@ -117,11 +119,3 @@ def build_set_ops(layers: list[core.Layer], channels: int, hw: tuple[int, int]) 
         layer = layer if layer.in_shape is not None else layer.model_copy(update={"in_shape": shape})
         mods.append(build_layer(layer))
     return nn.Sequential(*mods) if mods else nn.Identity()
-
-
-@torch.no_grad()
-def init_like_authors(module: nn.Module) -> None:
-    """Kaiming-normal (fan-in) for conv weights, as the DNW authors initialise them."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")

@@ -113,7 +113,7 @@ def evaluate_graph(parts, graph: core.Graph, x: Tensor, solver_options: dict | N
             for u in range(ns.size):
                 states[(name, u)] = _update(parts, graph, incoming, sent, (name, u), zeros)
     elif graph.semantics.kind == "discrete":
-        for _ in range(graph.semantics.params["steps"]):
+        for _ in range(graph.semantics.steps):
             sent = _sent(parts, graph, states)
             new = {node: _update(parts, graph, incoming, sent, node, states[node]) for node in receivers}
             states.update(new)

@@ -138,7 +138,7 @@ def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | Non
     idx = {s.name: torch.nonzero(kept[ng.set_slice(s.name)]).flatten() for s in g.sets}
     var = {s.name: f"s_{ident(s.name)}" for s in g.sets}
     plan = GraphPlan(name=g.name, cls=f"Graph_{ident(g.name)}", mode=mode, dts=[repr(d) for d in dts],
-                     steps=int(g.semantics.params.get("steps", 0)) if mode == "discrete" else 0)
+                     steps=g.semantics.steps if mode == "discrete" else 0)
     key = f"{attr}."
     dynamic = mode != "static"
     for s in g.sets:  # operators of the kept channels

@@ -50,7 +50,7 @@ def graph_report(model, g: core.Graph, pools: dict[str, core.Pool]) -> dict[str,
     edges = int(ng.src.numel())
     edge_macs = cost.edge_macs(g, {k: float(v) for k, v in blocks.items()})
     macs = round(edge_macs) + live_macs
-    steps = g.semantics.params.get("steps", 1) if g.semantics.kind == "discrete" else 1
+    steps = g.semantics.steps if g.semantics.kind != "continuous" else 1  # per evaluation
     budget = mask.pool.k if mask.pool is not None else mask.k
     at_budget = cost.graph_cost(g, pools)
     return {

@@ -58,8 +58,19 @@ class Wiring(IRNode):
 
 
 class Semantics(IRNode):
+    """How a graph is run; `params` are bound against `wirelang.methods.SEMANTICS`, defaults
+    filled in, so every reader finds every parameter (read them through the properties)."""
+
     kind: Literal["static", "discrete", "continuous"]
     params: dict[str, Scalar] = {}
+
+    @property
+    def steps(self) -> int:
+        """Synchronous evaluations of the whole graph per forward pass: 1 when static, T in
+        discrete time. Continuous time has no fixed count (`nfe` is measured)."""
+        if self.kind == "continuous":
+            raise ValueError("a continuous-time graph has no fixed number of steps")
+        return int(self.params["steps"]) if self.kind == "discrete" else 1
 
 
 class Init(IRNode):
