@@ -174,3 +174,36 @@ def test_run_names_in_generated_source_are_inert(tmp_path, monkeypatch, name):
     assert check.returncode == 0, check.stderr
     assert not (tmp_path / "py" / "PWN").exists() and not (tmp_path / "PWN").exists()
     shutil.rmtree(tmp_path / "py")
+
+
+# ---------------------------------------------------------------------------- deep and huge text
+@pytest.mark.parametrize("expr", ["+".join(["1"] * 500), "- " * 500 + "1", "[" * 500 + "]" * 500,
+                                  "max(" * 120 + "1" + ")" * 120])
+def test_deep_expressions_are_located_errors(tmp_path, expr):
+    path = tmp_path / "deep.wire"
+    path.write_text(f"let x = {expr}\n" + NET)
+    r = subprocess.run([sys.executable, "-m", "wirelang", "check", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "deep.wire:1:" in r.stderr and "error: nested more than 150 levels deep" in r.stderr
+
+
+def test_expressions_just_inside_the_limit_build_format_and_compile(tmp_path):
+    from wirelang.backend.api import compile_network
+    from wirelang.fmt import format_text
+
+    path = tmp_path / "near.wire"
+    text = ("let w = " + " + ".join(["0"] * 120) + " + 4\nlet v = " + "max(" * 30 + "1" + ")" * 30 + "\n"
+            + NET.replace("conv(4, k=3)", "conv(w * v, k=3)"))
+    path.write_text(text)
+    assert compile_network(build(path))(torch.randn(1, 1, 6, 6)).shape == (1, 2)
+    assert format_text(text, "near.wire") == format_text(format_text(text, "near.wire"), "near.wire")
+
+
+@pytest.mark.parametrize("where", ["set_ref", "fixed"])
+def test_huge_indices_are_located_errors(tmp_path, where):
+    big = "9" * 4400
+    body = (f"edges forward(a, h, o)\n    edges a.{big} -> o" if where == "set_ref"
+            else f"edges forward(a, h, o)\n    wiring fixed {{\n      a[{big}] -> h[0]\n    }}")
+    path = tmp_path / "big.wire"
+    path.write_text(NET.replace("edges forward(a, h, o)", body))
+    assert "index with 4400 digits is too large" in errors_of(path)

@@ -102,7 +102,26 @@ def _parse(text: str, path: str, comments: list[ast.Comment], line_offset: int =
         ast.Comment(line=t.line, col=t.column, text=t.value.rstrip()) for t in grammar.comment_sink
     )
     grammar.comment_sink.clear()
+    _check_depth(tree, path, line_offset, col_offset)
     return tree
+
+
+# Every later stage (the tree builder, evaluation, formatting, the IR's validation) walks the
+# tree recursively; a tree this deep would exhaust Python's stack there. No written spec comes
+# near it: the structure of a network takes about a dozen levels, the rest is expressions.
+MAX_TREE_DEPTH = 150
+
+
+def _check_depth(tree: Tree, path: str, line_offset: int, col_offset: int) -> None:
+    """Refuse a tree nested deeper than MAX_TREE_DEPTH (walked without recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            where = _span(path, node.meta, line_offset, col_offset)
+            raise SpecError([Diagnostic(where, f"nested more than {MAX_TREE_DEPTH} levels deep",
+                                        "split the expression with `let`s")])
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
 MAX_SYNTAX_ERRORS = 20
@@ -277,6 +296,15 @@ class _Build(Transformer):
     def _tok(self, tok: Token) -> Span:
         return _span(self.path, tok, *self.off)
 
+    def _index(self, tok: Token) -> int:
+        """A node index or group member: a located error when it has more digits than any
+        network has nodes (Python refuses to convert thousands of digits at all)."""
+        text = str(tok)
+        if len(text.lstrip("0")) > 15:
+            raise SpecError([Diagnostic(self._tok(tok), f"index with {len(text)} digits is too large",
+                                        "node indices are below the size of their set")])
+        return int(text)
+
     # -- expressions
     @v_args(meta=True)
     def number(self, meta, c):
@@ -352,7 +380,8 @@ class _Build(Transformer):
     # -- graph statements
     @v_args(meta=True)
     def set_ref(self, meta, c):
-        return ast.SetRef(span=self._s(meta), name=str(c[0]), member=int(c[1]) if len(c) > 1 and c[1] is not None else None)
+        member = self._index(c[1]) if len(c) > 1 and c[1] is not None else None
+        return ast.SetRef(span=self._s(meta), name=str(c[0]), member=member)
 
     def set_list(self, c):
         return list(c)
@@ -409,8 +438,8 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def fixed_edge(self, meta, c):
-        return ast.FixedEdge(span=self._s(meta), source=c[0], source_index=int(c[1]), target=c[2],
-                             target_indices=[int(x) for x in c[3:]])
+        return ast.FixedEdge(span=self._s(meta), source=c[0], source_index=self._index(c[1]), target=c[2],
+                             target_indices=[self._index(x) for x in c[3:]])
 
     @v_args(meta=True)
     def semantics(self, meta, c):
