@@ -50,9 +50,17 @@ class Flags(dict):
 
 def authors_model(authors: Path, graph: str, seed: int) -> torch.nn.Module:
     flags = Flags(
-        in_channels=1, image_size=28, output_size=10,  # the Fashion-MNIST adaptation
-        dim=800, downsample_dim=32, feature_dim=100, layers=5, prune_rate=0.95,
-        graph=graph, setting="static", device="cpu",
+        in_channels=1,
+        image_size=28,
+        output_size=10,  # the Fashion-MNIST adaptation
+        dim=800,
+        downsample_dim=32,
+        feature_dim=100,
+        layers=5,
+        prune_rate=0.95,
+        graph=graph,
+        setting="static",
+        device="cpu",
     )
     # Their modules do `from genutil.config import FLAGS` at import time; supply that module
     # without their YAML loader.
@@ -67,12 +75,14 @@ def authors_model(authors: Path, graph: str, seed: int) -> torch.nn.Module:
     return StaticNeuralGraph()
 
 
-def used_region(dim: int = 800, first: int = 32, block: int = 192, feature: int = 100) -> torch.Tensor:
+def used_region(
+    dim: int = 800, first: int = 32, block: int = 192, feature: int = 100
+) -> torch.Tensor:
     """Entries (target, source) of the 800 x 800 weight that the authors' static forward reads."""
     rng = [0, first] + [first + (i + 1) * block for i in range(4)]
     used = torch.zeros(dim, dim, dtype=torch.bool)
     for i in range(5):
-        used[min(rng[i + 1], dim - feature):, rng[i]:rng[i + 1]] = True
+        used[min(rng[i + 1], dim - feature) :, rng[i] : rng[i + 1]] = True
     return used
 
 
@@ -110,14 +120,18 @@ def main() -> None:
     from wirelang.train.optim import Phase, lr_factor
     from wirelang.train_config import OptimizerConfig, ScheduleConfig
 
-    splits = build_datasets("fashion_mnist", args.data_root, val_size=0, augment=True, seed=args.seed)
+    splits = build_datasets(
+        "fashion_mnist", args.data_root, val_size=0, augment=True, seed=args.seed
+    )
     model = authors_model(args.authors, args.graph, args.seed)
     opt_cfg = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
     phase = Phase(1, args.epochs, opt_cfg, ScheduleConfig(name="cosine"), 0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     dist = Dist()
     sampler = GlobalBatchSampler(splits.train, args.batch, dist, args.seed)
-    loader = torch.utils.data.DataLoader(splits.train, batch_size=args.batch, sampler=sampler, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        splits.train, batch_size=args.batch, sampler=sampler, drop_last=True
+    )
 
     name = f"static-{args.graph}-seed{args.seed}"
     run = RUN_ROOT / name
@@ -145,7 +159,10 @@ def main() -> None:
             loss.backward()
             opt.step()
             if step % 100 == 0:
-                print(f"{name} epoch {epoch + 1} step {step}/{sampler.steps} loss {loss.item():.4f}", flush=True)
+                print(
+                    f"{name} epoch {epoch + 1} step {step}/{sampler.steps} loss {loss.item():.4f}",
+                    flush=True,
+                )
         after = effective(model)
         state["swapped"].append(int((after & ~before).sum()))
         state["epoch"] = epoch + 1
@@ -157,14 +174,32 @@ def main() -> None:
 
     mask = effective(model)
     result = {
-        "model": "allenai/dnw StaticNeuralGraph", "graph": args.graph, "seed": args.seed,
-        "epochs": args.epochs, "batch": args.batch, "steps": args.epochs * sampler.steps,
+        "model": "allenai/dnw StaticNeuralGraph",
+        "graph": args.graph,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "steps": args.epochs * sampler.steps,
         "schedule": "cosine (per step), SGD lr 0.1 momentum 0.9 wd 1e-4",
         "test_top1": round(evaluate(model, splits.test), 2),
-        "edges_ranked": int(mask.sum()), "edges_in_dag": int((mask & used).sum()),
-        "edges_swapped_per_epoch": state["swapped"], "wall_seconds": round(state["seconds"]),
-        "command": " ".join(["python", "benchmarks/authors_dnw.py", "--authors", "DIR", "--graph", args.graph,
-                             "--seed", str(args.seed), "--epochs", str(args.epochs)]),
+        "edges_ranked": int(mask.sum()),
+        "edges_in_dag": int((mask & used).sum()),
+        "edges_swapped_per_epoch": state["swapped"],
+        "wall_seconds": round(state["seconds"]),
+        "command": " ".join(
+            [
+                "python",
+                "benchmarks/authors_dnw.py",
+                "--authors",
+                "DIR",
+                "--graph",
+                args.graph,
+                "--seed",
+                str(args.seed),
+                "--epochs",
+                str(args.epochs),
+            ]
+        ),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -83,7 +83,12 @@ def check_wall(spec: Path, reps: int) -> float:
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "wirelang", "check", str(spec)], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "wirelang", "check", str(spec)],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -100,7 +105,11 @@ def in_process(spec: Path, reps: int) -> tuple[float, float, int]:
         t = time.perf_counter()
         compile_network(net)
         compiles.append(time.perf_counter() - t)
-    return statistics.median(builds), statistics.median(compiles), sum(g.candidates for g in net.graphs())
+    return (
+        statistics.median(builds),
+        statistics.median(compiles),
+        sum(g.candidates for g in net.graphs()),
+    )
 
 
 def shipped(reps: int, quick: bool) -> None:
@@ -108,7 +117,9 @@ def shipped(reps: int, quick: bool) -> None:
 
     specs = sorted((ROOT / "specs").glob("*.wire"))
     if quick:
-        specs = [s for s in specs if s.stem in ("cifar_tiny", "mbv1_cifar_dnw", "resnet50_sparse_all10")]
+        specs = [
+            s for s in specs if s.stem in ("cifar_tiny", "mbv1_cifar_dnw", "resnet50_sparse_all10")
+        ]
     print("| spec | graph candidates | `wirelang check` wall (s) | build (s) | compile (s) |")
     print("|---|---:|---:|---:|---:|")
     worst = {"check": (0.0, ""), "compile": (0.0, "")}
@@ -118,15 +129,19 @@ def shipped(reps: int, quick: bool) -> None:
         worst["check"] = max(worst["check"], (wall, spec.stem))
         worst["compile"] = max(worst["compile"], (c, spec.stem))
         print(f"| {spec.stem} | {cand:,} | {wall:.2f} | {b:.3f} | {c:.3f} |", flush=True)
-    print(f"\nslowest check: {worst['check'][1]} {worst['check'][0]:.2f} s wall; "
-          f"slowest compile: {worst['compile'][1]} {worst['compile'][0]:.2f} s in-process\n")
+    print(
+        f"\nslowest check: {worst['check'][1]} {worst['check'][0]:.2f} s wall; "
+        f"slowest compile: {worst['compile'][1]} {worst['compile'][0]:.2f} s in-process\n"
+    )
 
 
 def family(max_exp: int) -> None:
     from wirelang.frontend import build
 
-    print("| candidates | build (s) | build peak (MiB, tracemalloc) | compile (s) | compile peak torch allocations (MiB) "
-          "| model tensors (MiB) | RSS growth (MiB) | build s per 10^6 | compile s per 10^6 |")
+    print(
+        "| candidates | build (s) | build peak (MiB, tracemalloc) | compile (s) | compile peak torch allocations (MiB) "
+        "| model tensors (MiB) | RSS growth (MiB) | build s per 10^6 | compile s per 10^6 |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for e in range(3, max_exp + 1):
@@ -141,20 +156,31 @@ def family(max_exp: int) -> None:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             cand = net.graphs()[0].candidates
-            out = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, str(path)], cwd=ROOT, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", _COMPILE_CHILD, str(path)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             per = 1e6 / cand
-            print(f"| {cand:,} | {b:.3f} | {peak / 2**20:.2f} | {r['compile_s']:.3f} | {r['peak_mib']:.1f} "
-                  f"| {r['tensor_mib']:.1f} | {r['rss_mib']:.1f} | {b * per:.4f} | {r['compile_s'] * per:.4f} |",
-                  flush=True)
+            print(
+                f"| {cand:,} | {b:.3f} | {peak / 2**20:.2f} | {r['compile_s']:.3f} | {r['peak_mib']:.1f} "
+                f"| {r['tensor_mib']:.1f} | {r['rss_mib']:.1f} | {b * per:.4f} | {r['compile_s'] * per:.4f} |",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
-    p.add_argument("--max-exp", type=int, default=None, help="largest family size, 10^N candidates (default 7)")
+    p.add_argument(
+        "--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 1)"
+    )
+    p.add_argument(
+        "--max-exp", type=int, default=None, help="largest family size, 10^N candidates (default 7)"
+    )
     p.add_argument("--family-only", action="store_true", help="skip the shipped specs")
     args = p.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)

@@ -48,8 +48,12 @@ def data(images: int) -> tuple[torch.Tensor, ...]:
     def prep(a: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(a).float().div(255).unsqueeze(1) - MEAN) / STD
 
-    return (prep(d["train_images"][:images]), torch.from_numpy(d["train_labels"][:images]).long(),
-            prep(d["test_images"][:1000]), torch.from_numpy(d["test_labels"][:1000]).long())
+    return (
+        prep(d["train_images"][:images]),
+        torch.from_numpy(d["train_labels"][:images]).long(),
+        prep(d["test_images"][:1000]),
+        torch.from_numpy(d["test_labels"][:1000]).long(),
+    )
 
 
 def load(spec: Path, seed: int, text: str | None = None):
@@ -58,7 +62,11 @@ def load(spec: Path, seed: int, text: str | None = None):
 
 def active_scale(model) -> float:
     """Mean |w| over the active edges of every learned wiring."""
-    vals = [w.detach()[a].abs() for mask in model.masks().values() for w, a in zip(mask.weights(), mask.active(), strict=True)]
+    vals = [
+        w.detach()[a].abs()
+        for mask in model.masks().values()
+        for w, a in zip(mask.weights(), mask.active(), strict=True)
+    ]
     return torch.cat(vals).mean().item()
 
 
@@ -99,13 +107,20 @@ def train(model, batches: list[torch.Tensor], x, y, xt, yt, track: bool) -> dict
     model.eval()
     with torch.no_grad():
         top1 = (model(xt).argmax(1) == yt).float().mean().item()
-    out = {"loss_first_quarter": float(np.mean(losses[: max(1, len(losses) // 4)])),
-           "loss_last_quarter": float(np.mean(losses[-max(1, len(losses) // 4):])), "test_top1": top1,
-           "seconds": round(time.perf_counter() - t0, 1)}
+    out = {
+        "loss_first_quarter": float(np.mean(losses[: max(1, len(losses) // 4)])),
+        "loss_last_quarter": float(np.mean(losses[-max(1, len(losses) // 4) :])),
+        "test_top1": top1,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     if track:
         k = sum(int(v.sum()) for v in start.values())
-        out.update(k=k, entries_per_step=entries, re_entries=re_entries,
-                   net_changed=sum(int((prev[q] & ~start[q]).sum()) for q in prev))
+        out.update(
+            k=k,
+            entries_per_step=entries,
+            re_entries=re_entries,
+            net_changed=sum(int((prev[q] & ~start[q]).sum()) for q in prev),
+        )
     return out
 
 
@@ -118,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--variants", nargs="+", default=None, help="run only these (default: all five)")
+    ap.add_argument(
+        "--variants", nargs="+", default=None, help="run only these (default: all five)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y, xt, yt = data(args.images)
@@ -137,24 +154,40 @@ def main(argv: list[str] | None = None) -> int:
     if "method=dnw" not in text:
         sys.exit(f"{args.dnw_spec}: no `method=dnw` to turn into dnw_no_update")
     no_update = load(args.dnw_spec, args.seed, text.replace("method=dnw", "method=dnw_no_update"))
-    variants = [("dnw", dnw), ("random", rnd), ("random_rescaled", rescaled),
-                ("dnw_frozen", dnw_frozen(args.dnw_spec, args.random_spec, args.seed)), ("dnw_no_update", no_update)]
+    variants = [
+        ("dnw", dnw),
+        ("random", rnd),
+        ("random_rescaled", rescaled),
+        ("dnw_frozen", dnw_frozen(args.dnw_spec, args.random_spec, args.seed)),
+        ("dnw_no_update", no_update),
+    ]
     rows = []
     for name, model in variants:
         if args.variants and name not in args.variants:
             continue
         torch.manual_seed(args.seed)  # the same random stream for every variant
-        row = {"variant": name, "initial_active_scale": round(active_scale(model), 4),
-               **train(model, batches, x, y, xt, yt, track=name in ("dnw", "dnw_no_update"))}
+        row = {
+            "variant": name,
+            "initial_active_scale": round(active_scale(model), 4),
+            **train(model, batches, x, y, xt, yt, track=name in ("dnw", "dnw_no_update")),
+        }
         if name == "random_rescaled":
             row["scale_ratio"] = round(ratio, 3)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out is not None:
-        meta = {"dnw_spec": str(args.dnw_spec), "random_spec": str(args.random_spec), "steps": args.steps,
-                "images": args.images, "seed": args.seed, "command": " ".join(["python", "benchmarks/dnw_probe.py", *sys.argv[1:]])}
+        meta = {
+            "dnw_spec": str(args.dnw_spec),
+            "random_spec": str(args.random_spec),
+            "steps": args.steps,
+            "images": args.images,
+            "seed": args.seed,
+            "command": " ".join(["python", "benchmarks/dnw_probe.py", *sys.argv[1:]]),
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n", encoding="utf-8")
+        args.out.write_text(
+            json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n", encoding="utf-8"
+        )
     return 0
 
 

@@ -72,7 +72,7 @@ def replace_number(data: bytes, choose: Choose) -> bytes:
     if not found:
         return data
     m = found[choose(len(found))]
-    return data[: m.start()] + NUMBERS[choose(len(NUMBERS))] + data[m.end():]
+    return data[: m.start()] + NUMBERS[choose(len(NUMBERS))] + data[m.end() :]
 
 
 WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
@@ -84,7 +84,10 @@ def vocabulary() -> tuple[bytes, ...]:
     from wirelang import methods, ops, train_config
 
     words = {m.group() for p in SPECS for m in WORD.finditer(p.read_bytes())}
-    words |= {w.encode() for w in [*ops.list_ops(), *methods.WIRINGS, *methods.SEMANTICS, *train_config.DATASETS]}
+    words |= {
+        w.encode()
+        for w in [*ops.list_ops(), *methods.WIRINGS, *methods.SEMANTICS, *train_config.DATASETS]
+    }
     return tuple(sorted(words))
 
 
@@ -93,7 +96,7 @@ def replace_word(data: bytes, choose: Choose) -> bytes:
     if not found:
         return data
     m, words = found[choose(len(found))], vocabulary()
-    return data[: m.start()] + words[choose(len(words))] + data[m.end():]
+    return data[: m.start()] + words[choose(len(words))] + data[m.end() :]
 
 
 def _insert(data: bytes, choose: Choose, what: bytes) -> bytes:
@@ -117,11 +120,19 @@ def flip_byte(data: bytes, choose: Choose) -> bytes:
     if not data:
         return data
     i = choose(len(data))
-    return data[:i] + bytes([data[i] ^ (1 + choose(255))]) + data[i + 1:]
+    return data[:i] + bytes([data[i] ^ (1 + choose(255))]) + data[i + 1 :]
 
 
 MUTATIONS: tuple[Callable[[bytes, Choose], bytes], ...] = (
-    delete_line, duplicate_line, swap_lines, truncate, replace_number, replace_word, stray_bracket, nul_byte, not_utf8,
+    delete_line,
+    duplicate_line,
+    swap_lines,
+    truncate,
+    replace_number,
+    replace_word,
+    stray_bracket,
+    nul_byte,
+    not_utf8,
     flip_byte,
 )
 
@@ -225,7 +236,8 @@ def report(seed: int, out: Outcome) -> str:
         "",
         f"`python benchmarks/fuzz.py --cases {out.cases} --seed {seed}`: mutations of the {len(SPECS)} shipped specs "
         "(`specs/*.wire`), each checked in-process with `wirelang.frontend.check_file`. Mutations: "
-        + ", ".join(m.__name__ for m in MUTATIONS) + " (one to three per case).",
+        + ", ".join(m.__name__ for m in MUTATIONS)
+        + " (one to three per case).",
         "",
         "| cases | passed | rejected with located diagnostics | failures | wall time | per case |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -234,10 +246,21 @@ def report(seed: int, out: Outcome) -> str:
         "",
     ]
     if not out.failures:
-        lines.append("Result: every case either passed the checker or gave located diagnostics inside the file, "
-                     f"each within {TIME_LIMIT:g} s; no crash.")
+        lines.append(
+            "Result: every case either passed the checker or gave located diagnostics inside the file, "
+            f"each within {TIME_LIMIT:g} s; no crash."
+        )
     for name, applied, problem, data in out.failures[:20]:
-        lines += [f"## {name} ({', '.join(applied)})", "", problem, "", "```", data.decode("utf-8", "replace"), "```", ""]
+        lines += [
+            f"## {name} ({', '.join(applied)})",
+            "",
+            problem,
+            "",
+            "```",
+            data.decode("utf-8", "replace"),
+            "```",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -51,7 +51,9 @@ class DNWGraph(nn.Conv2d):
 
 
 def dwconv(channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(channels, channels, kernel_size=3, stride=stride, padding=1, bias=False, groups=channels)
+    return nn.Conv2d(
+        channels, channels, kernel_size=3, stride=stride, padding=1, bias=False, groups=channels
+    )
 
 
 def tiny_downsample() -> nn.Sequential:
@@ -103,7 +105,7 @@ class StaticTiny(nn.Module):
             x_active = F.conv2d(x_active, w[hi:, lo:hi])
             x = x[:, sz:] + x_active
         top = (h - self.crop) // 2
-        out = x[:, :, top:top + self.crop, top:top + self.crop].mean((2, 3))
+        out = x[:, :, top : top + self.crop, top : top + self.crop].mean((2, 3))
         return self.fc(out)
 
 
@@ -138,7 +140,7 @@ class DiscreteTiny(nn.Module):
             a = self.conv(self.relu(self.norm(s[:, :split])))
             out = torch.cat((a, s[:, split:]), dim=1)
         top = (h - self.crop) // 2
-        feat = out[:, split:, top:top + self.crop, top:top + self.crop].mean((2, 3))
+        feat = out[:, split:, top : top + self.crop, top : top + self.crop].mean((2, 3))
         return self.fc(feat)
 
 
@@ -153,7 +155,9 @@ class Block(nn.Module):
         self.downsample = dwconv(inp, stride)
         if blocks > 1:
             self.conv = dwconv(oup * (blocks - 1))
-        self.norm = nn.ModuleList([nn.BatchNorm2d(inp)] + [nn.BatchNorm2d(oup) for _ in range(blocks - 1)])
+        self.norm = nn.ModuleList(
+            [nn.BatchNorm2d(inp)] + [nn.BatchNorm2d(oup) for _ in range(blocks - 1)]
+        )
         self.relu = nn.ReLU(inplace=True)
         k = int(inp * oup * d**2 + (blocks - 1) * oup**2 * d**2)  # the spec's budget
         self.graph = DNWGraph(inp + oup * (blocks - 1), oup * blocks, k)
@@ -165,9 +169,17 @@ class Block(nn.Module):
         for i in range(self.blocks - 1):
             x_active = x[:, : self.oup]
             x_active = self.relu(self.norm[i + 1](x_active))
-            x_active = F.conv2d(x_active, self.conv.weight[i * self.oup:(i + 1) * self.oup], padding=1, groups=self.oup)
-            x_active = F.conv2d(x_active, w[(i + 1) * self.oup:, self.inp + i * self.oup:self.inp + (i + 1) * self.oup])
-            x = x[:, self.oup:] + x_active
+            x_active = F.conv2d(
+                x_active,
+                self.conv.weight[i * self.oup : (i + 1) * self.oup],
+                padding=1,
+                groups=self.oup,
+            )
+            x_active = F.conv2d(
+                x_active,
+                w[(i + 1) * self.oup :, self.inp + i * self.oup : self.inp + (i + 1) * self.oup],
+            )
+            x = x[:, self.oup :] + x_active
         return x
 
 

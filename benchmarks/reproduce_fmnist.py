@@ -72,50 +72,101 @@ SETTINGS: dict[str, dict] = {
     # The fidelity issue's schedule: every training image, 4 epochs (1,872 steps), cosine.
     "static_full": {
         "specs": ("specs/fmnist_tiny.wire", "specs/fmnist_tiny_random.wire"),
-        "nodes": "800 nodes (DAG), 32,000 edges: the paper's network", "k": 32000,
-        "subset": None, "val": 0, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
+        "nodes": "800 nodes (DAG), 32,000 edges: the paper's network",
+        "k": 32000,
+        "subset": None,
+        "val": 0,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 4,
+        "schedule": "cosine",
     },
     "static": {
         "specs": ("specs/fmnist_tiny.wire", "specs/fmnist_tiny_random.wire"),
-        "nodes": "800 nodes (DAG), 32,000 edges: the paper's network", "k": 32000,
-        "subset": 8192, "val": 1000, "test": 10000, "batch": 128, "epochs": 6, "schedule": "cosine",
+        "nodes": "800 nodes (DAG), 32,000 edges: the paper's network",
+        "k": 32000,
+        "subset": 8192,
+        "val": 1000,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 6,
+        "schedule": "cosine",
     },
     "discrete": {
         "specs": ("specs/fmnist_tiny_discrete.wire", "specs/fmnist_tiny_discrete_random.wire"),
-        "nodes": "800 nodes all-to-all, 32,000 edges, T = 5: the paper's network", "k": 32000,
-        "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
+        "nodes": "800 nodes all-to-all, 32,000 edges, T = 5: the paper's network",
+        "k": 32000,
+        "subset": 4096,
+        "val": 1000,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 4,
+        "schedule": "cosine",
     },
     "continuous": {
-        "specs": ("benchmarks/specs/fmnist_small_continuous.wire", "benchmarks/specs/fmnist_small_continuous_random.wire"),
-        "nodes": "200 nodes all-to-all, 2,000 edges (quarter size), T = 1, rk4 step 0.25 (16 nfe)", "k": 2000,
-        "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
+        "specs": (
+            "benchmarks/specs/fmnist_small_continuous.wire",
+            "benchmarks/specs/fmnist_small_continuous_random.wire",
+        ),
+        "nodes": "200 nodes all-to-all, 2,000 edges (quarter size), T = 1, rk4 step 0.25 (16 nfe)",
+        "k": 2000,
+        "subset": 4096,
+        "val": 1000,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 4,
+        "schedule": "cosine",
     },
     # The same continuous runs twice as long: DNW rewires 16% of its edges in the first 32 steps
     # and trails the random graph after 128 (benchmarks/results/probe_continuous.json); does the
     # learned graph catch up with more steps, as the static one does?
     "continuous_long": {
-        "specs": ("benchmarks/specs/fmnist_small_continuous.wire", "benchmarks/specs/fmnist_small_continuous_random.wire"),
-        "nodes": "as continuous, with twice the steps", "k": 2000,
-        "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 8, "schedule": "cosine",
+        "specs": (
+            "benchmarks/specs/fmnist_small_continuous.wire",
+            "benchmarks/specs/fmnist_small_continuous_random.wire",
+        ),
+        "nodes": "as continuous, with twice the steps",
+        "k": 2000,
+        "subset": 4096,
+        "val": 1000,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 8,
+        "schedule": "cosine",
     },
     # The paper's continuous network (800 nodes, 32,000 edges) with fixed-step rk4: ~19 training
     # images/s here, about 27 minutes per pair.
     "continuous_full": {
-        "specs": ("benchmarks/specs/fmnist_tiny_continuous_rk4.wire", "benchmarks/specs/fmnist_tiny_continuous_rk4_random.wire"),
-        "nodes": "800 nodes all-to-all, 32,000 edges: the paper's network, T = 1, rk4 step 0.25 (16 nfe)", "k": 32000,
-        "subset": 4096, "val": 1000, "test": 10000, "batch": 128, "epochs": 4, "schedule": "cosine",
+        "specs": (
+            "benchmarks/specs/fmnist_tiny_continuous_rk4.wire",
+            "benchmarks/specs/fmnist_tiny_continuous_rk4_random.wire",
+        ),
+        "nodes": "800 nodes all-to-all, 32,000 edges: the paper's network, T = 1, rk4 step 0.25 (16 nfe)",
+        "k": 32000,
+        "subset": 4096,
+        "val": 1000,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 4,
+        "schedule": "cosine",
     },
 }
 ORDER = ("static_full", "static", "discrete", "continuous", "continuous_long", "continuous_full")
 
 # The paper's CIFAR-10 numbers (160 epochs, full network, dopri5): a different dataset and schedule.
 PAPER_CIFAR10 = {
-    ("static_full", "random"): "76.1 +- 0.5", ("static_full", "dnw"): "80.9 +- 0.6",
-    ("static", "random"): "76.1 +- 0.5", ("static", "dnw"): "80.9 +- 0.6",
-    ("discrete", "random"): "77.3 +- 0.7", ("discrete", "dnw"): "82.3 +- 0.6",
-    ("continuous", "random"): "78.5 +- 1.2", ("continuous", "dnw"): "83.1 +- 0.3",
-    ("continuous_long", "random"): "78.5 +- 1.2", ("continuous_long", "dnw"): "83.1 +- 0.3",
-    ("continuous_full", "random"): "78.5 +- 1.2", ("continuous_full", "dnw"): "83.1 +- 0.3",
+    ("static_full", "random"): "76.1 +- 0.5",
+    ("static_full", "dnw"): "80.9 +- 0.6",
+    ("static", "random"): "76.1 +- 0.5",
+    ("static", "dnw"): "80.9 +- 0.6",
+    ("discrete", "random"): "77.3 +- 0.7",
+    ("discrete", "dnw"): "82.3 +- 0.6",
+    ("continuous", "random"): "78.5 +- 1.2",
+    ("continuous", "dnw"): "83.1 +- 0.3",
+    ("continuous_long", "random"): "78.5 +- 1.2",
+    ("continuous_long", "dnw"): "83.1 +- 0.3",
+    ("continuous_full", "random"): "78.5 +- 1.2",
+    ("continuous_full", "dnw"): "83.1 +- 0.3",
 }
 
 
@@ -142,9 +193,13 @@ def config_of(setting: str) -> dict:
     c = SETTINGS[setting]
     return {
         "setting": setting,
-        "train": {"data": data_setting(c), "batch": c["batch"],
-                  "epochs": c["epochs"], "schedule": c["schedule"],
-                  "optimizer": "sgd(lr=0.1, momentum=0.9, weight_decay=1e-4) (the spec's)"},
+        "train": {
+            "data": data_setting(c),
+            "batch": c["batch"],
+            "epochs": c["epochs"],
+            "schedule": c["schedule"],
+            "optimizer": "sgd(lr=0.1, momentum=0.9, weight_decay=1e-4) (the spec's)",
+        },
         "test_images": c["test"],
         "specs_meaning": {s: _meaning_hash(s, setting) for s in c["specs"]},
     }
@@ -212,9 +267,27 @@ def run_one(setting: str, spec: str, seed: int, chash: str, threads: int) -> dic
     root = test_subset_root(c["test"])
     run_dir = RUN_ROOT / f"{Path(spec).stem}-seed{seed}-{chash}"
     data = data_setting(c)
-    fresh = [sys.executable, "-m", "wirelang", "train", spec, "--seed", str(seed), "--epochs", str(c["epochs"]),
-             "--batch-size", str(c["batch"]), "--set", f"data={data}", "--set", f"schedule={c['schedule']}",
-             "--data-root", str(root), "--out", str(run_dir)]
+    fresh = [
+        sys.executable,
+        "-m",
+        "wirelang",
+        "train",
+        spec,
+        "--seed",
+        str(seed),
+        "--epochs",
+        str(c["epochs"]),
+        "--batch-size",
+        str(c["batch"]),
+        "--set",
+        f"data={data}",
+        "--set",
+        f"schedule={c['schedule']}",
+        "--data-root",
+        str(root),
+        "--out",
+        str(run_dir),
+    ]
     if run_dir.exists() and (run_dir / "config.json").exists():
         cmd = [sys.executable, "-m", "wirelang", "train", spec, "--resume", str(run_dir)]
     else:
@@ -224,23 +297,44 @@ def run_one(setting: str, spec: str, seed: int, chash: str, threads: int) -> dic
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     wall = time.perf_counter() - t0
     (RUN_ROOT / f"{run_dir.name}.log").write_text(proc.stdout)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-        if (run_dir / "metrics.jsonl").exists() else []
+    records = (
+        [
+            json.loads(line)
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        if (run_dir / "metrics.jsonl").exists()
+        else []
+    )
     if proc.returncode != 0 or not records or "test_top1" not in records[-1]:
         tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
         raise RuntimeError(f"{spec} seed {seed} failed (exit {proc.returncode}):\n{tail}")
     last = records[-1]
     return {
-        "spec": spec, "setting": setting, "wiring": "random" if "random" in Path(spec).stem else "dnw",
-        "seed": seed, "config_hash": chash, "config": config_of(setting),
-        "schedule": {"epochs": c["epochs"], "batch": c["batch"], "schedule": c["schedule"],
-                     "steps_per_epoch": train_images(c) // c["batch"]},
-        "test_top1": last["test_top1"], "test_images": c["test"],
-        "val_top1": last.get("val_top1"), "best_val_top1": last.get("best_val_top1"), "val_images": c["val"],
-        "train_top1": last["train_top1"], "epochs": len(records),
+        "spec": spec,
+        "setting": setting,
+        "wiring": "random" if "random" in Path(spec).stem else "dnw",
+        "seed": seed,
+        "config_hash": chash,
+        "config": config_of(setting),
+        "schedule": {
+            "epochs": c["epochs"],
+            "batch": c["batch"],
+            "schedule": c["schedule"],
+            "steps_per_epoch": train_images(c) // c["batch"],
+        },
+        "test_top1": last["test_top1"],
+        "test_images": c["test"],
+        "val_top1": last.get("val_top1"),
+        "best_val_top1": last.get("best_val_top1"),
+        "val_images": c["val"],
+        "train_top1": last["train_top1"],
+        "epochs": len(records),
         "edges_swapped": [r["edges_swapped"] for r in records],
         "nfe": last.get("nfe"),
         "epoch_time_s": [round(r["time_s"], 1) for r in records],
@@ -256,10 +350,20 @@ def code_version() -> dict:
     """wirelang's version and the repository's commit (recorded with each run, not hashed)."""
     from wirelang.version import __version__
 
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True)
-    return {"wirelang": __version__, "commit": head.stdout.strip() or None, "modified": bool(dirty.stdout.strip())}
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "wirelang": __version__,
+        "commit": head.stdout.strip() or None,
+        "modified": bool(dirty.stdout.strip()),
+    }
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -285,89 +389,129 @@ def load_results() -> list[dict]:
 
 def build_table(notes_extra: str = "") -> str:
     results = load_results()
-    lines = ["# Tiny classifier on Fashion-MNIST: DNW vs a random graph at the same number of edges", "",
-             "Written by `benchmarks/reproduce_fmnist.py` from `benchmarks/results/runs/*.json` "
-             "(rebuild: `--table-only`). **Reduced configuration, not the paper's schedule:** see the notes.", ""]
-    lines += ["| Setting | Graph | seeds | test top-1 (%) | val top-1 (%) | DNW - random, paired by seed (test) "
-              "| edges swapped per epoch (mean) | wall time / run | paper, CIFAR-10 (different data, 160 epochs) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Tiny classifier on Fashion-MNIST: DNW vs a random graph at the same number of edges",
+        "",
+        "Written by `benchmarks/reproduce_fmnist.py` from `benchmarks/results/runs/*.json` "
+        "(rebuild: `--table-only`). **Reduced configuration, not the paper's schedule:** see the notes.",
+        "",
+    ]
+    lines += [
+        "| Setting | Graph | seeds | test top-1 (%) | val top-1 (%) | DNW - random, paired by seed (test) "
+        "| edges swapped per epoch (mean) | wall time / run | paper, CIFAR-10 (different data, 160 epochs) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     verdicts, swap_notes = [], []
     for setting in ORDER:
         chash = config_hash(setting)
-        rows = {w: [r for r in results if r["setting"] == setting and r["wiring"] == w and r["config_hash"] == chash]
-                for w in ("random", "dnw")}
+        rows = {
+            w: [
+                r
+                for r in results
+                if r["setting"] == setting and r["wiring"] == w and r["config_hash"] == chash
+            ]
+            for w in ("random", "dnw")
+        }
         by_seed = {w: {r["seed"]: r for r in rows[w]} for w in rows}
         paired = sorted(set(by_seed["dnw"]) & set(by_seed["random"]))
         diffs = [by_seed["dnw"][s]["test_top1"] - by_seed["random"][s]["test_top1"] for s in paired]
         for w in ("random", "dnw"):
             rs = rows[w]
             if not rs:
-                lines.append(f"| {setting} | {w} | 0 | not run yet | | | | | {PAPER_CIFAR10[(setting, w)]} |")
+                lines.append(
+                    f"| {setting} | {w} | 0 | not run yet | | | | | {PAPER_CIFAR10[(setting, w)]} |"
+                )
                 continue
             swaps = [statistics.mean(sum(e.values()) for e in r["edges_swapped"]) for r in rs]
             diff = ""
             if w == "dnw" and diffs:
                 wins = sum(d > 0 for d in diffs)
-                diff = (f"{100 * statistics.mean(diffs):+.1f}"
-                        + (f" +- {100 * statistics.stdev(diffs):.1f}" if len(diffs) > 1 else "")
-                        + f" (DNW ahead in {wins}/{len(diffs)})")
+                diff = (
+                    f"{100 * statistics.mean(diffs):+.1f}"
+                    + (f" +- {100 * statistics.stdev(diffs):.1f}" if len(diffs) > 1 else "")
+                    + f" (DNW ahead in {wins}/{len(diffs)})"
+                )
             wall = statistics.mean(r["wall_time_s"] for r in rs)
-            lines.append(f"| {setting} | {'DNW' if w == 'dnw' else 'random'} | {len(rs)} "
-                         f"({', '.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))}) "
-                         f"| {_mean_std([r['test_top1'] for r in rs])} | {_mean_std([r['val_top1'] for r in rs])} "
-                         f"| {diff} | {statistics.mean(swaps):,.0f} | {wall:.0f} s | {PAPER_CIFAR10[(setting, w)]} |")
+            lines.append(
+                f"| {setting} | {'DNW' if w == 'dnw' else 'random'} | {len(rs)} "
+                f"({', '.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))}) "
+                f"| {_mean_std([r['test_top1'] for r in rs])} | {_mean_std([r['val_top1'] for r in rs])} "
+                f"| {diff} | {statistics.mean(swaps):,.0f} | {wall:.0f} s | {PAPER_CIFAR10[(setting, w)]} |"
+            )
         if rows["dnw"]:
             totals = [sum(sum(e.values()) for e in r["edges_swapped"]) for r in rows["dnw"]]
             k = SETTINGS[setting]["k"]
-            swap_notes.append(f"- {setting}: DNW swapped {statistics.mean(totals):,.0f} edges in total over "
-                              f"{train_images(SETTINGS[setting]) // SETTINGS[setting]['batch'] * SETTINGS[setting]['epochs']} "
-                              f"steps (mean over seeds), {100 * statistics.mean(totals) / k:.1f}% of its k = {k:,}; "
-                              f"per epoch: {[sum(e.values()) for e in rows['dnw'][0]['edges_swapped']]} (seed {rows['dnw'][0]['seed']}).")
+            swap_notes.append(
+                f"- {setting}: DNW swapped {statistics.mean(totals):,.0f} edges in total over "
+                f"{train_images(SETTINGS[setting]) // SETTINGS[setting]['batch'] * SETTINGS[setting]['epochs']} "
+                f"steps (mean over seeds), {100 * statistics.mean(totals) / k:.1f}% of its k = {k:,}; "
+                f"per epoch: {[sum(e.values()) for e in rows['dnw'][0]['edges_swapped']]} (seed {rows['dnw'][0]['seed']})."
+            )
         if diffs:
-            vdiffs = [by_seed["dnw"][s]["val_top1"] - by_seed["random"][s]["val_top1"] for s in paired
-                      if by_seed["dnw"][s]["val_top1"] is not None and by_seed["random"][s]["val_top1"] is not None]
+            vdiffs = [
+                by_seed["dnw"][s]["val_top1"] - by_seed["random"][s]["val_top1"]
+                for s in paired
+                if by_seed["dnw"][s]["val_top1"] is not None
+                and by_seed["random"][s]["val_top1"] is not None
+            ]
             verdicts.append(f"- {setting}: {paired_verdict(diffs, vdiffs, setting)}")
         else:
             verdicts.append(f"- {setting}: no paired result yet.")
-    lines += ["", "## The claim: DNW beats the random graph at the same number of edges, in every setting", ""]
+    lines += [
+        "",
+        "## The claim: DNW beats the random graph at the same number of edges, in every setting",
+        "",
+    ]
     lines += verdicts
-    lines += ["", "How far the wiring moved away from its starting top-k (a DNW graph that swaps few edges is "
-              "still close to a random graph: the top-k of the random initial weights):", ""]
+    lines += [
+        "",
+        "How far the wiring moved away from its starting top-k (a DNW graph that swaps few edges is "
+        "still close to a random graph: the top-k of the random initial weights):",
+        "",
+    ]
     lines += swap_notes or ["- no DNW run yet."]
     lines += earlier_series(results)
     lines += ["", "## Configuration (per setting; identical for DNW and random)", ""]
-    lines += ["| Setting | network | train images | val images | test images | batch | epochs (steps) | schedule | config hash |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| Setting | network | train images | val images | test images | batch | epochs (steps) | schedule | config hash |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for setting in ORDER:
         c = SETTINGS[setting]
         steps = train_images(c) // c["batch"] * c["epochs"]
         test = "all of t10k" if c["test"] == 10000 else "first of t10k"
-        lines.append(f"| {setting} | {c['nodes']} | {train_images(c)} | {c['val']} | {c['test']} ({test}) "
-                     f"| {c['batch']} | {c['epochs']} ({steps}) | {c['schedule']}, SGD lr 0.1, momentum 0.9, wd 1e-4 "
-                     f"| `{config_hash(setting)}` |")
-    lines += ["", "## Notes", "",
-              "- Dataset: the real Fashion-MNIST (the Debian package's files). Training images: the first N of the "
-              "seeded training permutation (`data.subset`), validation: a held-out count of the 60,000 training images "
-              "(`data.val`, evaluated without augmentation); test: the official test file t10k (the first N images "
-              "where the configuration says fewer than 10,000). Augmentation: random crop (padding) and horizontal "
-              "flip, the dataset's default.",
-              "- Short schedule: a few epochs on a few thousand images, cosine decay from the paper's lr 0.1 at batch "
-              "128 (the paper: 512, 160 epochs), so all numbers are below a converged Fashion-MNIST classifier "
-              "(~90%); they compare DNW with the random graph under the same short budget, nothing more.",
-              "- Static and discrete run the paper's networks as written (`specs/fmnist_tiny.wire`, "
-              "`specs/fmnist_tiny_discrete.wire` and their `_random` twins). Continuous uses a quarter-size stand-in "
-              "(`benchmarks/specs/fmnist_small_continuous*.wire`: 200 nodes all-to-all with self loops, 2,000 edges "
-              "= 5% of 200 x 200, everything else as in `specs/lib/tiny.wire`) with fixed-step rk4, step 0.25 "
-              "(16 function evaluations), instead of the paper's dopri5: the full network with dopri5 trains at "
-              "~6 images/s on this CPU, with rk4 at ~19.",
-              "- The paper's column is CIFAR-10 after 160 epochs of the full network (mean +- std over seeds): a "
-              "different dataset and a different schedule, shown for reference only, not comparable number for number.",
-              "- mean +- std: sample standard deviation over seeds; the paired column is DNW minus random for the "
-              "same seed (same data order, same initial weights of the shared layers). With 1,000 test images one "
-              "run's accuracy has a binomial standard error of about 1.5 points (0.5 with 10,000).",
-              "- `edges swapped per epoch`: edges that entered the active top-k set during the epoch, from "
-              "metrics.jsonl (a random graph's mask is fixed: 0).",
-              "- Command per run: the `command` field of each JSON file (run with OMP_NUM_THREADS=2, one process)."]
+        lines.append(
+            f"| {setting} | {c['nodes']} | {train_images(c)} | {c['val']} | {c['test']} ({test}) "
+            f"| {c['batch']} | {c['epochs']} ({steps}) | {c['schedule']}, SGD lr 0.1, momentum 0.9, wd 1e-4 "
+            f"| `{config_hash(setting)}` |"
+        )
+    lines += [
+        "",
+        "## Notes",
+        "",
+        "- Dataset: the real Fashion-MNIST (the Debian package's files). Training images: the first N of the "
+        "seeded training permutation (`data.subset`), validation: a held-out count of the 60,000 training images "
+        "(`data.val`, evaluated without augmentation); test: the official test file t10k (the first N images "
+        "where the configuration says fewer than 10,000). Augmentation: random crop (padding) and horizontal "
+        "flip, the dataset's default.",
+        "- Short schedule: a few epochs on a few thousand images, cosine decay from the paper's lr 0.1 at batch "
+        "128 (the paper: 512, 160 epochs), so all numbers are below a converged Fashion-MNIST classifier "
+        "(~90%); they compare DNW with the random graph under the same short budget, nothing more.",
+        "- Static and discrete run the paper's networks as written (`specs/fmnist_tiny.wire`, "
+        "`specs/fmnist_tiny_discrete.wire` and their `_random` twins). Continuous uses a quarter-size stand-in "
+        "(`benchmarks/specs/fmnist_small_continuous*.wire`: 200 nodes all-to-all with self loops, 2,000 edges "
+        "= 5% of 200 x 200, everything else as in `specs/lib/tiny.wire`) with fixed-step rk4, step 0.25 "
+        "(16 function evaluations), instead of the paper's dopri5: the full network with dopri5 trains at "
+        "~6 images/s on this CPU, with rk4 at ~19.",
+        "- The paper's column is CIFAR-10 after 160 epochs of the full network (mean +- std over seeds): a "
+        "different dataset and a different schedule, shown for reference only, not comparable number for number.",
+        "- mean +- std: sample standard deviation over seeds; the paired column is DNW minus random for the "
+        "same seed (same data order, same initial weights of the shared layers). With 1,000 test images one "
+        "run's accuracy has a binomial standard error of about 1.5 points (0.5 with 10,000).",
+        "- `edges swapped per epoch`: edges that entered the active top-k set during the epoch, from "
+        "metrics.jsonl (a random graph's mask is fixed: 0).",
+        "- Command per run: the `command` field of each JSON file (run with OMP_NUM_THREADS=2, one process).",
+    ]
     if notes_extra:
         lines += ["", FINDINGS, "", notes_extra.strip()]
     return "\n".join(lines) + "\n"
@@ -384,13 +528,19 @@ def paired_verdict(diffs: list[float], vdiffs: list[float], setting: str) -> str
     and the result is called inconclusive whatever its size."""
     n, m = len(diffs), statistics.mean(diffs)
     ahead = f"DNW ahead in {sum(d > 0 for d in diffs)}/{n}"
-    val = (f"Validation: {100 * statistics.mean(vdiffs):+.1f} points, DNW ahead in "
-           f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)}." if vdiffs else "No validation split.")
+    val = (
+        f"Validation: {100 * statistics.mean(vdiffs):+.1f} points, DNW ahead in "
+        f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)}."
+        if vdiffs
+        else "No validation split."
+    )
     if n == 1:
         images = SETTINGS[setting]["test"]
-        return (f"one paired seed, inconclusive. Test: DNW - random = {100 * m:+.1f} points ({ahead}); the test "
-                f"set alone ({images:,} images) gives that difference a binomial standard error of "
-                f"~{100 * math.sqrt(2 * 0.8 * 0.2 / images):.1f}, seed-to-seed noise is unknown. {val}")
+        return (
+            f"one paired seed, inconclusive. Test: DNW - random = {100 * m:+.1f} points ({ahead}); the test "
+            f"set alone ({images:,} images) gives that difference a binomial standard error of "
+            f"~{100 * math.sqrt(2 * 0.8 * 0.2 / images):.1f}, seed-to-seed noise is unknown. {val}"
+        )
     se = statistics.stdev(diffs) / math.sqrt(n)
     crit = T95[min(n - 1, len(T95)) - 1]
     tstat = m / se if se > 0 else math.inf * (1 if m > 0 else -1)
@@ -399,9 +549,12 @@ def paired_verdict(diffs: list[float], vdiffs: list[float], setting: str) -> str
         verdict += f", significant at 95% (paired t-test over seeds: |t| = {abs(tstat):.2f} > {crit}, df = {n - 1})"
     else:
         verdict = ("DNW ahead on average" if m > 0 else "DNW not ahead") + (
-            f", not significant at 95% (paired t-test over seeds: |t| = {abs(tstat):.2f} <= {crit}, df = {n - 1})")
-    return (f"{verdict}. Test: DNW - random = {100 * m:+.2f} +- {100 * se:.2f} points (mean +- standard error "
-            f"over {n} paired seeds), {ahead}. {val}")
+            f", not significant at 95% (paired t-test over seeds: |t| = {abs(tstat):.2f} <= {crit}, df = {n - 1})"
+        )
+    return (
+        f"{verdict}. Test: DNW - random = {100 * m:+.2f} +- {100 * se:.2f} points (mean +- standard error "
+        f"over {n} paired seeds), {ahead}. {val}"
+    )
 
 
 def earlier_series(results: list[dict]) -> list[str]:
@@ -413,20 +566,27 @@ def earlier_series(results: list[dict]) -> list[str]:
             groups.setdefault((r["setting"], r["config_hash"], r["wiring"]), []).append(r)
     if not groups:
         return []
-    lines = ["", "## Earlier configurations", "",
-             "Kept for the record; not comparable with the table above (other networks, data or schedules).", "",
-             "| Setting | config hash | graph | seeds | test top-1 (%) | val top-1 (%) "
-             "| train images x epochs, batch | specs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Earlier configurations",
+        "",
+        "Kept for the record; not comparable with the table above (other networks, data or schedules).",
+        "",
+        "| Setting | config hash | graph | seeds | test top-1 (%) | val top-1 (%) "
+        "| train images x epochs, batch | specs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     order = sorted(groups.items(), key=lambda kv: (ORDER.index(kv[0][0]), kv[0][1], kv[0][2]))
     for (setting, chash, wiring), rs in order:
         cfg, sched = rs[0]["config"], rs[0]["schedule"]
         seeds = ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
         specs = ", ".join(f"`{s}`" for s in cfg.get("specs_meaning") or cfg.get("specs_sha256", {}))
-        lines.append(f"| {setting} | `{chash}` | {'DNW' if wiring == 'dnw' else 'random'} | {len(rs)} ({seeds}) "
-                     f"| {_mean_std([r['test_top1'] for r in rs])} ({rs[0]['test_images']} images) "
-                     f"| {_mean_std([r['val_top1'] for r in rs])} "
-                     f"| {cfg['train']['data']} x {sched['epochs']}, {sched['batch']} | {specs} |")
+        lines.append(
+            f"| {setting} | `{chash}` | {'DNW' if wiring == 'dnw' else 'random'} | {len(rs)} ({seeds}) "
+            f"| {_mean_std([r['test_top1'] for r in rs])} ({rs[0]['test_images']} images) "
+            f"| {_mean_std([r['val_top1'] for r in rs])} "
+            f"| {cfg['train']['data']} x {sched['epochs']}, {sched['batch']} | {specs} |"
+        )
     return lines
 
 
@@ -445,9 +605,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", nargs="+", default=list(ORDER), choices=ORDER)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--budget-min", type=float, default=None, help="start no new run after this many minutes")
-    ap.add_argument("--table-only", action="store_true", help="rebuild fmnist.md from the JSON files and exit")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads per run (1 when two jobs share 2 cores)")
+    ap.add_argument(
+        "--budget-min", type=float, default=None, help="start no new run after this many minutes"
+    )
+    ap.add_argument(
+        "--table-only", action="store_true", help="rebuild fmnist.md from the JSON files and exit"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads per run (1 when two jobs share 2 cores)",
+    )
     args = ap.parse_args(argv)
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.table_only:
@@ -464,8 +633,13 @@ def main(argv: list[str] | None = None) -> int:
                 if out.exists():
                     print(f"skip {out.name} (exists)")
                     continue
-                if args.budget_min is not None and time.perf_counter() - start > 60 * args.budget_min:
-                    print(f"budget of {args.budget_min} min used; stopping before {spec} seed {seed}")
+                if (
+                    args.budget_min is not None
+                    and time.perf_counter() - start > 60 * args.budget_min
+                ):
+                    print(
+                        f"budget of {args.budget_min} min used; stopping before {spec} seed {seed}"
+                    )
                     write_table()
                     return 0
                 try:
@@ -475,9 +649,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"FAILED: {err}", flush=True)
                     continue
                 write_json_atomic(out, result)
-                print(f"  -> test {100 * result['test_top1']:.2f}%, val {result['val_top1']}, "
-                      f"{result['wall_time_s']:.0f} s, swapped {result['edges_swapped']} -> {out.relative_to(REPO)}",
-                      flush=True)
+                print(
+                    f"  -> test {100 * result['test_top1']:.2f}%, val {result['val_top1']}, "
+                    f"{result['wall_time_s']:.0f} s, swapped {result['edges_swapped']} -> {out.relative_to(REPO)}",
+                    flush=True,
+                )
                 write_table()
     write_table()
     print(f"total {time.perf_counter() - start:.0f} s, {failures} failure(s)")

@@ -44,7 +44,9 @@ TRAIN = [
 ]
 
 
-def alternate(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
+def alternate(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds per call of each function, calls interleaved round by round."""
     for _ in range(warmup):
         for f in fns.values():
@@ -105,10 +107,15 @@ def bench_train(batch: int, rounds: int, only: set[str] | None) -> None:
         compiled = compile_network(build(ROOT / spec))
         hand = hand_cls()
         x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-        t = alternate({"wirelang": train_step(compiled, x, y), "hand": train_step(hand, x, y)}, rounds)
-        print(f"ratio train {name}: wirelang {batch / t['wirelang']:.1f} img/s ({1e3 * t['wirelang']:.0f} ms/step), "
-              f"hand-written {batch / t['hand']:.1f} img/s ({1e3 * t['hand']:.0f} ms/step), "
-              f"speedup {t['hand'] / t['wirelang']:.2f}x", flush=True)
+        t = alternate(
+            {"wirelang": train_step(compiled, x, y), "hand": train_step(hand, x, y)}, rounds
+        )
+        print(
+            f"ratio train {name}: wirelang {batch / t['wirelang']:.1f} img/s ({1e3 * t['wirelang']:.0f} ms/step), "
+            f"hand-written {batch / t['hand']:.1f} img/s ({1e3 * t['hand']:.0f} ms/step), "
+            f"speedup {t['hand'] / t['wirelang']:.2f}x",
+            flush=True,
+        )
 
 
 def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
@@ -121,8 +128,11 @@ def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
         freeze_masks(fixed)
         x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
         t = alternate({"dnw": train_step(dnw, x, y), "fixed": train_step(fixed, x, y)}, rounds)
-        print(f"ratio mask {name}: dnw {1e3 * t['dnw']:.0f} ms/step, fixed {1e3 * t['fixed']:.0f} ms/step, "
-              f"overhead {100 * (t['dnw'] / t['fixed'] - 1):+.1f}%", flush=True)
+        print(
+            f"ratio mask {name}: dnw {1e3 * t['dnw']:.0f} ms/step, fixed {1e3 * t['fixed']:.0f} ms/step, "
+            f"overhead {100 * (t['dnw'] / t['fixed'] - 1):+.1f}%",
+            flush=True,
+        )
 
 
 def bench_inference(rounds: int, batch: int = 1) -> None:
@@ -143,21 +153,31 @@ def bench_inference(rounds: int, batch: int = 1) -> None:
         compact_note = f" (compact export unavailable: {type(err).__name__}: {err})"
     with torch.inference_mode():
         t = alternate(fns, rounds, warmup=2)
-    line = (f"ratio inference mbv1_dnw x0.225 224x224 batch {batch}: masked {1e3 * t['masked']:.1f} ms, "
-            f"dense MobileNetV1 x0.25 {1e3 * t['dense']:.1f} ms")
+    line = (
+        f"ratio inference mbv1_dnw x0.225 224x224 batch {batch}: masked {1e3 * t['masked']:.1f} ms, "
+        f"dense MobileNetV1 x0.25 {1e3 * t['dense']:.1f} ms"
+    )
     if "compact" in t:
-        line += (f", compact {1e3 * t['compact']:.1f} ms; compact/masked speedup {t['masked'] / t['compact']:.2f}x, "
-                 f"compact vs dense {t['dense'] / t['compact']:.2f}x")
+        line += (
+            f", compact {1e3 * t['compact']:.1f} ms; compact/masked speedup {t['masked'] / t['compact']:.2f}x, "
+            f"compact vs dense {t['dense'] / t['compact']:.2f}x"
+        )
     print(line + f"; masked vs dense {t['dense'] / t['masked']:.2f}x" + compact_note, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="batch 8, 2 rounds: checks that everything runs")
+    p.add_argument(
+        "--quick", action="store_true", help="batch 8, 2 rounds: checks that everything runs"
+    )
     p.add_argument("--batch", type=int, default=None, help="training batch (default 128, quick 8)")
-    p.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7, quick 2)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds (default 7, quick 2)"
+    )
     p.add_argument("--only", default="", help="comma-separated networks to train (default all)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: train, mask, inference")
+    p.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: train, mask, inference"
+    )
     args = p.parse_args(argv)
     batch = args.batch or (8 if args.quick else 128)
     rounds = args.rounds or (2 if args.quick else 7)
@@ -165,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     skip = {s for s in args.skip.split(",") if s}
     torch.set_num_threads(2)
     print(f"machine: {machine()}")
-    print(f"load average at start: {load()}; batch {batch}, {rounds} alternating rounds", flush=True)
+    print(
+        f"load average at start: {load()}; batch {batch}, {rounds} alternating rounds", flush=True
+    )
     if "train" not in skip:
         bench_train(batch, rounds, only)
     if "mask" not in skip:

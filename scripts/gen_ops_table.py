@@ -29,14 +29,18 @@ def _param(p) -> str:
 def ops_table() -> str:
     from wirelang.ops import get_op, list_ops
 
-    rows = ["| layer | positional | parameters | node operator | sparse | what it does |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| layer | positional | parameters | node operator | sparse | what it does |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in list_ops():
         op = get_op(name)
         params = ", ".join(_param(p) for p in op.params) or "none"
         positional = ", ".join(f"`{p}`" for p in op.positional) or "none"
-        rows.append(f"| `{name}` | {positional} | {params} | {'yes' if op.per_channel else 'no'} | "
-                    f"{'yes' if op.weighted else 'no'} | {op.doc} |")
+        rows.append(
+            f"| `{name}` | {positional} | {params} | {'yes' if op.per_channel else 'no'} | "
+            f"{'yes' if op.weighted else 'no'} | {op.doc} |"
+        )
     return "\n".join(rows)
 
 
@@ -51,7 +55,9 @@ def main() -> int:
     new = with_table(doc)
     if "--check" in sys.argv[1:]:
         if new != doc:
-            print(f"{DOC.relative_to(ROOT)}: the layer table is out of date; run python scripts/gen_ops_table.py")
+            print(
+                f"{DOC.relative_to(ROOT)}: the layer table is out of date; run python scripts/gen_ops_table.py"
+            )
             return 1
         return 0
     DOC.write_text(new, encoding="utf-8")

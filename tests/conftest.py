@@ -8,8 +8,12 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-goldens", action="store_true", default=False,
-                     help="Rewrite golden files (error messages, generated artifacts) instead of comparing.")
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="Rewrite golden files (error messages, generated artifacts) instead of comparing.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,4 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def update_goldens(request: pytest.FixtureRequest) -> bool:
     """True when goldens should be rewritten: `--update-goldens` or WIRELANG_UPDATE_GOLDENS=1."""
-    return bool(request.config.getoption("--update-goldens")) or os.environ.get("WIRELANG_UPDATE_GOLDENS") == "1"
+    return (
+        bool(request.config.getoption("--update-goldens"))
+        or os.environ.get("WIRELANG_UPDATE_GOLDENS") == "1"
+    )

@@ -36,7 +36,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     checkpoint.save(path, {"model": state})
 
 
-def make_run(root: Path, spec: str | Path, seed: int = 0, name: str = "run", model_hook=None) -> Path:
+def make_run(
+    root: Path, spec: str | Path, seed: int = 0, name: str = "run", model_hook=None
+) -> Path:
     """A run directory for `spec` with perturbed weights; `model_hook(model)` may set more."""
     spec = Path(spec)
     net = build(spec)

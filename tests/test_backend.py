@@ -20,11 +20,26 @@ SEMANTICS = {
     "discrete": "discrete(steps=3)",
     "continuous": "continuous(time=1, solver=rk4, step_size=0.5)",
 }
-METHODS = ["dnw", "dnw_no_update", "random(seed=3)", "complete", "targeted_dropout(rho=0.5)", "l1_anneal(strength=1e-3)",
-           "lottery_one_shot", "fine_tune"]
+METHODS = [
+    "dnw",
+    "dnw_no_update",
+    "random(seed=3)",
+    "complete",
+    "targeted_dropout(rho=0.5)",
+    "l1_anneal(strength=1e-3)",
+    "lottery_one_shot",
+    "fine_tune",
+]
 
 
-def small_spec(tmp_path, semantics: str, wiring: str, budget: str = "12", send: str = "", norm: str = "instancenorm") -> str:
+def small_spec(
+    tmp_path,
+    semantics: str,
+    wiring: str,
+    budget: str = "12",
+    send: str = "",
+    norm: str = "instancenorm",
+) -> str:
     dynamic = semantics != "static"
     edges = "edges all(a, h, out, self_loops=true)" if dynamic else "edges forward(a, h, g, out)"
     g_set = "" if dynamic else f"\n    nodes g[3] op({norm}, relu, dwconv(k=3))"
@@ -61,7 +76,11 @@ def _graph_input(model, x):
 @pytest.mark.parametrize("semantics,method", list(itertools.product(SEMANTICS, METHODS)))
 def test_fast_equals_reference(tmp_path, semantics, method):
     torch.manual_seed(0)
-    net = build(small_spec(tmp_path, semantics, method, send=" send(relu)" if semantics == "discrete" else ""))
+    net = build(
+        small_spec(
+            tmp_path, semantics, method, send=" send(relu)" if semantics == "discrete" else ""
+        )
+    )
     model = compile_network(net, seed=1)
     if method == "targeted_dropout(rho=0.5)":
         model.eval()  # dropout of edges is random in training; evaluation uses the top k
@@ -127,7 +146,11 @@ def test_exactly_k_active_and_never_a_non_candidate(tmp_path):
 
 
 def test_self_loops_off_excludes_the_diagonal(tmp_path):
-    text = Path(small_spec(tmp_path, "discrete", "complete")).read_text().replace("self_loops=true", "self_loops=false")
+    text = (
+        Path(small_spec(tmp_path, "discrete", "complete"))
+        .read_text()
+        .replace("self_loops=true", "self_loops=false")
+    )
     path = tmp_path / "noloops.wire"
     path.write_text(text)
     net = build(path)
@@ -144,8 +167,13 @@ def test_dnw_passes_gradient_to_inactive_candidates_and_no_update_does_not(tmp_p
         model = compile_network(build(small_spec(tmp_path, "static", method, budget="5")), seed=0)
         model(torch.randn(2, 2, 6, 6)).sum().backward()
         mask = model.masks()["net"]
-        inactive = [~a & (c if c is not None else torch.ones_like(a)) for a, c in zip(mask.active(), mask.candidate_masks(), strict=True)]
-        grads[method] = sum(float(w.grad[i].abs().sum()) for w, i in zip(mask.weights(), inactive, strict=True))
+        inactive = [
+            ~a & (c if c is not None else torch.ones_like(a))
+            for a, c in zip(mask.active(), mask.candidate_masks(), strict=True)
+        ]
+        grads[method] = sum(
+            float(w.grad[i].abs().sum()) for w, i in zip(mask.weights(), inactive, strict=True)
+        )
     assert grads["dnw"] > 0
     assert grads["dnw_no_update"] == 0
 

@@ -63,11 +63,18 @@ def test_one_mistake_one_error(sample: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_subprocess_exit_code_and_no_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "wirelang", "check", "specs/errors/static_cycle.wire"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wirelang", "check", "specs/errors/static_cycle.wire"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("specs/errors/static_cycle.wire:13:5: error: a static graph must be acyclic")
+    assert proc.stderr.startswith(
+        "specs/errors/static_cycle.wire:13:5: error: a static graph must be acyclic"
+    )
 
 
 # ------------------------------------------------------------------------- sizes
@@ -81,7 +88,8 @@ def test_ten_million_nodes_check_quickly(monkeypatch: pytest.MonkeyPatch) -> Non
     # that did O(candidates) work would take hours here
     assert time.perf_counter() - start < 20.0
     assert [d.message for d in diags] == [
-        "graph `body` has 3.0e14 candidate edges, which would need 1.2 PB of weights"]
+        "graph `body` has 3.0e14 candidate edges, which would need 1.2 PB of weights"
+    ]
 
 
 def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -100,8 +108,10 @@ def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_network_total_over_the_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each layer fits, together they do not: the error is at the network, citing the largest."""
     spec = tmp_path / "wide.wire"
-    spec.write_text("network wide {\n  input image(3, 8, 8)\n  classes 10\n"
-                    "  head { flatten, linear(1000), linear(1000), linear(1000), linear(classes) }\n}\n")
+    spec.write_text(
+        "network wide {\n  input image(3, 8, 8)\n  classes 10\n"
+        "  head { flatten, linear(1000), linear(1000), linear(1000), linear(classes) }\n}\n"
+    )
     monkeypatch.setenv(limits.ENV_VAR, "5MB")  # each layer holds at most 4 MB
     [diag] = check_file(spec)
     assert diag.message.startswith("network `wide` has 2,205,010 weights, which would need 8.82 MB")
@@ -109,10 +119,20 @@ def test_network_total_over_the_limit(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert diag.related[0][0].line == 4
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", limits.DEFAULT_MAX_BYTES), ("64GiB", 64 * 2**30), ("500G", 500 * 10**9), ("1e12", 10**12),
-    ("2 TB", 2 * 10**12), ("1.5ki", 1536), ("abc", None), ("0", None), ("-5", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", limits.DEFAULT_MAX_BYTES),
+        ("64GiB", 64 * 2**30),
+        ("500G", 500 * 10**9),
+        ("1e12", 10**12),
+        ("2 TB", 2 * 10**12),
+        ("1.5ki", 1536),
+        ("abc", None),
+        ("0", None),
+        ("-5", None),
+    ],
+)
 def test_max_bytes_parsing(text: str, expected: int | None) -> None:
     assert limits.max_bytes({limits.ENV_VAR: text}) == expected
 
@@ -125,9 +145,13 @@ def test_formatting() -> None:
     assert limits.format_bytes(1_640_000_000_000) == "1.64 TB"
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("1/0", "division by zero"), ("10^400", "this power is too large for any size or count"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1/0", "division by zero"),
+        ("10^400", "this power is too large for any size or count"),
+    ],
+)
 def test_set_override_errors_are_located(value: str, message: str) -> None:
     """`--set key=value` reads values as the spec does; a bad one is a spec error, not a crash."""
     from wirelang.diagnostics import SpecError
@@ -142,9 +166,11 @@ def test_set_override_errors_are_located(value: str, message: str) -> None:
 
 def test_template_default_sees_earlier_parameters(tmp_path: Path) -> None:
     spec = tmp_path / "defaults.wire"
-    spec.write_text("let expand = 4\ntemplate block(c, out = c * expand) {\n  layers {\n    conv(out, k=1)\n  }\n}\n"
-                    "network n {\n  input image(3, 8, 8)\n  classes 10\n  use block(16)\n"
-                    "  head {\n    avgpool, linear(classes)\n  }\n}\n")
+    spec.write_text(
+        "let expand = 4\ntemplate block(c, out = c * expand) {\n  layers {\n    conv(out, k=1)\n  }\n}\n"
+        "network n {\n  input image(3, 8, 8)\n  classes 10\n  use block(16)\n"
+        "  head {\n    avgpool, linear(classes)\n  }\n}\n"
+    )
     from wirelang.frontend import build
 
     net = build(spec)
@@ -171,7 +197,9 @@ FEEDBACK = """network loop {
 """
 
 
-def test_linear_feedback_is_a_located_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_linear_feedback_is_a_located_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     Path("loop.wire").write_text(FEEDBACK % "", encoding="utf-8")
     result = CliRunner().invoke(app, ["check", "loop.wire"])
@@ -197,7 +225,9 @@ def test_linear_feedback_is_a_located_warning(tmp_path: Path, monkeypatch: pytes
     from wirelang.diagnostics import SpecWarning
     from wirelang.frontend import build
 
-    with pytest.warns(SpecWarning, match=r"loop.wire:8:11: in discrete time, graph `body` feeds the states of `z`"):
+    with pytest.warns(
+        SpecWarning, match=r"loop.wire:8:11: in discrete time, graph `body` feeds the states of `z`"
+    ):
         build("loop.wire")
 
 
@@ -205,26 +235,42 @@ def test_no_warning_with_an_operator_or_without_the_loop(tmp_path: Path) -> None
     (tmp_path / "normed.wire").write_text(FEEDBACK % " op(instancenorm)", encoding="utf-8")
     assert check_file(tmp_path / "normed.wire") == []
     # a bare output set that only receives edges closes no loop
-    dag = (FEEDBACK % "").replace("edges all(a, b, z, self_loops=true)", "edges all(a, b, self_loops=true)\n    edges forward(b, z)")
+    dag = (FEEDBACK % "").replace(
+        "edges all(a, b, z, self_loops=true)",
+        "edges all(a, b, self_loops=true)\n    edges forward(b, z)",
+    )
     (tmp_path / "dag.wire").write_text(dag, encoding="utf-8")
     assert check_file(tmp_path / "dag.wire") == []
     # a loop through two bare sets is found as well
-    two = (FEEDBACK % "").replace("nodes z[2] output", "nodes y[2]\n    nodes z[2] output").replace(
-        "edges all(a, b, z, self_loops=true)", "edges all(a, b, self_loops=true)\n    edges forward(b, y, z)\n    edges forward(z, y)")
+    two = (
+        (FEEDBACK % "")
+        .replace("nodes z[2] output", "nodes y[2]\n    nodes z[2] output")
+        .replace(
+            "edges all(a, b, z, self_loops=true)",
+            "edges all(a, b, self_loops=true)\n    edges forward(b, y, z)\n    edges forward(z, y)",
+        )
+    )
     (tmp_path / "two.wire").write_text(two, encoding="utf-8")
     [diag] = check_file(tmp_path / "two.wire")
     assert diag.severity == "warning"
-    assert "feeds the states of `y`, `z` back to them through candidate edges (y -> z -> y)" in diag.message
+    assert (
+        "feeds the states of `y`, `z` back to them through candidate edges (y -> z -> y)"
+        in diag.message
+    )
     # ReLU scales with its input: a loop through `op(relu)` sets is no more bounded than a bare one
-    relu = (FEEDBACK % " op(relu)")
+    relu = FEEDBACK % " op(relu)"
     (tmp_path / "relu.wire").write_text(relu, encoding="utf-8")
     [diag] = check_file(tmp_path / "relu.wire")
     assert "(z -> z)" in diag.message
     # `wiring fixed`: only the listed edges exist; a cycle of nodes among them is named node by node
-    fixed = (FEEDBACK % "").replace("budget 10\n    wiring dnw", "wiring fixed {\n      a[0] -> z[0]\n      z[0] -> z[1]\n    }")
+    fixed = (FEEDBACK % "").replace(
+        "budget 10\n    wiring dnw", "wiring fixed {\n      a[0] -> z[0]\n      z[0] -> z[1]\n    }"
+    )
     (tmp_path / "fixed.wire").write_text(fixed, encoding="utf-8")
     assert check_file(tmp_path / "fixed.wire") == []
-    (tmp_path / "fixed2.wire").write_text(fixed.replace("z[0] -> z[1]", "z[0] -> z[1]\n      z[1] -> z[0]"), encoding="utf-8")
+    (tmp_path / "fixed2.wire").write_text(
+        fixed.replace("z[0] -> z[1]", "z[0] -> z[1]\n      z[1] -> z[0]"), encoding="utf-8"
+    )
     [diag] = check_file(tmp_path / "fixed2.wire")
     assert "through fixed edges (z[0] -> z[1] -> z[0])" in diag.message
 
@@ -256,21 +302,35 @@ def test_every_syntax_error_on_its_own_line_is_reported(tmp_path: Path) -> None:
     (tmp_path / "three.wire").write_text(SYNTAX3, encoding="utf-8")
     diags = check_file(tmp_path / "three.wire")
     assert [(d.span.line, d.span.col, d.message) for d in diags] == [
-        (6, 28, "unexpected `batchnorm`"), (11, 33, "unexpected `relu`"), (14, 15, "unexpected `edges`")]
+        (6, 28, "unexpected `batchnorm`"),
+        (11, 33, "unexpected `relu`"),
+        (14, 15, "unexpected `edges`"),
+    ]
 
 
 def test_an_unbalanced_line_stops_the_search(tmp_path: Path) -> None:
     # line 10 leaves a parenthesis open: it is reported, but what follows it could be a cascade
     # of it, so the search stops there (lines 11 and 14 hold mistakes too)
-    text = SYNTAX3.replace("nodes a[8] input op(relu, dwconv(k=3))", "nodes a[8] input op(relu, dwconv(k=3)")
+    text = SYNTAX3.replace(
+        "nodes a[8] input op(relu, dwconv(k=3))", "nodes a[8] input op(relu, dwconv(k=3)"
+    )
     (tmp_path / "open.wire").write_text(text, encoding="utf-8")
     assert [(d.span.line, d.message) for d in check_file(tmp_path / "open.wire")] == [
-        (6, "unexpected `batchnorm`"), (10, "unexpected end of line")]
+        (6, "unexpected `batchnorm`"),
+        (10, "unexpected end of line"),
+    ]
     # a line with a single mistake and correct lines after it: one error, no cascade
-    one = SYNTAX3.replace("nodes h[12] op(instancenorm relu)", "nodes h[12] op(instancenorm, relu)").replace(
-        "budget 60 edges", "budget 60").replace("conv(8, k=3, stride=2) batchnorm", "conv(8, k=3, stride=2), batchnorm")
-    (tmp_path / "one.wire").write_text(one.replace("wiring dnw", "wiring dnw dnw"), encoding="utf-8")
-    assert [(d.span.line, d.message) for d in check_file(tmp_path / "one.wire")] == [(15, "unexpected `dnw`")]
+    one = (
+        SYNTAX3.replace("nodes h[12] op(instancenorm relu)", "nodes h[12] op(instancenorm, relu)")
+        .replace("budget 60 edges", "budget 60")
+        .replace("conv(8, k=3, stride=2) batchnorm", "conv(8, k=3, stride=2), batchnorm")
+    )
+    (tmp_path / "one.wire").write_text(
+        one.replace("wiring dnw", "wiring dnw dnw"), encoding="utf-8"
+    )
+    assert [(d.span.line, d.message) for d in check_file(tmp_path / "one.wire")] == [
+        (15, "unexpected `dnw`")
+    ]
     # a block header without its `{`: every later line would be nested one level too shallow
     headless = SYNTAX3.replace("  graph body {", "  graph body")
     (tmp_path / "headless.wire").write_text(headless, encoding="utf-8")

@@ -24,7 +24,9 @@ from wirelang.frontend import check_file
 from wirelang.runs.load import load_run
 
 
-def spec(graph: str, layers: str = "", head: str = "avgpool, linear(classes)", extra: str = "") -> str:
+def spec(
+    graph: str, layers: str = "", head: str = "avgpool, linear(classes)", extra: str = ""
+) -> str:
     return textwrap.dedent(f"""\
     network n {{
       input image(3, 8, 8)
@@ -69,14 +71,16 @@ SPECS = {
         semantics discrete(steps=3)
     """),
     # residual blocks, sparse layers (a sparse block with an exclusion, a per-layer budget), random wiring
-    "sparse": spec("""\
+    "sparse": spec(
+        """\
         nodes a[8] input op(batchnorm, relu, dwconv(k=3))
         nodes h[6] op(batchnorm, relu, dwconv(k=3))
         nodes o[5] output
         edges forward(a, h, o)
         budget 12
         wiring random(seed=2)
-    """, layers="""\
+    """,
+        layers="""\
 residual r1 {
   branch {
     conv(6, k=3), batchnorm, relu
@@ -87,14 +91,17 @@ residual r1 {
   }
   after relu
 }
-""", head="avgpool, linear(classes, sparse=50%)", extra="""\
+""",
+        head="avgpool, linear(classes, sparse=50%)",
+        extra="""\
 sparse {
   layers conv, linear
   exclude stem.0
   budget 30%
   wiring dnw
 }
-"""),
+""",
+    ),
     # sparse layers under a method whose mask is a stored buffer, not a function of the weights
     "sparse_random": "",
     # names made by a template use and a repeat (`st.g_0`, `st.b.0`): frozen as `st_g_0`, ...
@@ -159,7 +166,9 @@ def close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["static", "discrete", "sparse", "sparse_random", "template", "continuous"])
+@pytest.mark.parametrize(
+    "name", ["static", "discrete", "sparse", "sparse_random", "template", "continuous"]
+)
 def test_frozen_wire_round_trip(runs, name, tmp_path):
     run = load_run(runs[name])
     text = frozen_wire(run.net, run.model, run.label, run.train)
@@ -167,7 +176,10 @@ def test_frozen_wire_round_trip(runs, name, tmp_path):
     path.write_text(text)
     assert check_file(path) == []
     assert format_text(text) == text  # canonical under `wirelang fmt`
-    assert not re.search(r"^\s*(include|template|use|let|repeat)\b", text, re.M) and "wiring fixed {" in text
+    assert (
+        not re.search(r"^\s*(include|template|use|let|repeat)\b", text, re.M)
+        and "wiring fixed {" in text
+    )
     frozen = wirelang.load(path, weights=runs[name]).eval()
     trained = wirelang.load(runs[name]).eval()
     assert sorted(frozen.state_dict()) == sorted(trained.state_dict())
@@ -175,7 +187,9 @@ def test_frozen_wire_round_trip(runs, name, tmp_path):
         torch.testing.assert_close(frozen(batch()), trained(batch()), atol=0, rtol=0)
     # graph `st.g_0` is frozen as `st_g_0`: the same module, so the same learned edges
     edges = [sorted(trained.graph_parts(g.name).wiring.edges(g)) for g in trained.net.graphs()]
-    assert [sorted(frozen.graph_parts(g.name).wiring.edges(g)) for g in frozen.net.graphs()] == edges
+    assert [
+        sorted(frozen.graph_parts(g.name).wiring.edges(g)) for g in frozen.net.graphs()
+    ] == edges
 
 
 @pytest.mark.parametrize("name", ["static", "discrete", "sparse"])
@@ -185,7 +199,9 @@ def test_compact_model_equals_the_trained_one(runs, name):
     compact = instantiate(plan)
     (g,) = plan.graphs
     assert g.nodes[0] < g.nodes[1] and g.edges[0] <= g.edges[1]  # something was removed
-    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in run.model.parameters())
+    assert sum(p.numel() for p in compact.parameters()) < sum(
+        p.numel() for p in run.model.parameters()
+    )
     with torch.no_grad():
         close(compact(batch()), run.model(batch()))
 
@@ -203,11 +219,15 @@ def test_compact_removes_exactly_the_dead_nodes(tmp_path):
 
 
 def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):
-    result = CliRunner().invoke(app, ["export", str(runs["continuous"]), "--format", "pt2", "--out", str(tmp_path / "m.pt2")])
+    result = CliRunner().invoke(
+        app,
+        ["export", str(runs["continuous"]), "--format", "pt2", "--out", str(tmp_path / "m.pt2")],
+    )
     assert result.exit_code == 2
     assert result.output.splitlines() == [
         "error: graph `body` runs in continuous time with the solver `dopri5`, which is not a fixed program; "
-        "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled"]
+        "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled"
+    ]
     assert not (tmp_path / "m.pt2").exists()
     run = load_run(runs["continuous"])
     with pytest.raises(ExportRefused):
@@ -221,7 +241,11 @@ def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):
 def test_continuous_with_a_fixed_step_solver_exports_as_trained(tmp_path):
     # 0.3 does not divide 0.5: torchdiffeq's grid ends with a shorter step, and so must the export
     path = tmp_path / "rk4.wire"
-    path.write_text(SPECS["continuous"].replace("solver=dopri5, rtol=1e-2, atol=1e-2", "solver=rk4, step_size=0.3"))
+    path.write_text(
+        SPECS["continuous"].replace(
+            "solver=dopri5, rtol=1e-2, atol=1e-2", "solver=rk4, step_size=0.3"
+        )
+    )
     run = load_run(make_run(tmp_path, path))
     plan = plan_network(run.net, run.model)
     assert plan.graphs[0].mode == "rk4" and len(plan.graphs[0].dts) == 2
@@ -249,8 +273,10 @@ print("ok", sorted(got))
 
 def test_compact_artifacts_load_without_wirelang(runs, tmp_path):
     run = load_run(runs["discrete"])
-    reports = {fmt: export_run(run, fmt, tmp_path / out, batch=4, latency_s=0.05)
-               for fmt, out in [("pt2", "m.pt2"), ("onnx", "m.onnx"), ("python", "py")]}
+    reports = {
+        fmt: export_run(run, fmt, tmp_path / out, batch=4, latency_s=0.05)
+        for fmt, out in [("pt2", "m.pt2"), ("onnx", "m.onnx"), ("python", "py")]
+    }
     for report in reports.values():
         assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"])
         assert report["compact"]["params"] < report["masked"]["params"]
@@ -258,20 +284,25 @@ def test_compact_artifacts_load_without_wirelang(runs, tmp_path):
     x = batch(7)  # another batch size than the export's: the batch dimension is dynamic
     with torch.no_grad():
         torch.save((x, run.model(x)), tmp_path / "io.pt")
-    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_WIRELANG], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_WIRELANG], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok ['onnx', 'pt2', 'python']"
 
 
 def test_edges_json(runs, tmp_path):
-    result = CliRunner().invoke(app, ["export", str(runs["static"]), "--format", "edges", "--out", str(tmp_path / "e.json")])
+    result = CliRunner().invoke(
+        app, ["export", str(runs["static"]), "--format", "edges", "--out", str(tmp_path / "e.json")]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "e.json").read_text())
     run = load_run(runs["static"])
     (g,) = run.net.graphs()
     assert len(data["edges"]) == 25
-    assert {(e["source"], e["source_index"], e["target"], e["target_index"]) for e in data["edges"]} == \
-        {e[:4] for e in run.model.graph_parts("body").wiring.edges(g)}
+    assert {
+        (e["source"], e["source_index"], e["target"], e["target_index"]) for e in data["edges"]
+    } == {e[:4] for e in run.model.graph_parts("body").wiring.edges(g)}
     assert {e["graph"] for e in data["edges"]} == {"body"}
 
 
@@ -319,7 +350,12 @@ def test_a_run_written_by_wirelang_train(tmp_path):
     model = wirelang.load(run_dir).eval()  # the same checkpoint as every export command
     assert run.checkpoint.name == "best.pt"
     frozen = tmp_path / "frozen.wire"
-    assert runner.invoke(app, ["export", str(run_dir), "--format", "wire", "--out", str(frozen)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["export", str(run_dir), "--format", "wire", "--out", str(frozen)]
+        ).exit_code
+        == 0
+    )
     with torch.no_grad():
         close(wirelang.load(frozen, weights=run_dir).eval()(batch()), model(batch()))
         close(instantiate(plan_network(run.net, run.model)).eval()(batch()), model(batch()))

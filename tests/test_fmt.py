@@ -43,7 +43,7 @@ def check_round_trip(text: str, path: str = "<test>") -> str:
 
 
 # ------------------------------------------------------------------------- exact output
-MESSY = '''
+MESSY = """
 
 # header comment
 
@@ -142,9 +142,9 @@ network   messy{   # trailing on header
 # at the end
 
 # really the end
-'''
+"""
 
-MESSY_FORMATTED = '''# header comment
+MESSY_FORMATTED = """# header comment
 
 #   second group
 include "lib/x.wire"
@@ -263,11 +263,11 @@ network messy {  # trailing on header
 # at the end
 
 # really the end
-'''
+"""
 
 # Comments around the parts of a residual block (whose `shortcut` has no span: its lines are
 # guessed from comment columns), at block ends, and between groups.
-COMMENTS = '''network z {
+COMMENTS = """network z {
   residual {
     branch { relu }   # on branch close
     # before shortcut
@@ -297,9 +297,9 @@ COMMENTS = '''network z {
   let y = 2
   # at block end, after a blank
 }
-'''
+"""
 
-COMMENTS_FORMATTED = '''network z {
+COMMENTS_FORMATTED = """network z {
   residual {
     branch {
       relu
@@ -336,7 +336,7 @@ COMMENTS_FORMATTED = '''network z {
   let y = 2
   # at block end, after a blank
 }
-'''
+"""
 
 
 def test_messy_input_prints_canonically() -> None:
@@ -350,7 +350,7 @@ def test_comments_are_placed_and_kept() -> None:
 
 
 # specs/cifar_tiny.wire as first written: the reference for the canonical style.
-CIFAR_TINY = '''# The paper's static tiny classifier on CIFAR-10: 800 channel nodes, 32,000 learned edges.
+CIFAR_TINY = """# The paper's static tiny classifier on CIFAR-10: 800 channel nodes, 32,000 learned edges.
 network cifar_tiny {
   input image(3, 32, 32)
   classes 10
@@ -384,7 +384,7 @@ network cifar_tiny {
     seed 1996
   }
 }
-'''
+"""
 
 
 def test_canonical_example_is_a_fixed_point() -> None:
@@ -394,7 +394,10 @@ def test_canonical_example_is_a_fixed_point() -> None:
 def test_edge_cases() -> None:
     assert format_text("") == ""
     assert format_text("\n\n# only a comment\n\n") == "# only a comment\n"
-    assert format_text('include "a"\n\n\nlet x = 1\nlet y = 2') == 'include "a"\n\nlet x = 1\nlet y = 2\n'
+    assert (
+        format_text('include "a"\n\n\nlet x = 1\nlet y = 2')
+        == 'include "a"\n\nlet x = 1\nlet y = 2\n'
+    )
     tab = format_text('network n {\n train {\n s "a\tb" \n t "é"\n }\n}\n')
     assert 's "a\\tb"' in tab and 't "é"' in tab
 
@@ -429,17 +432,52 @@ def test_spec_file_formats_stably(path: Path) -> None:
 
 # ------------------------------------------------------------------------- random specs
 KEYWORDS = {
-    "include", "let", "template", "network", "input", "classes", "stem", "head", "layers", "repeat",
-    "as", "residual", "branch", "shortcut", "after", "use", "pool", "graph", "nodes", "hidden",
-    "output", "op", "send", "edges", "budget", "pooled", "wiring", "fixed", "semantics", "sparse",
-    "exclude", "train", "phase2", "true", "false",
+    "include",
+    "let",
+    "template",
+    "network",
+    "input",
+    "classes",
+    "stem",
+    "head",
+    "layers",
+    "repeat",
+    "as",
+    "residual",
+    "branch",
+    "shortcut",
+    "after",
+    "use",
+    "pool",
+    "graph",
+    "nodes",
+    "hidden",
+    "output",
+    "op",
+    "send",
+    "edges",
+    "budget",
+    "pooled",
+    "wiring",
+    "fixed",
+    "semantics",
+    "sparse",
+    "exclude",
+    "train",
+    "phase2",
+    "true",
+    "false",
 }
 # Cheap strategies (from_regex is slow): a letter or `_`, then letters, digits and `_`.
 names = st.builds(
-    str.__add__, st.sampled_from("abcdefghijklmnopqrstuvwxyz_"), st.text("abcdefghijklmnopqrstuvwxyz0123456789_", max_size=5)
+    str.__add__,
+    st.sampled_from("abcdefghijklmnopqrstuvwxyz_"),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_", max_size=5),
 ).filter(lambda s: s not in KEYWORDS)
 paths = st.builds(
-    lambda head, tails: ".".join([head, *tails]), names, st.lists(st.sampled_from(["0", "2", "a", "b_1"]), max_size=2)
+    lambda head, tails: ".".join([head, *tails]),
+    names,
+    st.lists(st.sampled_from(["0", "2", "a", "b_1"]), max_size=2),
 )
 sp = st.sampled_from(["", " ", "  "])
 numbers = st.one_of(
@@ -503,7 +541,8 @@ def values(draw, depth: int = 2) -> str:
 @st.composite
 def args(draw, depth: int = 1) -> str:
     parts = [
-        (draw(names) + draw(sp) + "=" + draw(sp) if draw(st.booleans()) else "") + draw(values(depth))
+        (draw(names) + draw(sp) + "=" + draw(sp) if draw(st.booleans()) else "")
+        + draw(values(depth))
         for _ in range(draw(st.integers(0, 3)))
     ]
     return ("," + draw(sp)).join(parts)
@@ -548,7 +587,9 @@ def layer_items(draw, depth: int) -> list[str]:
     lines: list[str] = []
     for _ in range(draw(st.integers(0, 3))):
         if depth > 0 and draw(st.integers(0, 4)) == 0:
-            head = f"repeat {draw(exprs(1))}" + (f" as {draw(names)}" if draw(st.booleans()) else "")
+            head = f"repeat {draw(exprs(1))}" + (
+                f" as {draw(names)}" if draw(st.booleans()) else ""
+            )
             lines += block(draw, head, layer_items(draw, depth - 1))
         else:
             lines.append(call_list(draw))
@@ -561,8 +602,16 @@ def graph_item(draw) -> list[str]:
         sets = []
         for _ in range(draw(st.integers(1, 3))):
             count = draw(pick("", "num", "name", "paren"))
-            atom = {"": "", "num": draw(numbers), "name": draw(names), "paren": f"({draw(exprs(1))})"}[count]
-            sets.append(f"{draw(names)}[{draw(exprs(1))}]" + (f"{draw(sp)}*{draw(sp)}{atom}" if atom else ""))
+            atom = {
+                "": "",
+                "num": draw(numbers),
+                "name": draw(names),
+                "paren": f"({draw(exprs(1))})",
+            }[count]
+            sets.append(
+                f"{draw(names)}[{draw(exprs(1))}]"
+                + (f"{draw(sp)}*{draw(sp)}{atom}" if atom else "")
+            )
         text = "nodes " + ", ".join(sets)
         text += draw(pick("", " input", " hidden", " output"))
         text += f" op({call_list(draw, 0)})" if draw(st.booleans()) else ""
@@ -583,8 +632,12 @@ def graph_item(draw) -> list[str]:
     if kind == "fixed":
         edges = []
         for _ in range(draw(st.integers(0, 3))):
-            targets = ",".join(str(draw(st.integers(0, 99))) for _ in range(draw(st.integers(1, 3))))
-            edges.append(f"{set_ref(draw)}[{draw(st.integers(0, 99))}] -> {set_ref(draw)}[{targets}]")
+            targets = ",".join(
+                str(draw(st.integers(0, 99))) for _ in range(draw(st.integers(1, 3)))
+            )
+            edges.append(
+                f"{set_ref(draw)}[{draw(st.integers(0, 99))}] -> {set_ref(draw)}[{targets}]"
+            )
         return block(draw, "wiring fixed", edges)
     if kind == "semantics":
         return ["semantics " + draw(calls())]
@@ -598,7 +651,19 @@ def settings_lines(draw) -> list[str]:
 def net_items(draw, depth: int) -> list[str]:
     lines: list[str] = []
     # Residuals twice: their `shortcut` has no span, the subtlest case for comment placement.
-    kinds = ["input", "classes", "let", "pool", "use", "layers", "graph", "residual", "residual", "sparse", "train"]
+    kinds = [
+        "input",
+        "classes",
+        "let",
+        "pool",
+        "use",
+        "layers",
+        "graph",
+        "residual",
+        "residual",
+        "sparse",
+        "train",
+    ]
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(pick(*kinds, *(["repeat"] if depth > 0 else [])))
         if kind == "input":
@@ -610,7 +675,9 @@ def net_items(draw, depth: int) -> list[str]:
         elif kind == "pool":
             lines.append(f"pool {draw(names)} {budget_value(draw)}")
         elif kind == "use":
-            lines.append("use " + draw(calls()) + (f" as {draw(names)}" if draw(st.booleans()) else ""))
+            lines.append(
+                "use " + draw(calls()) + (f" as {draw(names)}" if draw(st.booleans()) else "")
+            )
         elif kind == "layers":
             role = draw(pick("stem", "head", "layers"))
             name = f" {draw(names)}" if draw(st.booleans()) else ""
@@ -619,22 +686,30 @@ def net_items(draw, depth: int) -> list[str]:
             body = [line for _ in range(draw(st.integers(0, 5))) for line in graph_item(draw)]
             lines += block(draw, "graph" + (f" {draw(names)}" if draw(st.booleans()) else ""), body)
         elif kind == "residual":
-            parts = draw(st.permutations(["branch", "shortcut", "after"]))[: draw(st.integers(0, 3))]
+            parts = draw(st.permutations(["branch", "shortcut", "after"]))[
+                : draw(st.integers(0, 3))
+            ]
             body = []
             for part in parts:
                 if part == "after":
                     body.append("after " + call_list(draw))
                 else:
                     body += block(draw, part, layer_items(draw, 1))
-            lines += block(draw, "residual" + (f" {draw(names)}" if draw(st.booleans()) else ""), body)
+            lines += block(
+                draw, "residual" + (f" {draw(names)}" if draw(st.booleans()) else ""), body
+            )
         elif kind == "sparse":
             body = []
             for _ in range(draw(st.integers(0, 4))):
                 item = draw(pick("layers", "exclude", "budget", "wiring"))
                 if item == "layers":
-                    body.append("layers " + ", ".join(draw(st.lists(names, min_size=1, max_size=3))))
+                    body.append(
+                        "layers " + ", ".join(draw(st.lists(names, min_size=1, max_size=3)))
+                    )
                 elif item == "exclude":
-                    body.append("exclude " + ", ".join(draw(st.lists(paths, min_size=1, max_size=3))))
+                    body.append(
+                        "exclude " + ", ".join(draw(st.lists(paths, min_size=1, max_size=3)))
+                    )
                 elif item == "budget":
                     body.append("budget " + budget_value(draw))
                 else:
@@ -646,12 +721,17 @@ def net_items(draw, depth: int) -> list[str]:
                 body += block(draw, "phase2", settings_lines(draw))
             lines += block(draw, "train", body + settings_lines(draw))
         else:
-            head = f"repeat {draw(exprs(1))}" + (f" as {draw(names)}" if draw(st.booleans()) else "")
+            head = f"repeat {draw(exprs(1))}" + (
+                f" as {draw(names)}" if draw(st.booleans()) else ""
+            )
             lines += block(draw, head, net_items(draw, depth - 1))
     return lines
 
 
-comment_texts = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=8)
+comment_texts = st.text(
+    st.characters(codec="utf-8", exclude_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+    max_size=8,
+)
 
 
 @st.composite
@@ -664,7 +744,10 @@ def specs(draw) -> str:
         elif kind == "let":
             lines.append(f"let {draw(names)} = {draw(exprs())}")
         elif kind == "template":
-            params = [draw(names) + (f"={draw(exprs(1))}" if draw(st.booleans()) else "") for _ in range(draw(st.integers(0, 3)))]
+            params = [
+                draw(names) + (f"={draw(exprs(1))}" if draw(st.booleans()) else "")
+                for _ in range(draw(st.integers(0, 3)))
+            ]
             lines += block(draw, f"template {draw(names)}({', '.join(params)})", net_items(draw, 1))
         else:
             lines += block(draw, f"network {draw(names)}", net_items(draw, 1))
@@ -673,7 +756,9 @@ def specs(draw) -> str:
     out: list[str] = []
     for line in lines:
         for _ in range(draw(st.integers(0, 2)) if not (out and out[-1].endswith("\\")) else 0):
-            out.append(draw(pick("", " ")) + ("#" + draw(comment_texts) if draw(st.booleans()) else ""))
+            out.append(
+                draw(pick("", " ")) + ("#" + draw(comment_texts) if draw(st.booleans()) else "")
+            )
         text = draw(pick("", "  ", "\t", "     ")) + line
         if not line.endswith("\\") and draw(st.integers(0, 3)) == 0:
             text += draw(sp) + "#" + draw(comment_texts)
@@ -681,7 +766,11 @@ def specs(draw) -> str:
     return "\n".join(out) + draw(pick("", "\n", "\n\n# tail\n"))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(specs())
 def test_random_specs_round_trip(text: str) -> None:
     check_round_trip(text)

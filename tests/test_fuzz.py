@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("wirelang_benchmarks_fuzz", ROOT / "benchmarks" / "fuzz.py")
+_spec = importlib.util.spec_from_file_location(
+    "wirelang_benchmarks_fuzz", ROOT / "benchmarks" / "fuzz.py"
+)
 assert _spec is not None and _spec.loader is not None
 fuzz = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = fuzz  # dataclasses look their module up there
@@ -41,8 +43,12 @@ def test_the_corpus_is_there() -> None:
     assert (ROOT / "specs" / "cifar_tiny.wire") in fuzz.SPECS
 
 
-@settings(max_examples=200, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_mutated_specs_never_crash(folder: Path, data: st.DataObject) -> None:
     spec = data.draw(st.sampled_from(fuzz.SPECS), label="spec")
@@ -54,8 +60,12 @@ def test_mutated_specs_never_crash(folder: Path, data: st.DataObject) -> None:
 # Inputs that crashed the checker once (found by benchmarks/fuzz.py), and a few edge cases.
 CIFAR = (ROOT / "specs" / "cifar_tiny.wire").read_bytes()
 REGRESSIONS = {
-    "401-digit integer": CIFAR.replace(b"classes 10", b"classes 1" + b"0" * 400),  # OverflowError in a message
-    "1e308 as a channel count": CIFAR.replace(b"conv(16,", b"conv(1e308,"),  # a 309-digit size reached `limits`
+    "401-digit integer": CIFAR.replace(
+        b"classes 10", b"classes 1" + b"0" * 400
+    ),  # OverflowError in a message
+    "1e308 as a channel count": CIFAR.replace(
+        b"conv(16,", b"conv(1e308,"
+    ),  # a 309-digit size reached `limits`
     "1e400 literal": CIFAR.replace(b"batch 512", b"batch 1e400"),
     "empty file": b"",
     "only a newline": b"\n",
@@ -64,7 +74,9 @@ REGRESSIONS = {
     "NUL at the start": b"\x00" + CIFAR,
     "invalid byte at the end": CIFAR + b"\xff",
     "huge group": CIFAR.replace(b"nodes out[100] output", b"nodes out[1] * 10000 output"),
-    "nested repeats": CIFAR.replace(b"  head {", b"  repeat 10000 { repeat 10000 { layers { relu } } }\n  head {"),
+    "nested repeats": CIFAR.replace(
+        b"  head {", b"  repeat 10000 { repeat 10000 { layers { relu } } }\n  head {"
+    ),
     "ten million nodes": CIFAR.replace(b"h4[92]", b"h4[10^7]"),
 }
 

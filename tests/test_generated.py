@@ -33,7 +33,9 @@ def test_generated_artifacts_are_current(spec, monkeypatch):
     assert folder.is_dir(), f"generated/{spec.stem} is missing: run with WIRELANG_UPDATE_GOLDENS=1"
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)
     for name, text in files.items():
-        assert (folder / name).read_text(encoding="utf-8") == text, f"generated/{spec.stem}/{name} is stale"
+        assert (folder / name).read_text(encoding="utf-8") == text, (
+            f"generated/{spec.stem}/{name} is stale"
+        )
 
 
 def test_artifacts_hold_no_absolute_paths_or_times(tmp_path):

@@ -45,7 +45,9 @@ def spec(tmp_path, init: str = "", wiring: str = "dnw"):
 def edge_weights(net) -> torch.Tensor:
     torch.manual_seed(0)
     model = compile_network(net)
-    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if ".wiring.w_" in n])
+    return torch.cat(
+        [p.detach().flatten() for n, p in model.named_parameters() if ".wiring.w_" in n]
+    )
 
 
 def test_default_is_uniform_over_the_sending_nodes(tmp_path):

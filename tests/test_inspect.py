@@ -64,12 +64,19 @@ def test_counts_match_a_hand_count(hand_run):
     info = inspect_run(load_run(hand_run))
     (g,) = info["graphs"]
     assert g["active_edges"] == g["budget"] == 4 and g["budget_met"]
-    assert {(b["source"], b["target"]): b["active"] for b in g["blocks"]} == {("a", "h"): 1, ("a", "o"): 2, ("h", "o"): 1}
+    assert {(b["source"], b["target"]): b["active"] for b in g["blocks"]} == {
+        ("a", "h"): 1,
+        ("a", "o"): 2,
+        ("h", "o"): 1,
+    }
     sets = {s["name"]: s for s in g["sets"]}
     # out-degrees a: 2, 1, 0 (a2 dead); h: 1, 0 (h1 dead, and it has no input); o: 2 and 1 inputs
     assert (sets["a"]["dead"], sets["h"]["dead"], sets["o"]["dead"]) == (1, 1, 0)
     assert (sets["a"]["no_input"], sets["h"]["no_input"], sets["o"]["no_input"]) == (0, 1, 0)
-    assert sets["a"]["out_degree"] == {"min": 0, "mean": 1.0, "max": 2} and sets["a"]["in_degree"] is None
+    assert (
+        sets["a"]["out_degree"] == {"min": 0, "mean": 1.0, "max": 2}
+        and sets["a"]["in_degree"] is None
+    )
     assert sets["h"]["in_degree"] == {"min": 0, "mean": 0.5, "max": 1}
     assert sets["o"]["in_degree"] == {"min": 1, "mean": 1.5, "max": 2}
     assert g["dead_nodes"] == 2 and g["no_input_nodes"] == 1 and g["live_nodes"] == 5
@@ -90,9 +97,21 @@ def test_cli_json_and_the_checkpoint_option(hand_run):
     default = runner.invoke(app, ["inspect", str(hand_run), "--json"])
     assert default.exit_code == 0, default.output
     assert json.loads(default.output)["graphs"][0]["blocks"][1]["active"] == 2
-    other = runner.invoke(app, ["inspect", str(hand_run), "--json", "--checkpoint", str(hand_run / "checkpoints" / "last.pt")])
+    other = runner.invoke(
+        app,
+        [
+            "inspect",
+            str(hand_run),
+            "--json",
+            "--checkpoint",
+            str(hand_run / "checkpoints" / "last.pt"),
+        ],
+    )
     assert other.exit_code == 0, other.output
-    blocks = {(b["source"], b["target"]): b["active"] for b in json.loads(other.output)["graphs"][0]["blocks"]}
+    blocks = {
+        (b["source"], b["target"]): b["active"]
+        for b in json.loads(other.output)["graphs"][0]["blocks"]
+    }
     assert blocks[("h", "o")] == 0 and blocks[("a", "o")] == 2
     text = runner.invoke(app, ["inspect", str(hand_run)])
     assert text.exit_code == 0 and "4 active edges = budget 4" in " ".join(text.output.split())
@@ -101,7 +120,9 @@ def test_cli_json_and_the_checkpoint_option(hand_run):
 def test_inspect_a_missing_run_is_one_line_exit_1(tmp_path):
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "nothing")])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"error: {tmp_path / 'nothing'} is not a run directory"]
+    assert result.output.strip().splitlines() == [
+        f"error: {tmp_path / 'nothing'} is not a run directory"
+    ]
 
 
 @pytest.mark.parametrize("suffix", ["png", "svg"])
@@ -123,7 +144,9 @@ def test_draw_the_papers_size_aggregates(tmp_path):
     from wirelang.export.draw import draw
     from wirelang.frontend import build
 
-    out = draw(build(Path(__file__).parents[1] / "specs" / "cifar_tiny.wire"), tmp_path / "tiny.png")
+    out = draw(
+        build(Path(__file__).parents[1] / "specs" / "cifar_tiny.wire"), tmp_path / "tiny.png"
+    )
     assert out.stat().st_size > 20_000
 
 

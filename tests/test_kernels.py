@@ -30,12 +30,19 @@ def test_topk_equals_topk_mask_while_scores_drift():
 def test_sparse_edge_product_equals_dense():
     g = torch.Generator().manual_seed(1)
     for _ in range(40):
-        m, s = int(torch.randint(2, 30, (1,), generator=g)), int(torch.randint(2, 40, (1,), generator=g))
-        w = (torch.randn(m, s, generator=g) * (torch.rand(m, s, generator=g) < 0.2)).requires_grad_(True)
+        m, s = (
+            int(torch.randint(2, 30, (1,), generator=g)),
+            int(torch.randint(2, 40, (1,), generator=g)),
+        )
+        w = (torch.randn(m, s, generator=g) * (torch.rand(m, s, generator=g) < 0.2)).requires_grad_(
+            True
+        )
         cut = int(torch.randint(1, m, (1,), generator=g))
         splits = (cut, m - cut)
         bounds = sorted(set(torch.randint(0, s + 1, (3,), generator=g).tolist()) | {0, s})
-        chunks = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a][::2]  # with gaps
+        chunks = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a][
+            ::2
+        ]  # with gaps
         xs = [torch.randn(b - a, 3, 2, 2, generator=g, requires_grad=True) for a, b in chunks]
         cols = tuple(a for a, _ in chunks)
         results = []
@@ -49,9 +56,20 @@ def test_sparse_edge_product_equals_dense():
 
 def test_node_ops_in_cnhw_equal_the_modules():
     torch.manual_seed(0)
-    sets = [nn.Sequential(nn.InstanceNorm2d(c, affine=True), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False))
-            for c in (3, 5)]
-    bns = [nn.Sequential(nn.BatchNorm2d(c), nn.ReLU6(), nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c)) for c in (4, 2)]
+    sets = [
+        nn.Sequential(
+            nn.InstanceNorm2d(c, affine=True),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
+        )
+        for c in (3, 5)
+    ]
+    bns = [
+        nn.Sequential(
+            nn.BatchNorm2d(c), nn.ReLU6(), nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c)
+        )
+        for c in (4, 2)
+    ]
     for group in (sets, bns):
         for m in group:
             for p in m.parameters():
@@ -64,7 +82,7 @@ def test_node_ops_in_cnhw_equal_the_modules():
         parts, start = [], 0
         for c in copies:
             n = c[0].num_features
-            parts.append(c(x[:, start:start + n]))
+            parts.append(c(x[:, start : start + n]))
             start += n
         assert torch.allclose(fused, torch.cat(parts, 1), atol=1e-5)
         for m, c in zip(group, copies, strict=True):  # running statistics updated alike
@@ -78,6 +96,13 @@ def _config(layer: nn.Module) -> dict:
     if isinstance(layer, nn.InstanceNorm2d | nn.BatchNorm2d):
         return {"num_features": layer.num_features, "affine": layer.affine}
     if isinstance(layer, nn.Conv2d):
-        return {"in_channels": layer.in_channels, "out_channels": layer.out_channels, "kernel_size": layer.kernel_size,
-                "stride": layer.stride, "padding": layer.padding, "groups": layer.groups, "bias": layer.bias is not None}
+        return {
+            "in_channels": layer.in_channels,
+            "out_channels": layer.out_channels,
+            "kernel_size": layer.kernel_size,
+            "stride": layer.stride,
+            "padding": layer.padding,
+            "groups": layer.groups,
+            "bias": layer.bias is not None,
+        }
     return {}

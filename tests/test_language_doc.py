@@ -27,7 +27,15 @@ def test_every_op_is_documented(name: str) -> None:
     assert mentioned(name)
 
 
-@pytest.mark.parametrize("name", [*methods.list_wirings(), *methods.list_semantics(), *methods.list_inits(), *methods.ODE_SOLVERS])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *methods.list_wirings(),
+        *methods.list_semantics(),
+        *methods.list_inits(),
+        *methods.ODE_SOLVERS,
+    ],
+)
 def test_every_method_and_solver_is_documented(name: str) -> None:
     assert mentioned(name)
 
@@ -38,7 +46,9 @@ def test_every_train_setting_and_dataset_is_documented(name: str) -> None:
 
 
 def test_ops_table_is_current() -> None:
-    spec = importlib.util.spec_from_file_location("gen_ops_table", ROOT / "scripts" / "gen_ops_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_ops_table", ROOT / "scripts" / "gen_ops_table.py"
+    )
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -29,9 +29,24 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
     ("runs", 2, ("wirelang.runs",)),
     ("model", 1, ("wirelang.backend",)),
     ("data", 1, ("wirelang.data",)),
-    ("lang", 0, ("wirelang.version", "wirelang.diagnostics", "wirelang.syntax", "wirelang.ir", "wirelang.passes",
-                 "wirelang.ops", "wirelang.methods", "wirelang.cost", "wirelang.fmt", "wirelang.frontend",
-                 "wirelang.train_config", "wirelang.report")),
+    (
+        "lang",
+        0,
+        (
+            "wirelang.version",
+            "wirelang.diagnostics",
+            "wirelang.syntax",
+            "wirelang.ir",
+            "wirelang.passes",
+            "wirelang.ops",
+            "wirelang.methods",
+            "wirelang.cost",
+            "wirelang.fmt",
+            "wirelang.frontend",
+            "wirelang.train_config",
+            "wirelang.report",
+        ),
+    ),
 ]
 
 
@@ -128,7 +143,9 @@ def test_the_rule_test_sees_a_lazy_upward_import(tmp_path, monkeypatch):
     (fake / "cost.py").write_text("def f():\n    from wirelang.backend.api import x\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    with pytest.raises(AssertionError, match="wirelang.cost \\(lang\\) imports wirelang.backend.api"):
+    with pytest.raises(
+        AssertionError, match="wirelang.cost \\(lang\\) imports wirelang.backend.api"
+    ):
         test_layers_import_only_downwards()
 
 
@@ -136,14 +153,22 @@ def test_the_rule_test_sees_a_lazy_upward_import(tmp_path, monkeypatch):
 def test_check_never_imports_torch_or_typer(argv):
     specs = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.wire"))
     args = [a for x in argv for a in (specs if x == "SPECS" else [x])]
-    code = ("import sys, atexit\n"
-            "atexit.register(lambda: sys.stderr.write('LOADED ' + ' '.join(m for m in ('torch', 'typer') "
-            "if m in sys.modules) + '\\n'))\n"
-            f"sys.argv = ['wirelang', *{args!r}]\n"
-            "from wirelang.cli import main\n"
-            "main()\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: sys.stderr.write('LOADED ' + ' '.join(m for m in ('torch', 'typer') "
+        "if m in sys.modules) + '\\n'))\n"
+        f"sys.argv = ['wirelang', *{args!r}]\n"
+        "from wirelang.cli import main\n"
+        "main()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+    )
     assert r.returncode in (0, 2), r.stderr
     assert r.stderr.rstrip().splitlines()[-1] == "LOADED", r.stderr[-2000:]
     if argv[1] == "SPECS":

@@ -41,7 +41,13 @@ def info(name: str) -> dict:
 
 def test_the_corpus_is_there():
     names = {p.stem for p in SPEC_FILES}
-    assert {"cifar_tiny", "fmnist_tiny_continuous_random", "mbv1_dnw", "mbv1_cifar_complete", "resnet50_dense"} <= names
+    assert {
+        "cifar_tiny",
+        "fmnist_tiny_continuous_random",
+        "mbv1_dnw",
+        "mbv1_cifar_complete",
+        "resnet50_dense",
+    } <= names
     assert len(SPEC_FILES) == 38
     assert {p.name for p in LIB_FILES} >= {"tiny.wire", "mobilenet.wire", "resnet.wire"}
 
@@ -66,15 +72,27 @@ def test_lib_files_hold_only_lets_templates_includes(path: Path):
     parsed = read_spec(path)
     assert parsed.items
     for item in parsed.items:
-        assert isinstance(item, ast.LetStmt | ast.TemplateDecl | ast.IncludeDecl), f"{path.name}: {type(item).__name__}"
+        assert isinstance(item, ast.LetStmt | ast.TemplateDecl | ast.IncludeDecl), (
+            f"{path.name}: {type(item).__name__}"
+        )
     with pytest.raises(SpecError, match="defines no `network`"):
         build(path)
 
 
 # ---------------------------------------------------------------- tiny classifier
 
-TINY = [f"{data}_tiny{variant}" for data in ("cifar", "fmnist")
-        for variant in ("", "_random", "_discrete", "_discrete_random", "_continuous", "_continuous_random")]
+TINY = [
+    f"{data}_tiny{variant}"
+    for data in ("cifar", "fmnist")
+    for variant in (
+        "",
+        "_random",
+        "_discrete",
+        "_discrete_random",
+        "_continuous",
+        "_continuous_random",
+    )
+]
 
 
 def test_cifar_tiny_numbers():
@@ -82,8 +100,13 @@ def test_cifar_tiny_numbers():
     (g,) = out["graphs"]
     assert g["nodes"] == 800
     assert [(s["name"], s["size"], s["role"]) for s in g["sets"]] == [
-        ("in", 32, "input"), ("h1", 192, "hidden"), ("h2", 192, "hidden"), ("h3", 192, "hidden"),
-        ("h4", 92, "hidden"), ("out", 100, "output")]
+        ("in", 32, "input"),
+        ("h1", 192, "hidden"),
+        ("h2", 192, "hidden"),
+        ("h3", 192, "hidden"),
+        ("h4", 92, "hidden"),
+        ("out", 100, "output"),
+    ]
     assert g["candidate_edges"] == 254_960
     assert g["budget"] == 32_000
     assert (g["semantics"], g["wiring"]) == ("static", "dnw")
@@ -97,7 +120,9 @@ def test_tiny_variants(name: str):
     assert g["nodes"] == 800 and g["budget"] == 32_000
     cyclic = "discrete" in name or "continuous" in name
     assert g["candidate_edges"] == (800 * 800 if cyclic else 254_960)
-    assert g["semantics"] == ("discrete" if "discrete" in name else "continuous" if "continuous" in name else "static")
+    assert g["semantics"] == (
+        "discrete" if "discrete" in name else "continuous" if "continuous" in name else "static"
+    )
     assert g["wiring"] == ("random" if name.endswith("_random") else "dnw")
     (graph,) = net.graphs()
     if g["semantics"] == "discrete":
@@ -114,7 +139,13 @@ def test_tiny_variants(name: str):
     # validation split (wirelang's default, 10%)
     assert train["data"].get("val", 0.1) == (0.1 if fmnist else 0)
     assert (train["batch"], train["epochs"]) == (512, 160)
-    assert train["optimizer"] == {**train["optimizer"], "name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+    assert train["optimizer"] == {
+        **train["optimizer"],
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+    }
     assert train["schedule"]["name"] == "multistep" and train["schedule"]["milestones"] == [80, 120]
 
 
@@ -122,14 +153,33 @@ def test_tiny_variants(name: str):
 
 STAGES = [(32, 64, 1, 1), (64, 128, 2, 2), (128, 256, 2, 2), (256, 512, 2, 6), (512, 1024, 2, 2)]
 WIRED = {
-    "mbv1_dnw": 0.225, "mbv1_dnw_x3": 0.3, "mbv1_dnw_x49": 0.49, "mbv1_dnw_small_x15": 0.15,
-    "mbv1_dnw_small_x225": 0.225, "mbv1_random_x225": 0.225, "mbv1_random_x49": 0.49,
-    **{f"mbv1_cifar_{m}": 0.225 for m in ("random", "dnw", "no_update", "l1_anneal", "targeted_dropout", "lottery", "fine_tune", "complete")},
+    "mbv1_dnw": 0.225,
+    "mbv1_dnw_x3": 0.3,
+    "mbv1_dnw_x49": 0.49,
+    "mbv1_dnw_small_x15": 0.15,
+    "mbv1_dnw_small_x225": 0.225,
+    "mbv1_random_x225": 0.225,
+    "mbv1_random_x49": 0.49,
+    **{
+        f"mbv1_cifar_{m}": 0.225
+        for m in (
+            "random",
+            "dnw",
+            "no_update",
+            "l1_anneal",
+            "targeted_dropout",
+            "lottery",
+            "fine_tune",
+            "complete",
+        )
+    },
 }
 METHOD = {"no_update": "dnw_no_update", "lottery": "lottery_one_shot"}
 
 
-@pytest.mark.parametrize(("name", "params", "macs"), [("mbv1_x25", 0.47, 41.0), ("mbv1_x5", 1.33, 149.5)])
+@pytest.mark.parametrize(
+    ("name", "params", "macs"), [("mbv1_x25", 0.47, 41.0), ("mbv1_x5", 1.33, 149.5)]
+)
 def test_dense_mobilenet_counts(name: str, params: float, macs: float):
     out = info(name)
     assert round(out["params"] / 1e6, 2) == params
@@ -157,7 +207,11 @@ def test_mobilenet_stage_budgets_and_candidates(name: str):
         assert g["candidate_edges"] == cand
         k = math.floor(inp * oup * d**2 + (blocks - 1) * oup**2 * d**2)
         assert g["budget"] == (cand if name.endswith("complete") else k)
-        method = name.removeprefix("mbv1_cifar_") if name.startswith("mbv1_cifar_") else name.split("_")[1]
+        method = (
+            name.removeprefix("mbv1_cifar_")
+            if name.startswith("mbv1_cifar_")
+            else name.split("_")[1]
+        )
         assert g["wiring"] == METHOD.get(method, method)
 
 
@@ -175,7 +229,9 @@ def test_mobilenet_shapes(name: str):
     assert side == (7 if imagenet else 2)
 
 
-@pytest.mark.parametrize(("name", "d"), [("mbv1_dnw_small_x15", 0.15), ("mbv1_dnw_small_x225", 0.225)])
+@pytest.mark.parametrize(
+    ("name", "d"), [("mbv1_dnw_small_x15", 0.15), ("mbv1_dnw_small_x225", 0.225)]
+)
 def test_dnw_small_wires_the_linear_layer(name: str, d: float):
     (layer,) = info(name)["sparse_layers"]
     assert layer["op"] == "linear" and layer["wiring"] == "dnw"
@@ -187,21 +243,35 @@ def test_mobilenet_recipes():
     for name in WIRED:
         train = compiled(name)[0].train
         if name.startswith("mbv1_cifar"):
-            assert (train["data"]["name"], train["batch"], train["epochs"], train["optimizer"]["weight_decay"]) == ("cifar10", 128, 160, 1e-4)
+            assert (
+                train["data"]["name"],
+                train["batch"],
+                train["epochs"],
+                train["optimizer"]["weight_decay"],
+            ) == ("cifar10", 128, 160, 1e-4)
         else:
-            assert (train["data"]["name"], train["batch"], train["epochs"], train["optimizer"]["weight_decay"]) == ("imagenet", 512, 250, 5e-5)
+            assert (
+                train["data"]["name"],
+                train["batch"],
+                train["epochs"],
+                train["optimizer"]["weight_decay"],
+            ) == ("imagenet", 512, 250, 5e-5)
         assert train["schedule"]["name"] == "cosine" and train["optimizer"]["lr"] == 0.1
         assert train["optimizer"]["name"] == "sgd" and train["optimizer"]["momentum"] == 0.9
         assert train["warmup"] == 0 and train["label_smoothing"] == 0
         assert train["data"]["val"] == 0  # every training image, as in the paper
     phase2 = compiled("mbv1_cifar_fine_tune")[0].train["phase2"]
-    assert phase2["optimizer"]["lr"] == 0.01 and phase2["epochs"] is None  # None: as long as phase 1
+    assert (
+        phase2["optimizer"]["lr"] == 0.01 and phase2["epochs"] is None
+    )  # None: as long as phase 1
     assert compiled("mbv1_cifar_targeted_dropout")[0].graphs()[0].wiring.params["rho"] == 0.95
 
 
 # ---------------------------------------------------------------- ResNet-50
 
-RESNETS = ["resnet50_dense"] + [f"resnet50_sparse_{v}{p}" for v in ("all", "first_dense") for p in (10, 20, 30)]
+RESNETS = ["resnet50_dense"] + [
+    f"resnet50_sparse_{v}{p}" for v in ("all", "first_dense") for p in (10, 20, 30)
+]
 
 
 def test_resnet50_dense_counts():
@@ -226,21 +296,37 @@ def test_resnet50_sparse(name: str):
             assert x["budget"] == math.floor(pct / 100 * x["candidates"]) and x["wiring"] == "dnw"
     dense = info("resnet50_dense")
     # exactly the dense network minus the pruned weights: batch norm and biases stay dense
-    assert out["params"] == dense["params"] - sum(x["candidates"] - x["budget"] for x in layers.values())
+    assert out["params"] == dense["params"] - sum(
+        x["candidates"] - x["budget"] for x in layers.values()
+    )
     assert out["params"] < dense["params"] * (pct + 2) / 100
     train = net.train
-    assert (train["batch"], train["epochs"], train["warmup"], train["label_smoothing"]) == (256, 100, 5, 0.1)
+    assert (train["batch"], train["epochs"], train["warmup"], train["label_smoothing"]) == (
+        256,
+        100,
+        5,
+        0.1,
+    )
     assert train["schedule"]["name"] == "cosine" and train["optimizer"]["name"] == "sgd"
     assert train["data"]["val"] == 0
-    assert (train["optimizer"]["lr"], train["optimizer"]["momentum"], train["optimizer"]["weight_decay"]) == (0.256, 0.875, 3.0517578125e-5)
+    assert (
+        train["optimizer"]["lr"],
+        train["optimizer"]["momentum"],
+        train["optimizer"]["weight_decay"],
+    ) == (0.256, 0.875, 3.0517578125e-5)
 
 
 # ---------------------------------------------------------------- the CLI, once
 
 
 def test_cli_compile_json_matches_the_library():
-    run = subprocess.run([sys.executable, "-m", "wirelang", "compile", "--json", str(SPECS / "cifar_tiny.wire")],
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "wirelang", "compile", "--json", str(SPECS / "cifar_tiny.wire")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == info("cifar_tiny")
 
@@ -273,12 +359,21 @@ def test_wiring_and_semantics_held_by_template_parameters(tmp_path: Path):
     net = build(tmp_path / "t.wire", HELD.replace("METHOD", "targeted_dropout(rho=0.9)"))
     (g,) = net.graphs()
     assert g.wiring.method == "targeted_dropout" and g.wiring.params["rho"] == 0.9
-    assert g.semantics.kind == "continuous" and g.semantics.params["time"] == 2 and g.semantics.params["solver"] == "rk4"
-    assert build(tmp_path / "t.wire", HELD.replace("METHOD", "random")).graphs()[0].wiring.method == "random"
+    assert (
+        g.semantics.kind == "continuous"
+        and g.semantics.params["time"] == 2
+        and g.semantics.params["solver"] == "rk4"
+    )
+    assert (
+        build(tmp_path / "t.wire", HELD.replace("METHOD", "random")).graphs()[0].wiring.method
+        == "random"
+    )
 
 
-@pytest.mark.parametrize(("method", "message"), [("dnww", "unknown wiring method `dnww`"),
-                                                 ("targeted_dropout(rho=2)", "must be at most 1")])
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [("dnww", "unknown wiring method `dnww`"), ("targeted_dropout(rho=2)", "must be at most 1")],
+)
 def test_a_bad_held_method_is_reported_at_the_use(tmp_path: Path, method: str, message: str):
     with pytest.raises(SpecError) as err:
         build(tmp_path / "t.wire", HELD.replace("METHOD", method))

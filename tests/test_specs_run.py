@@ -17,8 +17,14 @@ from wirelang.frontend import build
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.wire"))
-RUN_ALWAYS = {"cifar_tiny", "cifar_tiny_discrete", "fmnist_tiny_continuous", "mbv1_cifar_dnw", "mbv1_dnw_small_x15",
-              "resnet50_sparse_first_dense10"}
+RUN_ALWAYS = {
+    "cifar_tiny",
+    "cifar_tiny_discrete",
+    "fmnist_tiny_continuous",
+    "mbv1_cifar_dnw",
+    "mbv1_dnw_small_x15",
+    "resnet50_sparse_first_dense10",
+}
 SLOW = os.environ.get("WIRELANG_SLOW") == "1"
 
 
@@ -87,7 +93,9 @@ def test_pooled_sparse_network_params_equal_the_count(tmp_path, method):
         assert dense + active == counted
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if SLOW or s.stem in RUN_ALWAYS], ids=lambda s: s.stem)
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if SLOW or s.stem in RUN_ALWAYS], ids=lambda s: s.stem
+)
 def test_spec_runs_forward_and_backward(spec):
     net = build(spec)
     model = compile_network(net)
@@ -116,7 +124,9 @@ def _sgd_losses(spec: Path, steps: int, batch: int) -> list[float]:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     losses = []
     for i in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x[i * batch : (i + 1) * batch]), y[i * batch : (i + 1) * batch])
+        loss = torch.nn.functional.cross_entropy(
+            model(x[i * batch : (i + 1) * batch]), y[i * batch : (i + 1) * batch]
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -31,10 +31,13 @@ from wirelang.train.runs import RunError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_spec(folder: Path, wiring: str = "dnw", train_extra: str = "", size: int = 256, epochs: int = 2) -> Path:
+def write_spec(
+    folder: Path, wiring: str = "dnw", train_extra: str = "", size: int = 256, epochs: int = 2
+) -> Path:
     """A tiny network without batch norm (DDP then equals one process exactly, up to rounding)."""
     path = folder / "t.wire"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
     network t {{
       input image(3, 16, 16)
       classes 4
@@ -66,12 +69,15 @@ def write_spec(folder: Path, wiring: str = "dnw", train_extra: str = "", size: i
         {train_extra}
       }}
     }}
-    """))
+    """)
+    )
     return path
 
 
 def run(spec: Path, out: Path, **kwargs):
-    return train(TrainOptions(spec=spec, out=out, progress=Progress(enabled=True, fancy=False), **kwargs))
+    return train(
+        TrainOptions(spec=spec, out=out, progress=Progress(enabled=True, fancy=False), **kwargs)
+    )
 
 
 def resume(spec: Path, out: Path):
@@ -106,21 +112,42 @@ def test_run_directory_metrics_and_load(tmp_path):
     spec = write_spec(tmp_path, epochs=1)
     result = run(spec, tmp_path / "run")
     out = tmp_path / "run"
-    assert {p.name for p in out.iterdir()} == {"spec.wire", "config.json", "metrics.jsonl", "checkpoints"}
+    assert {p.name for p in out.iterdir()} == {
+        "spec.wire",
+        "config.json",
+        "metrics.jsonl",
+        "checkpoints",
+    }
     records = read_metrics(out)
     assert len(records) == 1
     for key in (*REQUIRED, "test_top1", "test_top5"):
         assert key in records[-1], key
     assert records[0]["edges_swapped"].keys() == {"body"}
     config = json.loads((out / "config.json").read_text())
-    assert config["world_size"] == 1 and config["train"]["epochs"] == 1 and "language_version" in config
+    assert (
+        config["world_size"] == 1
+        and config["train"]["epochs"] == 1
+        and "language_version" in config
+    )
     # the self-contained spec builds to the same network
     from wirelang.ir.meaning import spec_hash
 
     assert spec_hash(build(out / "spec.wire")) == config["spec_hash"] == records[0]["spec_hash"]
     payload = ckpt.read(out / "checkpoints" / "best.pt")
-    for key in ("model", "optimizer", "scheduler", "rng", "sampler", "epoch", "phase", "seed", "spec_hash",
-                "mask_hash", "wirelang_version", "language_version"):
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "rng",
+        "sampler",
+        "epoch",
+        "phase",
+        "seed",
+        "spec_hash",
+        "mask_hash",
+        "wirelang_version",
+        "language_version",
+    ):
         assert key in payload, key
     loaded = wirelang.load(out)
     x = torch.randn(5, 3, 16, 16)
@@ -129,12 +156,24 @@ def test_run_directory_metrics_and_load(tmp_path):
     assert loaded.mask_hash() == records[-1]["mask_hash"]
     r = cli("eval", str(out), "--split", "test", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1])["top1"] == pytest.approx(records[-1]["test_top1"])
+    assert json.loads(r.output.strip().splitlines()[-1])["top1"] == pytest.approx(
+        records[-1]["test_top1"]
+    )
 
 
 def test_dry_run_prints_resolved_config(tmp_path):
     spec = write_spec(tmp_path)
-    r = cli("train", str(spec), "--dry-run", "--set", "optimizer.lr=0.01", "--epochs", "3", "--out", str(tmp_path / "x"))
+    r = cli(
+        "train",
+        str(spec),
+        "--dry-run",
+        "--set",
+        "optimizer.lr=0.01",
+        "--epochs",
+        "3",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert r.exit_code == 0, r.output
     shown = json.loads(r.output)
     assert shown["train"]["optimizer"]["lr"] == 0.01 and shown["train"]["epochs"] == 3
@@ -142,15 +181,18 @@ def test_dry_run_prints_resolved_config(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize(("setting", "expected"), [
-    ("optimizer.lrr=0.1", "did you mean `lr`"),
-    ("epoch=3", "did you mean `epochs`"),
-    ("lr=0.1", "--set lr: unknown training setting `lr` (did you mean `optimizer.lr`?)"),
-    ('root="/data"', "(did you mean `data.root`?)"),
-    ("epochs=-1", "`epochs`"),
-    ("optimizer=sgdd(lr=0.1)", "optimizer"),
-    ("data=cifar10", "cifar10"),
-])
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("optimizer.lrr=0.1", "did you mean `lr`"),
+        ("epoch=3", "did you mean `epochs`"),
+        ("lr=0.1", "--set lr: unknown training setting `lr` (did you mean `optimizer.lr`?)"),
+        ('root="/data"', "(did you mean `data.root`?)"),
+        ("epochs=-1", "`epochs`"),
+        ("optimizer=sgdd(lr=0.1)", "optimizer"),
+        ("data=cifar10", "cifar10"),
+    ],
+)
 def test_set_errors_exit_2(tmp_path, setting, expected):
     spec = write_spec(tmp_path)
     r = cli("train", str(spec), "--set", setting, "--out", str(tmp_path / "x"))
@@ -162,7 +204,9 @@ def test_set_errors_exit_2(tmp_path, setting, expected):
 def test_usage_errors(tmp_path):
     spec = write_spec(tmp_path)
     r = cli("train", str(spec), "--gpus", "4")
-    assert r.exit_code == 1 and "CUDA device" in r.output and len(r.output.strip().splitlines()) == 1
+    assert (
+        r.exit_code == 1 and "CUDA device" in r.output and len(r.output.strip().splitlines()) == 1
+    )
     r = cli("train", str(spec), "--batch-size", "33", "--procs", "2")
     assert r.exit_code == 2 and "does not split evenly" in r.output
     (tmp_path / "busy").mkdir()
@@ -221,8 +265,13 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
     spec = write_spec(tmp_path, size=1024, epochs=4)
     killed = tmp_path / "killed"
     env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
-    proc = subprocess.Popen([sys.executable, "-m", "wirelang", "train", str(spec), "--out", str(killed)],
-                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wirelang", "train", str(spec), "--out", str(killed)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     first = killed / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -234,7 +283,9 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
     resume(spec, killed)
     reference = tmp_path / "reference"
     run(spec, reference)
-    assert_same(weights(killed / "checkpoints" / "last.pt"), weights(reference / "checkpoints" / "last.pt"))
+    assert_same(
+        weights(killed / "checkpoints" / "last.pt"), weights(reference / "checkpoints" / "last.pt")
+    )
     assert read_metrics(killed)[-1]["mask_hash"] == read_metrics(reference)[-1]["mask_hash"]
 
 
@@ -250,7 +301,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     spec = write_spec(tmp_path)
     out = tmp_path / "run"
     # lr 0.05 for epoch 1, then 0.05 * 1e15: the weights overflow within a few steps
-    r = cli("train", str(spec), "--out", str(out), "--set", "schedule=multistep(milestones=[1], gamma=1e15)")
+    r = cli(
+        "train",
+        str(spec),
+        "--out",
+        str(out),
+        "--set",
+        "schedule=multistep(milestones=[1], gamma=1e15)",
+    )
     assert r.exit_code == 1, r.output
     line = [x for x in r.output.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "at step" in line[0] and "last good checkpoint" in line[0]
@@ -286,13 +344,17 @@ def build_text_spec(wiring: str):
 def frozen_topk(state: dict[str, torch.Tensor], k: int) -> list[torch.Tensor]:
     ws = [state["gm.body.wiring.w_0"], state["gm.body.wiring.w_1"]]
     flat = topk_mask(torch.cat([w.abs().flatten() for w in ws]), k)
-    return [flat[: ws[0].numel()].view_as(ws[0]), flat[ws[0].numel():].view_as(ws[1])]
+    return [flat[: ws[0].numel()].view_as(ws[0]), flat[ws[0].numel() :].view_as(ws[1])]
 
 
 def test_lottery_rewinds_then_retrains_on_the_fixed_mask(tmp_path):
     # phase two with a negligible lr: its final weights are the rewound (initial) ones
-    spec = write_spec(tmp_path, wiring="lottery_one_shot", epochs=1,
-                      train_extra="phase2 {\n epochs 1\n optimizer sgd(lr=1e-12, momentum=0)\n }")
+    spec = write_spec(
+        tmp_path,
+        wiring="lottery_one_shot",
+        epochs=1,
+        train_extra="phase2 {\n epochs 1\n optimizer sgd(lr=1e-12, momentum=0)\n }",
+    )
     out = tmp_path / "run"
     run(spec, out)
     records = read_metrics(out)
@@ -309,21 +371,26 @@ def test_lottery_rewinds_then_retrains_on_the_fixed_mask(tmp_path):
         assert not torch.allclose(phase1[w][keep], initial[w][keep], atol=1e-6)
 
 
-
 @pytest.mark.parametrize("phase2_epochs", [1, 2])
 def test_two_phase_resume_is_exact(tmp_path, phase2_epochs):
     # prev.pt is the end of phase one (1: the freeze and rewind are redone on resume) or the
     # middle of phase two (2: the fixed masks and the optimizer come from the checkpoint)
-    spec = write_spec(tmp_path, wiring="lottery_one_shot", epochs=1,
-                      train_extra=f"phase2 {{\n epochs {phase2_epochs}\n }}")
+    spec = write_spec(
+        tmp_path,
+        wiring="lottery_one_shot",
+        epochs=1,
+        train_extra=f"phase2 {{\n epochs {phase2_epochs}\n }}",
+    )
     out = tmp_path / "run"
     run(spec, out)
     final = weights(out / "checkpoints" / "last.pt")
     (out / "checkpoints" / "last.pt").unlink()
     resume(spec, out)
     assert_same(weights(out / "checkpoints" / "last.pt"), final)
-    assert [(r["phase"], r["epoch"]) for r in read_metrics(out)] == \
-        [(1, 1)] + [(2, e) for e in range(1, phase2_epochs + 1)]
+    assert [(r["phase"], r["epoch"]) for r in read_metrics(out)] == [(1, 1)] + [
+        (2, e) for e in range(1, phase2_epochs + 1)
+    ]
+
 
 def test_fine_tune_continues_with_lr_0_01(tmp_path):
     spec = write_spec(tmp_path, wiring="fine_tune", epochs=1)
@@ -365,10 +432,23 @@ def test_sweep_table(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "sw" / "sweep.md").read_text() == before
     # other settings into the same folder are refused, not mixed into the table
-    r = cli("sweep", str(spec), "--seed-list", "1,2", "--epochs", "2", "--set", "optimizer.lr=0.07", "--out", str(tmp_path / "sw"))
+    r = cli(
+        "sweep",
+        str(spec),
+        "--seed-list",
+        "1,2",
+        "--epochs",
+        "2",
+        "--set",
+        "optimizer.lr=0.07",
+        "--out",
+        str(tmp_path / "sw"),
+    )
     assert r.exit_code == 2
-    assert r.stderr.strip() == (f"error: {tmp_path / 'sw' / 'seed1'} was started with other settings (epochs, optimizer "
-                                "differ); give the same spec and options to resume it, or another --out")
+    assert r.stderr.strip() == (
+        f"error: {tmp_path / 'sw' / 'seed1'} was started with other settings (epochs, optimizer "
+        "differ); give the same spec and options to resume it, or another --out"
+    )
 
 
 def test_sweep_of_one_seed_and_a_failed_seed(tmp_path, monkeypatch):
@@ -391,8 +471,10 @@ def test_sweep_of_one_seed_and_a_failed_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(wt, "train", flaky)
     r = cli("sweep", str(spec), "--seeds", "3", "--out", str(tmp_path / "three"))
     assert r.exit_code == 1
-    assert r.stderr.strip().endswith(f"error: 1 of 3 seeds failed (1); the table in {tmp_path / 'three' / 'sweep.md'} "
-                                     "holds the others")
+    assert r.stderr.strip().endswith(
+        f"error: 1 of 3 seeds failed (1); the table in {tmp_path / 'three' / 'sweep.md'} "
+        "holds the others"
+    )
     summary = json.loads((tmp_path / "three" / "sweep.json").read_text())
     assert summary["seeds"] == [0, 2] and summary["failed"] == {"1": "loss is nan at step 3"}
 
@@ -408,9 +490,13 @@ def test_lr_schedules_per_step():
     from wirelang.train_config import OptimizerConfig, ScheduleConfig
 
     sgd = OptimizerConfig(name="sgd", lr=0.1)
-    multistep = Phase(1, 4, sgd, ScheduleConfig(name="multistep", milestones=[2, 3], gamma=0.1), warmup=1)
+    multistep = Phase(
+        1, 4, sgd, ScheduleConfig(name="multistep", milestones=[2, 3], gamma=0.1), warmup=1
+    )
     assert [lr_factor(s, 10, multistep) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]  # warm-up, per step
-    assert lr_factor(19, 10, multistep) == 1.0 and lr_factor(20, 10, multistep) == pytest.approx(0.1)
+    assert lr_factor(19, 10, multistep) == 1.0 and lr_factor(20, 10, multistep) == pytest.approx(
+        0.1
+    )
     assert lr_factor(39, 10, multistep) == pytest.approx(0.01)
     cosine = Phase(1, 2, sgd, ScheduleConfig(name="cosine", min_lr=0.01), warmup=0)
     assert lr_factor(0, 10, cosine) == 1.0 and lr_factor(10, 10, cosine) == pytest.approx(0.55)
@@ -419,8 +505,12 @@ def test_lr_schedules_per_step():
 
 def test_continuous_runs_report_nfe(tmp_path):
     path = write_spec(tmp_path, epochs=1, size=64)
-    text = path.read_text().replace("edges forward(a, h, out)", "edges all(a, h, out, self_loops=true)")
-    path.write_text(text.replace("semantics static", "semantics continuous(time=1, solver=rk4, step_size=0.5)"))
+    text = path.read_text().replace(
+        "edges forward(a, h, out)", "edges all(a, h, out, self_loops=true)"
+    )
+    path.write_text(
+        text.replace("semantics static", "semantics continuous(time=1, solver=rk4, step_size=0.5)")
+    )
     run(path, tmp_path / "run")
     record = read_metrics(tmp_path / "run")[-1]
     assert record["nfe"] == {"body": 8}  # rk4: 4 evaluations per step, 2 steps
@@ -431,8 +521,18 @@ def test_progress_bars_in_a_terminal(capsys):
     bar.start_epoch("epoch 1/1", 3)
     for i in range(3):
         bar.step(i + 1, 1.0, 0.5, 64 * (i + 1))
-    bar.end_epoch({"train_loss": 1.0, "train_top1": 0.5, "val_loss": 0.9, "val_top1": 0.6, "val_top5": 0.9,
-                   "lr": 0.1, "time_s": 1.0, "edges_swapped": {"body": 3}})
+    bar.end_epoch(
+        {
+            "train_loss": 1.0,
+            "train_top1": 0.5,
+            "val_loss": 0.9,
+            "val_top1": 0.6,
+            "val_top5": 0.9,
+            "lr": 0.1,
+            "time_s": 1.0,
+            "edges_swapped": {"body": 3},
+        }
+    )
     bar.close()
     assert "val loss 0.9000 top1 60.00%" in capsys.readouterr().out
 
@@ -443,14 +543,19 @@ def test_without_a_validation_split_the_best_checkpoint_is_the_last(tmp_path):
     records = read_metrics(tmp_path / "r")
     assert [r["val_top1"] for r in records] == [None, None, None]
     assert records[-1]["best_epoch"] == 3 and records[-1]["best_val_top1"] is None
-    assert_same(weights(tmp_path / "r" / "checkpoints" / "best.pt"), weights(tmp_path / "r" / "checkpoints" / "last.pt"))
+    assert_same(
+        weights(tmp_path / "r" / "checkpoints" / "best.pt"),
+        weights(tmp_path / "r" / "checkpoints" / "last.pt"),
+    )
 
 
 def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
     """checkpoint_steps: last.pt every 3 steps; a crash at epoch 2, step 7 resumes after step 6 and
     ends bit-identical to a run that never stopped (and never wrote a mid-epoch checkpoint)."""
     # targeted dropout draws random numbers every step: the random state must be resumed too
-    spec = write_spec(tmp_path, wiring="targeted_dropout(rho=0.5)", epochs=2, size=256)  # 8 steps per epoch
+    spec = write_spec(
+        tmp_path, wiring="targeted_dropout(rho=0.5)", epochs=2, size=256
+    )  # 8 steps per epoch
     fast = "optimizer=sgd(lr=0.5, momentum=0.9)"  # so that edges swap in epoch 2 before the cut
     run(spec, tmp_path / "plain", overrides=[fast])
 
@@ -474,9 +579,15 @@ def test_resume_inside_an_epoch_is_exact(tmp_path, monkeypatch):
     assert len(read_metrics(tmp_path / "cut")) == 1
 
     resume(spec, tmp_path / "cut")
-    assert_same(weights(tmp_path / "plain" / "checkpoints" / "last.pt"), weights(tmp_path / "cut" / "checkpoints" / "last.pt"))
+    assert_same(
+        weights(tmp_path / "plain" / "checkpoints" / "last.pt"),
+        weights(tmp_path / "cut" / "checkpoints" / "last.pt"),
+    )
     plain, cut = (read_metrics(tmp_path / r) for r in ("plain", "cut"))
-    assert sum(plain[1]["edges_swapped"].values()) > 0  # edges moved in epoch 2: counted across the cut too
+    assert (
+        sum(plain[1]["edges_swapped"].values()) > 0
+    )  # edges moved in epoch 2: counted across the cut too
     drop = ("time_s",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == \
-           [{k: v for k, v in r.items() if k not in drop} for r in cut]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == [
+        {k: v for k, v in r.items() if k not in drop} for r in cut
+    ]

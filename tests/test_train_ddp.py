@@ -31,7 +31,13 @@ def env(rank: int = 0, world: int = 0, port: int = 0) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     e.update(OMP_NUM_THREADS="1", CI="1")
     if world:
-        e.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        e.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
     return e
 
 
@@ -58,9 +64,16 @@ def test_torchrun_style_ranks_agree_with_each_other_and_one_process(tmp_path):
     spec = write_spec(tmp_path)
     port = free_port()
     out = tmp_path / "ddp"
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(spec), str(out), str(tmp_path / f"rank{r}.pt")],
-                              env=env(r, 2, port), cwd=Path(__file__).resolve().parents[1],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, str(spec), str(out), str(tmp_path / f"rank{r}.pt")],
+            env=env(r, 2, port),
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for r in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert "epoch 2/2" in outputs[0] and outputs[1].strip() == ""  # rank 0 prints, rank 1 does not
@@ -74,10 +87,31 @@ def test_torchrun_style_ranks_agree_with_each_other_and_one_process(tmp_path):
 
 def test_procs_2_launcher_with_batch_norm(tmp_path):
     spec = write_spec(tmp_path)
-    spec.write_text(spec.read_text().replace("conv(8, k=3, stride=2), instancenorm", "conv(8, k=3, stride=2), batchnorm"))
+    spec.write_text(
+        spec.read_text().replace(
+            "conv(8, k=3, stride=2), instancenorm", "conv(8, k=3, stride=2), batchnorm"
+        )
+    )
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out),
-                        "--set", "checkpoint_steps=3"], env=env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wirelang",
+            "train",
+            str(spec),
+            "--procs",
+            "2",
+            "--out",
+            str(out),
+            "--set",
+            "checkpoint_steps=3",
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "16 x 2 cpu" in r.stdout
     records = read_metrics(out)
@@ -92,20 +126,46 @@ def test_procs_2_launcher_with_batch_norm(tmp_path):
     for name in ("spec.wire", "config.json", "metrics.jsonl"):
         (copy / name).write_bytes((out / name).read_bytes())
     (copy / "checkpoints" / "last.pt").write_bytes((out / "checkpoints" / "prev.pt").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy), "--procs", "1"],
-                       env=env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wirelang",
+            "train",
+            str(spec),
+            "--resume",
+            str(copy),
+            "--procs",
+            "1",
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip().endswith("was written inside epoch 2 by 2 process(es); resume it with as many "
-                                     "(--procs/--gpus 2)"), r.stderr
-    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
-                       env=env(), capture_output=True, text=True, timeout=300)  # with the run's 2 processes
+    assert r.stderr.strip().endswith(
+        "was written inside epoch 2 by 2 process(es); resume it with as many (--procs/--gpus 2)"
+    ), r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # with the run's 2 processes
     assert r.returncode == 0, r.stdout + r.stderr
     assert "(phase 1, epoch 2, step 6)" in r.stdout
     final, again = (ckpt.read(x / "checkpoints" / "last.pt")["model"] for x in (out, copy))
     for k in final:
         assert torch.equal(final[k], again[k]), k
-    r = subprocess.run([sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
-                       env=env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(copy)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "is finished" in r.stdout, r.stdout + r.stderr
     # each rank evaluated its shard with rank 0's batch-norm statistics: the checkpoint's model
     for split in ("val", "test"):
@@ -122,8 +182,12 @@ def _children(pid: int) -> list[int]:
 def test_a_dead_rank_stops_the_job(tmp_path):
     spec = write_spec(tmp_path, size=2048, epochs=20)
     out = tmp_path / "run"
-    launcher = subprocess.Popen([sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
-                                env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "wirelang", "train", str(spec), "--procs", "2", "--out", str(out)],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # both ranks are training once the first epoch is logged
@@ -136,4 +200,6 @@ def test_a_dead_rank_stops_the_job(tmp_path):
     assert time.monotonic() - killed_at < 30
     assert "process 1 exited" in launcher.stderr.read().decode()
     for pid in kids:  # no rank is left behind
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )

@@ -82,12 +82,19 @@ def test_include_outside_the_tree_is_refused_without_echoing_it(tmp_path, outsid
 
 
 def test_include_path_allows_a_folder(tmp_path, outside, monkeypatch):
-    monkeypatch.setenv(INCLUDE_PATH_ENV, "")  # the CLI option sets it in this process: restore it after
+    monkeypatch.setenv(
+        INCLUDE_PATH_ENV, ""
+    )  # the CLI option sets it in this process: restore it after
     (outside.parent / "secret.wire").write_text(SECRET)  # a valid library now
     spec = write_spec(tmp_path / "project", [str(outside)])
     build(spec, include_paths=[outside.parent])
     assert CliRunner().invoke(app, ["check", str(spec)]).exit_code == 2
-    assert CliRunner().invoke(app, ["check", "--include-path", str(outside.parent), str(spec)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["check", "--include-path", str(outside.parent), str(spec)])
+        .exit_code
+        == 0
+    )
 
 
 def test_project_marker_lets_a_subfolder_include_a_sibling_library(tmp_path):
@@ -110,7 +117,9 @@ def test_system_files_are_refused_unread(tmp_path, target):
 def test_a_symlink_out_of_the_tree_is_refused(tmp_path, outside):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "lib.wire").symlink_to(outside)
-    assert "`lib.wire` is outside the folders includes may read" in errors_of(write_spec(tmp_path / "p", ["lib.wire"]))
+    assert "`lib.wire` is outside the folders includes may read" in errors_of(
+        write_spec(tmp_path / "p", ["lib.wire"])
+    )
 
 
 def test_special_files_are_refused_without_blocking(tmp_path):
@@ -120,8 +129,12 @@ def test_special_files_are_refused_without_blocking(tmp_path):
     assert "cannot read `" in text and "fifo.wire`: not a regular file" in text
     assert "`dev.wire` is not a .wire file" in errors_of(write_spec(tmp_path, ["dev.wire"]))
     # the root spec itself
-    r = subprocess.run([sys.executable, "-m", "wirelang", "check", str(tmp_path / "fifo.wire")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelang", "check", str(tmp_path / "fifo.wire")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "not a regular file" in r.stderr
 
 
@@ -129,7 +142,9 @@ def test_oversized_and_overlong_includes(tmp_path):
     big = tmp_path / "big.wire"
     with open(big, "wb") as f:
         f.truncate(MAX_SPEC_BYTES + 1)
-    assert "larger than the limit of 64 MiB for a spec" in errors_of(write_spec(tmp_path, ["big.wire"]))
+    assert "larger than the limit of 64 MiB for a spec" in errors_of(
+        write_spec(tmp_path, ["big.wire"])
+    )
     text = errors_of(write_spec(tmp_path, ["a" * 5000 + ".wire"]))
     assert "cannot include" in text or "no such file" in text
 
@@ -141,7 +156,9 @@ class Boom:
 
 
 @pytest.mark.parametrize("with_config", [True, False])
-@pytest.mark.parametrize("command", [["inspect"], ["eval"], ["export", "--format", "edges", "--out", "E"]])
+@pytest.mark.parametrize(
+    "command", [["inspect"], ["eval"], ["export", "--format", "edges", "--out", "E"]]
+)
 def test_a_pickled_checkpoint_never_runs(tmp_path, monkeypatch, with_config, command):
     spec = write_spec(tmp_path, [])
     run = make_run(tmp_path, spec)
@@ -160,29 +177,50 @@ def test_a_pickled_checkpoint_never_runs(tmp_path, monkeypatch, with_config, com
 
 
 # ---------------------------------------------------------------------------- generated source
-@pytest.mark.parametrize("name", ['q"uote', 'tri"""ple', "back\\slash", "new\nline", "x'''y", 'end"'])
+@pytest.mark.parametrize(
+    "name", ['q"uote', 'tri"""ple', "back\\slash", "new\nline", "x'''y", 'end"']
+)
 def test_run_names_in_generated_source_are_inert(tmp_path, monkeypatch, name):
     spec = write_spec(tmp_path, [])
     run = make_run(tmp_path, spec, name=f"{name}__import os; os.system('touch PWN')__")
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(app, ["export", str(run), "--format", "python", "--out", str(tmp_path / "py")])
+    r = CliRunner().invoke(
+        app, ["export", str(run), "--format", "python", "--out", str(tmp_path / "py")]
+    )
     assert r.exit_code == 0, r.output
     source = (tmp_path / "py" / "model.py").read_text()
     compile(source, "model.py", "exec")  # valid Python
-    check = subprocess.run([sys.executable, "-c", "import model"], cwd=tmp_path / "py", capture_output=True,
-                           text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-c", "import model"],
+        cwd=tmp_path / "py",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stderr
     assert not (tmp_path / "py" / "PWN").exists() and not (tmp_path / "PWN").exists()
     shutil.rmtree(tmp_path / "py")
 
 
 # ---------------------------------------------------------------------------- deep and huge text
-@pytest.mark.parametrize("expr", ["+".join(["1"] * 500), "- " * 500 + "1", "[" * 500 + "]" * 500,
-                                  "max(" * 120 + "1" + ")" * 120])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "+".join(["1"] * 500),
+        "- " * 500 + "1",
+        "[" * 500 + "]" * 500,
+        "max(" * 120 + "1" + ")" * 120,
+    ],
+)
 def test_deep_expressions_are_located_errors(tmp_path, expr):
     path = tmp_path / "deep.wire"
     path.write_text(f"let x = {expr}\n" + NET)
-    r = subprocess.run([sys.executable, "-m", "wirelang", "check", str(path)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelang", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "deep.wire:1:" in r.stderr and "error: nested more than 150 levels deep" in r.stderr
 
@@ -192,18 +230,31 @@ def test_expressions_just_inside_the_limit_build_format_and_compile(tmp_path):
     from wirelang.fmt import format_text
 
     path = tmp_path / "near.wire"
-    text = ("let w = " + " + ".join(["0"] * 120) + " + 4\nlet v = " + "max(" * 30 + "1" + ")" * 30 + "\n"
-            + NET.replace("conv(4, k=3)", "conv(w * v, k=3)"))
+    text = (
+        "let w = "
+        + " + ".join(["0"] * 120)
+        + " + 4\nlet v = "
+        + "max(" * 30
+        + "1"
+        + ")" * 30
+        + "\n"
+        + NET.replace("conv(4, k=3)", "conv(w * v, k=3)")
+    )
     path.write_text(text)
     assert compile_network(build(path))(torch.randn(1, 1, 6, 6)).shape == (1, 2)
-    assert format_text(text, "near.wire") == format_text(format_text(text, "near.wire"), "near.wire")
+    assert format_text(text, "near.wire") == format_text(
+        format_text(text, "near.wire"), "near.wire"
+    )
 
 
 @pytest.mark.parametrize("where", ["set_ref", "fixed"])
 def test_huge_indices_are_located_errors(tmp_path, where):
     big = "9" * 4400
-    body = (f"edges forward(a, h, o)\n    edges a.{big} -> o" if where == "set_ref"
-            else f"edges forward(a, h, o)\n    wiring fixed {{\n      a[{big}] -> h[0]\n    }}")
+    body = (
+        f"edges forward(a, h, o)\n    edges a.{big} -> o"
+        if where == "set_ref"
+        else f"edges forward(a, h, o)\n    wiring fixed {{\n      a[{big}] -> h[0]\n    }}"
+    )
     path = tmp_path / "big.wire"
     path.write_text(NET.replace("edges forward(a, h, o)", body))
     assert "index with 4400 digits is too large" in errors_of(path)

@@ -36,7 +36,6 @@ class Cost:
         self.macs += other.macs
         return self
 
-
     def rounded(self) -> Cost:
         return Cost(round(self.params), round(self.macs))
 
@@ -51,7 +50,9 @@ def budget_k(budget: core.Budget, candidates: int, pools: Pools) -> int:
     return max(1, round(p.budget.k * candidates / p.candidates))
 
 
-def weights_at_budget(budget: core.Budget, method: str, candidates: int, pools: Pools) -> int | Fraction:
+def weights_at_budget(
+    budget: core.Budget, method: str, candidates: int, pools: Pools
+) -> int | Fraction:
     """How many of a wiring's `candidates` weights count at the budget (a Fraction for a member
     of a pool ranked together: the pool's k spread in proportion to the candidates)."""
     if method == "complete":
@@ -83,7 +84,9 @@ def set_cost(ns: core.NodeSet) -> Cost:
     return c
 
 
-def edge_macs(g: core.Graph, edges_per_block: dict[tuple[str, str], float | Fraction]) -> float | Fraction:
+def edge_macs(
+    g: core.Graph, edges_per_block: dict[tuple[str, str], float | Fraction]
+) -> float | Fraction:
     sets = {s.name: s for s in g.sets}
     total: float | Fraction = 0
     for (src, _dst), n in edges_per_block.items():
@@ -149,18 +152,35 @@ def summary(net: core.Network) -> dict:
         "params": total.params,
         "macs": total.macs,
         "graphs": graphs,
-        "pools": [{"name": p.name, "candidate_edges": p.candidates, "budget": p.budget.k, "members": p.members} for p in net.pools],
+        "pools": [
+            {
+                "name": p.name,
+                "candidate_edges": p.candidates,
+                "budget": p.budget.k,
+                "members": p.members,
+            }
+            for p in net.pools
+        ],
     }
     sparse = [
-        {"path": layer.path, "op": layer.op, "candidates": sparse_candidates(layer), "budget": layer.sparse.budget.k,
-         "pool": layer.sparse.budget.pool, "wiring": layer.sparse.wiring.method}
-        for layer in net.layers() if layer.sparse is not None
+        {
+            "path": layer.path,
+            "op": layer.op,
+            "candidates": sparse_candidates(layer),
+            "budget": layer.sparse.budget.k,
+            "pool": layer.sparse.budget.pool,
+            "wiring": layer.sparse.wiring.method,
+        }
+        for layer in net.layers()
+        if layer.sparse is not None
     ]
     if sparse:
         out["sparse_layers"] = sparse
     notes = []
     if net.pools:
-        notes.append("pooled budgets: counts assume edges spread over the members in proportion to their candidates")
+        notes.append(
+            "pooled budgets: counts assume edges spread over the members in proportion to their candidates"
+        )
     if any(g.semantics.kind == "continuous" for g in net.graphs()):
         notes.append("continuous time: multiply-adds are per function evaluation of the ODE")
     if any(g.semantics.kind == "discrete" for g in net.graphs()):

@@ -101,10 +101,16 @@ def _excerpt(span: Span) -> list[str]:
         return []
     text = text.replace("\t", " ")
     col = span.col
-    width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1)
+    width = max(
+        1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1
+    )
     if len(text) > MAX_EXCERPT:  # a very long line: show a window around the span
         start = max(0, min(col - 1 - MAX_EXCERPT // 4, len(text) - MAX_EXCERPT))
-        shown = ("..." if start else "") + text[start:start + MAX_EXCERPT] + ("..." if start + MAX_EXCERPT < len(text) else "")
+        shown = (
+            ("..." if start else "")
+            + text[start : start + MAX_EXCERPT]
+            + ("..." if start + MAX_EXCERPT < len(text) else "")
+        )
         col = col - start + (3 if start else 0)
         width = max(1, min(width, start + MAX_EXCERPT - span.col + 1))
         text = shown
@@ -123,8 +129,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     best = [c for c in close if _ratio(name, c) == _ratio(name, close[0])] if close else []
     if 1 <= len(best) <= 3:  # equally close names are all shown, in order
         best.sort()
-        return "did you mean " + (" or ".join(f"`{c}`" for c in best) if len(best) < 3 else
-                                  f"`{best[0]}`, `{best[1]}` or `{best[2]}`") + "?"
+        return (
+            "did you mean "
+            + (
+                " or ".join(f"`{c}`" for c in best)
+                if len(best) < 3
+                else f"`{best[0]}`, `{best[1]}` or `{best[2]}`"
+            )
+            + "?"
+        )
     if 0 < len(options) <= 12:
         return "expected one of: " + ", ".join(f"`{o}`" for o in options)
     return f"did you mean `{sorted(best)[0]}`?" if best else None
@@ -153,5 +166,7 @@ class Reporter:
 
     def emit_warnings(self) -> None:
         """Raise each warning as a `SpecWarning` (a valid spec: errors would have been raised)."""
-        for d in sorted(self.warnings, key=lambda d: (d.span.path, d.span.line, d.span.col, d.message)):
+        for d in sorted(
+            self.warnings, key=lambda d: (d.span.path, d.span.line, d.span.col, d.message)
+        ):
             warnings.warn(SpecWarning(d), stacklevel=3)

@@ -102,9 +102,14 @@ def _call(c: ast.Call) -> str:
     """A call in statement position (a layer, a wiring, ...), where `relu` needs no parens."""
     # `has_parens` is False for `relu()` as parsed today, so the span also tells: it runs past
     # the name only when parentheses were written.
-    parens = c.args or c.has_parens or (c.span.end_line, c.span.end_col) != (
-        c.name_span.end_line,
-        c.name_span.end_col,
+    parens = (
+        c.args
+        or c.has_parens
+        or (c.span.end_line, c.span.end_col)
+        != (
+            c.name_span.end_line,
+            c.name_span.end_col,
+        )
     )
     return f"{c.name}({_args(c.args)})" if parens else c.name
 
@@ -224,7 +229,9 @@ class _Printer:
     def line(self, depth: int, text: str, anchor: int | None) -> None:
         self.out.append(_Line(depth, text, anchor))
 
-    def items(self, depth: int, items: Sequence[ast.Node], blank: Callable[[ast.Node, ast.Node], str]) -> None:
+    def items(
+        self, depth: int, items: Sequence[ast.Node], blank: Callable[[ast.Node, ast.Node], str]
+    ) -> None:
         prev: ast.Node | None = None
         for item in items:
             sep = "no" if prev is None else blank(prev, item)
@@ -238,7 +245,9 @@ class _Printer:
         self.out.append(_Slot(depth + 1, end, exact, "written", last, closing=True))
         self.line(depth, "}", int(end) if exact else None)
 
-    def block(self, depth: int, head: str, node: ast.Node, items: Sequence[ast.Node], blank=_as_written) -> None:
+    def block(
+        self, depth: int, head: str, node: ast.Node, items: Sequence[ast.Node], blank=_as_written
+    ) -> None:
         self.line(depth, head + " {", node.span.line)
         self.items(depth + 1, items, blank)
         self.close(depth, items, node.span.end_line)
@@ -254,7 +263,10 @@ class _Printer:
             case ast.NetworkDecl():
                 self.block(depth, "network" + suffix, node, node.body, _net_blank)
             case ast.TemplateDecl():
-                params = ", ".join(p.name if p.default is None else f"{p.name}={expr(p.default)}" for p in node.params)
+                params = ", ".join(
+                    p.name if p.default is None else f"{p.name}={expr(p.default)}"
+                    for p in node.params
+                )
                 self.block(depth, f"template {node.name}({params})", node, node.body, _net_blank)
             case ast.LayersBlock():
                 self.block(depth, node.role + suffix, node, node.body)
@@ -262,7 +274,13 @@ class _Printer:
                 self.block(depth, "graph" + suffix, node, node.body)
             case ast.RepeatDecl() | ast.LayerRepeat():
                 head = f"repeat {expr(node.count)}" + (f" as {node.var}" if node.var else "")
-                self.block(depth, head, node, node.body, _net_blank if node.kind == "repeat" else _as_written)
+                self.block(
+                    depth,
+                    head,
+                    node,
+                    node.body,
+                    _net_blank if node.kind == "repeat" else _as_written,
+                )
             case ast.SparseDecl():
                 self.block(depth, "sparse", node, node.body)
             case ast.TrainDecl():
@@ -304,7 +322,16 @@ class _Printer:
             # An estimated `}` line is exact on canonical output, which is what keeps the
             # "blank line as written" after it stable.
             cursor = int(end)
-        self.out.append(_Slot(depth + 1, node.span.end_line, True, "written", cursor if parts else None, closing=True))
+        self.out.append(
+            _Slot(
+                depth + 1,
+                node.span.end_line,
+                True,
+                "written",
+                cursor if parts else None,
+                closing=True,
+            )
+        )
         self.line(depth, "}", node.span.end_line)
 
     @staticmethod
@@ -335,7 +362,9 @@ class _Printer:
 
 def _assemble(out: list[_Line | _Slot], comments: list[ast.Comment]) -> str:
     anchors = {e.anchor for e in out if isinstance(e, _Line) and e.anchor is not None}
-    last_at = {e.anchor: i for i, e in enumerate(out) if isinstance(e, _Line) and e.anchor is not None}
+    last_at = {
+        e.anchor: i for i, e in enumerate(out) if isinstance(e, _Line) and e.anchor is not None
+    }
     trailing = {c.line: c for c in comments if c.line in anchors}
     alone = [c for c in comments if c.line not in anchors]
     lines: list[str] = []
@@ -358,7 +387,10 @@ def _assemble(out: list[_Line | _Slot], comments: list[ast.Comment]) -> str:
             k += 1
         first = group[0].line if group else (e.before if e.exact and not e.closing else None)
         if e.blank == "yes" or (
-            e.blank == "written" and e.prev_end is not None and first is not None and first - e.prev_end > 1
+            e.blank == "written"
+            and e.prev_end is not None
+            and first is not None
+            and first - e.prev_end > 1
         ):
             blank()
         for j, c in enumerate(group):

@@ -32,14 +32,23 @@ def passes(extras: dict) -> list[tuple[str, Pass]]:
         ("shapes", infer_shapes if extras.get("complete", True) else lambda net, rep: net),
         ("graphs", check_graphs),
         ("limits", check_limits),
-        ("sparse", lambda net, rep: apply_sparse(net, extras.get("sparse", []), extras.get("sparse_scope"), rep)),
+        (
+            "sparse",
+            lambda net, rep: apply_sparse(
+                net, extras.get("sparse", []), extras.get("sparse_scope"), rep
+            ),
+        ),
         ("pools", check_pools),
         ("train", check_train),
     ]
 
 
-def build(path: str | Path, text: str | None = None, verify: Callable[[str, core.Network], None] | None = None,
-          include_paths: Sequence[str | Path] = ()) -> core.Network:
+def build(
+    path: str | Path,
+    text: str | None = None,
+    verify: Callable[[str, core.Network], None] | None = None,
+    include_paths: Sequence[str | Path] = (),
+) -> core.Network:
     """Compile a spec to the checked IR, or raise SpecError with every problem found.
 
     `verify(pass_name, network)` runs after each pass (the tests use it to check invariants).
@@ -59,7 +68,9 @@ def build(path: str | Path, text: str | None = None, verify: Callable[[str, core
             raise
         except Exception as err:  # an internal failure: name the pass and the ones before it
             done = [n for n, _ in passes(extras)][: [n for n, _ in passes(extras)].index(name)]
-            raise RuntimeError(f"internal error in pass `{name}` (after {', '.join(['expand'] + done)}): {err!r}") from err
+            raise RuntimeError(
+                f"internal error in pass `{name}` (after {', '.join(['expand'] + done)}): {err!r}"
+            ) from err
         if verify is not None:
             verify(name, net)
         rep.raise_if_any()

@@ -29,34 +29,105 @@ class MethodSpec:
 WIRINGS: dict[str, MethodSpec] = {
     m.name: m
     for m in [
-        MethodSpec("dnw", (), "top-k edges by |w| forward, straight-through gradient to every candidate", pools=True),
-        MethodSpec("dnw_no_update", (), "top-k edges by |w| forward, no gradient to edges outside the top k", pools=True),
-        MethodSpec("random", (ParamSpec("seed", "int?", None, minimum=0),), "a fixed random set of k candidates, chosen once from the seed", positional=("seed",)),
-        MethodSpec("complete", (), "every candidate edge (the dense reference); the budget is not applied"),
-        MethodSpec("targeted_dropout", (ParamSpec("rho", "float", 0.95, minimum=0), ParamSpec("scope", "str", "graph", choices=("graph", "node"))),
-                   "while training, each edge outside the top k is dropped with probability rho; at evaluation all are",
-                   positional=("rho",), pools=True),
-        MethodSpec("l1_anneal", (ParamSpec("strength", "float", 1e-4, minimum=0), ParamSpec("end", "float", 0.75, minimum=0)),
-                   "L1 on the edge weights and a magnitude threshold annealed so that exactly k edges remain from `end` (a fraction of training) on", positional=("strength",)),
-        MethodSpec("fixed", (), "an explicit list of edges (`wiring fixed { ... }`), e.g. exported from a run"),
-        MethodSpec("lottery_one_shot", (), "train complete, keep the top k final weights, rewind them to their initial values, retrain with the mask fixed",
-                   two_phase=True, pools=True),
-        MethodSpec("fine_tune", (), "train complete, fix the top-k mask, continue training", two_phase=True, pools=True),
+        MethodSpec(
+            "dnw",
+            (),
+            "top-k edges by |w| forward, straight-through gradient to every candidate",
+            pools=True,
+        ),
+        MethodSpec(
+            "dnw_no_update",
+            (),
+            "top-k edges by |w| forward, no gradient to edges outside the top k",
+            pools=True,
+        ),
+        MethodSpec(
+            "random",
+            (ParamSpec("seed", "int?", None, minimum=0),),
+            "a fixed random set of k candidates, chosen once from the seed",
+            positional=("seed",),
+        ),
+        MethodSpec(
+            "complete", (), "every candidate edge (the dense reference); the budget is not applied"
+        ),
+        MethodSpec(
+            "targeted_dropout",
+            (
+                ParamSpec("rho", "float", 0.95, minimum=0),
+                ParamSpec("scope", "str", "graph", choices=("graph", "node")),
+            ),
+            "while training, each edge outside the top k is dropped with probability rho; at evaluation all are",
+            positional=("rho",),
+            pools=True,
+        ),
+        MethodSpec(
+            "l1_anneal",
+            (
+                ParamSpec("strength", "float", 1e-4, minimum=0),
+                ParamSpec("end", "float", 0.75, minimum=0),
+            ),
+            "L1 on the edge weights and a magnitude threshold annealed so that exactly k edges remain from `end` (a fraction of training) on",
+            positional=("strength",),
+        ),
+        MethodSpec(
+            "fixed",
+            (),
+            "an explicit list of edges (`wiring fixed { ... }`), e.g. exported from a run",
+        ),
+        MethodSpec(
+            "lottery_one_shot",
+            (),
+            "train complete, keep the top k final weights, rewind them to their initial values, retrain with the mask fixed",
+            two_phase=True,
+            pools=True,
+        ),
+        MethodSpec(
+            "fine_tune",
+            (),
+            "train complete, fix the top-k mask, continue training",
+            two_phase=True,
+            pools=True,
+        ),
     ]
 }
 
-ODE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+ODE_SOLVERS = (
+    "dopri5",
+    "dopri8",
+    "bosh3",
+    "fehlberg2",
+    "adaptive_heun",
+    "euler",
+    "midpoint",
+    "rk4",
+    "explicit_adams",
+    "implicit_adams",
+)
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 
 SEMANTICS: dict[str, MethodSpec] = {
     m.name: m
     for m in [
         MethodSpec("static", (), "a DAG evaluated once, sets in topological order"),
-        MethodSpec("discrete", (ParamSpec("steps", "int", 5, minimum=1),), "T synchronous steps of the whole graph; cycles allowed", positional=("steps",)),
-        MethodSpec("continuous", (ParamSpec("time", "float", 1.0, minimum=0), ParamSpec("solver", "str", "dopri5", choices=ODE_SOLVERS),
-                                  ParamSpec("rtol", "float", 1e-3, minimum=0), ParamSpec("atol", "float", 1e-3, minimum=0),
-                                  ParamSpec("adjoint", "bool", False), ParamSpec("step_size", "float?", None, minimum=0)),
-                   "dZ/dt = f(sum w Z) on [0, time], integrated with torchdiffeq", positional=("time",)),
+        MethodSpec(
+            "discrete",
+            (ParamSpec("steps", "int", 5, minimum=1),),
+            "T synchronous steps of the whole graph; cycles allowed",
+            positional=("steps",),
+        ),
+        MethodSpec(
+            "continuous",
+            (
+                ParamSpec("time", "float", 1.0, minimum=0),
+                ParamSpec("solver", "str", "dopri5", choices=ODE_SOLVERS),
+                ParamSpec("rtol", "float", 1e-3, minimum=0),
+                ParamSpec("atol", "float", 1e-3, minimum=0),
+                ParamSpec("adjoint", "bool", False),
+                ParamSpec("step_size", "float?", None, minimum=0),
+            ),
+            "dZ/dt = f(sum w Z) on [0, time], integrated with torchdiffeq",
+            positional=("time",),
+        ),
     ]
 }
 
@@ -70,13 +141,24 @@ SEMANTICS: dict[str, MethodSpec] = {
 INITS: dict[str, MethodSpec] = {
     m.name: m
     for m in [
-        MethodSpec("uniform", (ParamSpec("fan", "int?", None, minimum=1),),
-                   "U(-1/sqrt(fan), 1/sqrt(fan)), PyTorch's default for a 1x1 convolution with `fan` inputs; "
-                   "`fan` defaults to the number of nodes that send along some candidate edge (the default)",
-                   positional=("fan",)),
-        MethodSpec("normal", (ParamSpec("std", "float", required=True, minimum=0),), "N(0, std^2)",
-                   positional=("std",)),
-        MethodSpec("kaiming", (), "N(0, 2 / d) with d the mean in-degree at the budget (k / receiving nodes)"),
+        MethodSpec(
+            "uniform",
+            (ParamSpec("fan", "int?", None, minimum=1),),
+            "U(-1/sqrt(fan), 1/sqrt(fan)), PyTorch's default for a 1x1 convolution with `fan` inputs; "
+            "`fan` defaults to the number of nodes that send along some candidate edge (the default)",
+            positional=("fan",),
+        ),
+        MethodSpec(
+            "normal",
+            (ParamSpec("std", "float", required=True, minimum=0),),
+            "N(0, std^2)",
+            positional=("std",),
+        ),
+        MethodSpec(
+            "kaiming",
+            (),
+            "N(0, 2 / d) with d the mean in-degree at the budget (k / receiving nodes)",
+        ),
     ]
 }
 DEFAULT_INIT = "uniform"

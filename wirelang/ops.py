@@ -63,7 +63,9 @@ def list_ops() -> list[str]:
 def _out(size: int, k: int, stride: int, pad: int, what: str) -> int:
     out = (size + 2 * pad - k) // stride + 1
     if out < 1:
-        raise OpError(f"{what}: a {size}-pixel input is too small for kernel {k} with padding {pad}")
+        raise OpError(
+            f"{what}: a {size}-pixel input is too small for kernel {k} with padding {pad}"
+        )
     return out
 
 
@@ -73,8 +75,14 @@ def _conv_shape(p: dict, s: Shape) -> Shape:
     groups = p.get("groups", 1)
     out = p.get("out") or s.channels
     if s.channels % groups or out % groups:
-        raise OpError(f"groups={groups} must divide the input channels ({s.channels}) and the output channels ({out})")
-    return Shape(channels=out, height=_out(s.height, k, stride, pad, "conv"), width=_out(s.width, k, stride, pad, "conv"))
+        raise OpError(
+            f"groups={groups} must divide the input channels ({s.channels}) and the output channels ({out})"
+        )
+    return Shape(
+        channels=out,
+        height=_out(s.height, k, stride, pad, "conv"),
+        width=_out(s.width, k, stride, pad, "conv"),
+    )
 
 
 def conv_weight_count(p: dict, s: Shape) -> int:
@@ -105,13 +113,19 @@ def _pool_shape(p: dict, s: Shape) -> Shape:
     k = p["k"]
     stride = p.get("stride") or k
     pad = p.get("padding") or 0
-    return Shape(channels=s.channels, height=_out(s.height, k, stride, pad, "pool"), width=_out(s.width, k, stride, pad, "pool"))
+    return Shape(
+        channels=s.channels,
+        height=_out(s.height, k, stride, pad, "pool"),
+        width=_out(s.width, k, stride, pad, "pool"),
+    )
 
 
 def _crop_shape(p: dict, s: Shape) -> Shape:
     size = p["size"]
     if size > s.height or size > s.width:
-        raise OpError(f"centercrop({size}) needs maps of at least {size}x{size}, got {s.height}x{s.width}")
+        raise OpError(
+            f"centercrop({size}) needs maps of at least {size}x{size}, got {s.height}x{s.width}"
+        )
     return Shape(channels=s.channels, height=size, width=size)
 
 
@@ -121,7 +135,9 @@ def _flatten_shape(p: dict, s: Shape) -> Shape:
 
 def _linear_shape(p: dict, s: Shape) -> Shape:
     if s.height != 1 or s.width != 1:
-        raise OpError(f"linear needs a flat input but gets {s.height}x{s.width} maps; put `avgpool` or `flatten` before it")
+        raise OpError(
+            f"linear needs a flat input but gets {s.height}x{s.width} maps; put `avgpool` or `flatten` before it"
+        )
     return Shape(channels=p["out"], height=1, width=1)
 
 
@@ -135,34 +151,139 @@ _STRIDE = ParamSpec("stride", "int", 1, minimum=1)
 _PADDING = ParamSpec("padding", "int?", None, minimum=0)
 _SPARSE = ParamSpec("sparse", "budget", None)
 
-register_op(OpSpec(
-    "conv",
-    (ParamSpec("out", "int", required=True, minimum=1), ParamSpec("k", "int", 1, minimum=1), _STRIDE,
-     ParamSpec("groups", "int", 1, minimum=1), _PADDING, ParamSpec("bias", "bool", False), _SPARSE),
-    _conv_shape, _conv_cost, per_channel=False, weighted=True, positional=("out",),
-    doc="k x k convolution to `out` channels; padding defaults to k // 2",
-))
-register_op(OpSpec(
-    "dwconv", (_K, _STRIDE, _PADDING, ParamSpec("bias", "bool", False), _SPARSE),
-    lambda p, s: _conv_shape({**p, "groups": s.channels, "out": s.channels}, s),
-    lambda p, s, o: _conv_cost({**p, "groups": s.channels, "out": s.channels}, s, o),
-    weighted=True, positional=("k",), doc="depthwise k x k convolution: one single-channel filter per channel",
-))
-register_op(OpSpec("batchnorm", (ParamSpec("affine", "bool", True),), _same, _norm_cost, doc="batch normalisation"))
-register_op(OpSpec("instancenorm", (ParamSpec("affine", "bool", True),), _same, _norm_cost,
-                   doc="instance normalisation (affine by default, as in the paper)"))
-for _act, _doc in [("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("gelu", "GELU"), ("silu", "x * sigmoid(x)"),
-                   ("sigmoid", "logistic"), ("tanh", "tanh"), ("identity", "no-op")]:
+register_op(
+    OpSpec(
+        "conv",
+        (
+            ParamSpec("out", "int", required=True, minimum=1),
+            ParamSpec("k", "int", 1, minimum=1),
+            _STRIDE,
+            ParamSpec("groups", "int", 1, minimum=1),
+            _PADDING,
+            ParamSpec("bias", "bool", False),
+            _SPARSE,
+        ),
+        _conv_shape,
+        _conv_cost,
+        per_channel=False,
+        weighted=True,
+        positional=("out",),
+        doc="k x k convolution to `out` channels; padding defaults to k // 2",
+    )
+)
+register_op(
+    OpSpec(
+        "dwconv",
+        (_K, _STRIDE, _PADDING, ParamSpec("bias", "bool", False), _SPARSE),
+        lambda p, s: _conv_shape({**p, "groups": s.channels, "out": s.channels}, s),
+        lambda p, s, o: _conv_cost({**p, "groups": s.channels, "out": s.channels}, s, o),
+        weighted=True,
+        positional=("k",),
+        doc="depthwise k x k convolution: one single-channel filter per channel",
+    )
+)
+register_op(
+    OpSpec(
+        "batchnorm",
+        (ParamSpec("affine", "bool", True),),
+        _same,
+        _norm_cost,
+        doc="batch normalisation",
+    )
+)
+register_op(
+    OpSpec(
+        "instancenorm",
+        (ParamSpec("affine", "bool", True),),
+        _same,
+        _norm_cost,
+        doc="instance normalisation (affine by default, as in the paper)",
+    )
+)
+for _act, _doc in [
+    ("relu", "max(x, 0)"),
+    ("relu6", "min(max(x, 0), 6)"),
+    ("gelu", "GELU"),
+    ("silu", "x * sigmoid(x)"),
+    ("sigmoid", "logistic"),
+    ("tanh", "tanh"),
+    ("identity", "no-op"),
+]:
     register_op(OpSpec(_act, (), _same, _none, doc=_doc))
-register_op(OpSpec("leakyrelu", (ParamSpec("slope", "float", 0.01),), _same, _none, positional=("slope",), doc="leaky ReLU"))
-register_op(OpSpec("maxpool", (ParamSpec("k", "int", 2, minimum=1), ParamSpec("stride", "int?", None, minimum=1), ParamSpec("padding", "int", 0, minimum=0)),
-                   _pool_shape, _none, positional=("k",), doc="max pooling (stride defaults to k)"))
-register_op(OpSpec("avgpool", (ParamSpec("k", "int?", None, minimum=1), ParamSpec("stride", "int?", None, minimum=1), ParamSpec("padding", "int", 0, minimum=0)),
-                   _pool_shape, _none, positional=("k",), doc="average pooling; without k, global"))
-register_op(OpSpec("centercrop", (ParamSpec("size", "int", required=True, minimum=1),), _crop_shape, _none,
-                   positional=("size",), doc="keep the central size x size window"))
-register_op(OpSpec("flatten", (), _flatten_shape, _none, per_channel=False, doc="C x H x W -> C*H*W"))
-register_op(OpSpec("dropout", (ParamSpec("p", "float", 0.5, minimum=0),), _same, _none, positional=("p",), doc="dropout"))
-register_op(OpSpec("linear", (ParamSpec("out", "int", required=True, minimum=1), ParamSpec("bias", "bool", True), _SPARSE),
-                   _linear_shape, _linear_cost, per_channel=False, weighted=True, positional=("out",),
-                   doc="fully connected layer to `out` features"))
+register_op(
+    OpSpec(
+        "leakyrelu",
+        (ParamSpec("slope", "float", 0.01),),
+        _same,
+        _none,
+        positional=("slope",),
+        doc="leaky ReLU",
+    )
+)
+register_op(
+    OpSpec(
+        "maxpool",
+        (
+            ParamSpec("k", "int", 2, minimum=1),
+            ParamSpec("stride", "int?", None, minimum=1),
+            ParamSpec("padding", "int", 0, minimum=0),
+        ),
+        _pool_shape,
+        _none,
+        positional=("k",),
+        doc="max pooling (stride defaults to k)",
+    )
+)
+register_op(
+    OpSpec(
+        "avgpool",
+        (
+            ParamSpec("k", "int?", None, minimum=1),
+            ParamSpec("stride", "int?", None, minimum=1),
+            ParamSpec("padding", "int", 0, minimum=0),
+        ),
+        _pool_shape,
+        _none,
+        positional=("k",),
+        doc="average pooling; without k, global",
+    )
+)
+register_op(
+    OpSpec(
+        "centercrop",
+        (ParamSpec("size", "int", required=True, minimum=1),),
+        _crop_shape,
+        _none,
+        positional=("size",),
+        doc="keep the central size x size window",
+    )
+)
+register_op(
+    OpSpec("flatten", (), _flatten_shape, _none, per_channel=False, doc="C x H x W -> C*H*W")
+)
+register_op(
+    OpSpec(
+        "dropout",
+        (ParamSpec("p", "float", 0.5, minimum=0),),
+        _same,
+        _none,
+        positional=("p",),
+        doc="dropout",
+    )
+)
+register_op(
+    OpSpec(
+        "linear",
+        (
+            ParamSpec("out", "int", required=True, minimum=1),
+            ParamSpec("bias", "bool", True),
+            _SPARSE,
+        ),
+        _linear_shape,
+        _linear_cost,
+        per_channel=False,
+        weighted=True,
+        positional=("out",),
+        doc="fully connected layer to `out` features",
+    )
+)

@@ -16,22 +16,51 @@ def human(n: float) -> str:
 def print_summary(info: dict, console: Console | None = None) -> None:
     console = console or Console()
     c, h, w = info["input"]
-    console.print(f"[bold]{info['name']}[/bold]: input {c}x{h}x{w}, {info['classes']} classes, "
-                  f"{human(info['params'])} parameters, {human(info['macs'])} multiply-adds at the budget")
+    console.print(
+        f"[bold]{info['name']}[/bold]: input {c}x{h}x{w}, {info['classes']} classes, "
+        f"{human(info['params'])} parameters, {human(info['macs'])} multiply-adds at the budget"
+    )
     if info["graphs"]:
-        table = Table("graph", "sets", "nodes", "candidates", "budget", "semantics", "wiring", "params", "MACs")
+        table = Table(
+            "graph",
+            "sets",
+            "nodes",
+            "candidates",
+            "budget",
+            "semantics",
+            "wiring",
+            "params",
+            "MACs",
+        )
         for g in info["graphs"]:
             sets = ", ".join(f"{s['name']}[{s['size']}]" for s in g["sets"])
             budget = f"pooled {g['pool']}" if g.get("pool") else f"{g['budget']:,}"
-            table.add_row(g["name"], sets, str(g["nodes"]), f"{g['candidate_edges']:,}", budget, g["semantics"], g["wiring"],
-                          human(g["params"]), human(g["macs"]))
+            table.add_row(
+                g["name"],
+                sets,
+                str(g["nodes"]),
+                f"{g['candidate_edges']:,}",
+                budget,
+                g["semantics"],
+                g["wiring"],
+                human(g["params"]),
+                human(g["macs"]),
+            )
         console.print(table)
     for p in info["pools"]:
-        console.print(f"pool {p['name']}: {p['budget']:,} of {p['candidate_edges']:,} candidates over {len(p['members'])} members")
+        console.print(
+            f"pool {p['name']}: {p['budget']:,} of {p['candidate_edges']:,} candidates over {len(p['members'])} members"
+        )
     if info.get("sparse_layers"):
         table = Table("sparse layer", "op", "weights", "kept", "wiring")
         for s in info["sparse_layers"]:
-            table.add_row(s["path"], s["op"], f"{s['candidates']:,}", f"pooled {s['pool']}" if s["pool"] else f"{s['budget']:,}", s["wiring"])
+            table.add_row(
+                s["path"],
+                s["op"],
+                f"{s['candidates']:,}",
+                f"pooled {s['pool']}" if s["pool"] else f"{s['budget']:,}",
+                s["wiring"],
+            )
         console.print(table)
     for note in info.get("notes", []):
         console.print(f"[dim]note: {note}[/dim]")

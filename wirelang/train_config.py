@@ -40,7 +40,15 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class DataConfig(_Config):
-    name: Literal["cifar10", "cifar100", "imagenet", "mnist", "fashion_mnist", "fashion_mnist_small", "synthetic"]
+    name: Literal[
+        "cifar10",
+        "cifar100",
+        "imagenet",
+        "mnist",
+        "fashion_mnist",
+        "fashion_mnist_small",
+        "synthetic",
+    ]
     root: str | None = None
     val: Annotated[float, Field(ge=0)] = 0.1  # a fraction of the training set (< 1) or a count
     augment: bool = True
@@ -110,13 +118,19 @@ def validate(settings: dict[str, Any]) -> TrainConfig:
         return TrainConfig.model_validate(settings)
     except ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "tagged-")))
+        key = ".".join(
+            str(p) for p in first["loc"] if not str(p).startswith(("function-", "tagged-"))
+        )
         raise SettingError(key, _explain(first, key), _hint(first, key)) from None
 
 
 _NOUNS = {"data": "dataset", "optimizer": "optimizer", "schedule": "schedule"}
-_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "above"),
-           "less_than_equal": ("le", "at most"), "less_than": ("lt", "below")}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "above"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "below"),
+}
 
 
 def _explain(error: dict, key: str) -> str:
@@ -156,11 +170,24 @@ def _hint(error: dict, key: str) -> str | None:
         for part in parent.split(".") if parent else []:
             field = model.model_fields.get(part)
             annotation = getattr(field, "annotation", None)
-            model = next((a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)), model)
+            model = next(
+                (
+                    a
+                    for a in getattr(annotation, "__args__", (annotation,))
+                    if isinstance(a, type) and issubclass(a, BaseModel)
+                ),
+                model,
+            )
         leaf = key.rsplit(".", 1)[-1]
         if not parent:  # `lr` for `optimizer.lr`: a setting of a group, given at the top
-            nested = sorted({f"{name}.{leaf}" for name, f in TrainConfig.model_fields.items()
-                             for sub in _models(f.annotation) if leaf in sub.model_fields})
+            nested = sorted(
+                {
+                    f"{name}.{leaf}"
+                    for name, f in TrainConfig.model_fields.items()
+                    for sub in _models(f.annotation)
+                    if leaf in sub.model_fields
+                }
+            )
             if nested:
                 return "did you mean " + " or ".join(f"`{n}`" for n in nested) + "?"
         return did_you_mean(leaf, model.model_fields)

@@ -1,9 +1,9 @@
 """The compiled model: `compile_network(ir) -> WiredModel`.
 
-    >>> import torch, wirelang
-    >>> model = wirelang.load("specs/cifar_tiny.wire")
-    >>> model(torch.randn(2, 3, 32, 32)).shape
-    torch.Size([2, 10])
+>>> import torch, wirelang
+>>> model = wirelang.load("specs/cifar_tiny.wire")
+>>> model(torch.randn(2, 3, 32, 32)).shape
+torch.Size([2, 10])
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ class WiredModel(nn.Module):
     @torch.no_grad()
     def active_masks(self) -> dict[str, Tensor]:
         """Per wiring, the active edges as one flat boolean vector over its stored weights."""
-        return {name: torch.cat([m.flatten() for m in mask.active()]) for name, mask in self.masks().items()}
+        return {
+            name: torch.cat([m.flatten() for m in mask.active()])
+            for name, mask in self.masks().items()
+        }
 
     def count_params(self) -> int:
         """Parameters as the paper counts them: each wiring holds exactly its k weights."""
@@ -59,7 +62,9 @@ class WiredModel(nn.Module):
             total += p.numel() if id(p) not in masked else 0
         for m in self.masks().values():
             total += m.k if m.pool is None else 0
-        for pool in {id(m.pool): m.pool for m in self.masks().values() if m.pool is not None}.values():
+        for pool in {
+            id(m.pool): m.pool for m in self.masks().values() if m.pool is not None
+        }.values():
             total += pool.k
         return total
 
@@ -86,7 +91,11 @@ class WiredModel(nn.Module):
                 m.freeze_topk()
 
     def nfe(self) -> dict[str, int]:
-        return {g.name: self.graph_parts_block(g.name).nfe for g in self.net.graphs() if g.semantics.kind == "continuous"}
+        return {
+            g.name: self.graph_parts_block(g.name).nfe
+            for g in self.net.graphs()
+            if g.semantics.kind == "continuous"
+        }
 
     def graph_parts_block(self, name: str) -> ODEBlock:
         return getattr(self.gm, safe(name))
@@ -127,9 +136,13 @@ def _compile(net: core.Network, seed: int) -> WiredModel:
     return model
 
 
-def _join_pools(model: WiredModel, net: core.Network, pools: dict[str, Pool], info: dict[str, core.Pool]) -> None:
+def _join_pools(
+    model: WiredModel, net: core.Network, pools: dict[str, Pool], info: dict[str, core.Pool]
+) -> None:
     budgets = {g.name: g.budget for g in net.graphs()}
-    budgets.update({layer.path: layer.sparse.budget for layer in net.layers() if layer.sparse is not None})
+    budgets.update(
+        {layer.path: layer.sparse.budget for layer in net.layers() if layer.sparse is not None}
+    )
     for name, mask in model.masks().items():
         b = budgets[name]
         if b.kind == "pooled" and methods.WIRINGS[mask.method].pools:
@@ -138,7 +151,9 @@ def _join_pools(model: WiredModel, net: core.Network, pools: dict[str, Pool], in
             pool.members.append(mask)
 
 
-def _residual(em: Emitter, res: core.Residual, x: fx.Node, seed: int, pools: dict[str, core.Pool]) -> fx.Node:
+def _residual(
+    em: Emitter, res: core.Residual, x: fx.Node, seed: int, pools: dict[str, core.Pool]
+) -> fx.Node:
     b = x
     for layer in res.branch:
         b = em.module(layer.path, build_layer(layer, seed, pools), (b,), layer, layer.path)

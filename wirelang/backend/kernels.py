@@ -67,7 +67,9 @@ class SparsePlan:
         self.vals = w.reshape(-1)[idx]
         self.blocks_by_key: dict[tuple, dict[tuple[int, int], tuple[Tensor, Tensor]]] = {}
 
-    def blocks(self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
+    def blocks(
+        self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
         """{(row group, column span): (block, its transpose)} as coalesced COO tensors.
 
         One pass over the entries for all blocks of a product: each entry's block is found by
@@ -94,7 +96,10 @@ class SparsePlan:
                 r, c, v = rs[start:end] - r0, cs[start:end] - c0, vs[start:end]
                 m, n = r1 - r0, c1 - c0
                 t = torch.argsort(c * m + r)
-                out[(i, j)] = (_coo(torch.stack([r, c]), v, (m, n)), _coo(torch.stack([c[t], r[t]]), v[t], (n, m)))
+                out[(i, j)] = (
+                    _coo(torch.stack([r, c]), v, (m, n)),
+                    _coo(torch.stack([c[t], r[t]]), v[t], (n, m)),
+                )
                 start = end
         self.blocks_by_key[key] = out
         return out
@@ -129,8 +134,14 @@ class EdgeProduct(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, w: Tensor, splits: tuple[int, ...], cols: tuple[int, ...], plan: SparsePlan | None,
-                *xs: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        ctx,
+        w: Tensor,
+        splits: tuple[int, ...],
+        cols: tuple[int, ...],
+        plan: SparsePlan | None,
+        *xs: Tensor,
+    ) -> tuple[Tensor, ...]:
         rows = _ranges(splits)
         spans = [(c, c + x.shape[0]) for c, x in zip(cols, xs, strict=True)]
         tail = xs[0].shape[1:]
@@ -201,8 +212,13 @@ def _ranges(splits: tuple[int, ...]) -> list[tuple[int, int]]:
     return out
 
 
-def edge_product(sources: tuple[Tensor, ...], w: Tensor, splits: tuple[int, ...] | None = None,
-                 cols: tuple[int, ...] | None = None, plan: SparsePlan | None = None) -> Tensor | tuple[Tensor, ...]:
+def edge_product(
+    sources: tuple[Tensor, ...],
+    w: Tensor,
+    splits: tuple[int, ...] | None = None,
+    cols: tuple[int, ...] | None = None,
+    plan: SparsePlan | None = None,
+) -> Tensor | tuple[Tensor, ...]:
     """Sum over sources of w_qu * Z_q for every target u, in the (C, N, H, W) layout.
 
     `sources` are chunks of consecutive source nodes; `cols` their first column in `w`
@@ -224,7 +240,17 @@ for _name in ("to_cnhw", "to_nchw", "cat_rows", "zero_rows", "sparse_plan", "edg
 
 
 # ----------------------------------------------------------------------------- node operators
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.Identity, nn.Dropout)
+_ELEMENTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.Identity,
+    nn.Dropout,
+)
 
 
 def layers_of(module: nn.Module) -> list[nn.Module]:
@@ -234,8 +260,12 @@ def layers_of(module: nn.Module) -> list[nn.Module]:
 
 
 def _is_depthwise(m: nn.Module) -> bool:
-    return (isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels
-            and m.padding_mode == "zeros" and not isinstance(m.padding, str))
+    return (
+        isinstance(m, nn.Conv2d)
+        and m.groups == m.in_channels == m.out_channels
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+    )
 
 
 def layer_signature(m: nn.Module) -> tuple | None:
@@ -273,7 +303,9 @@ class NodeOps(nn.Module):
         self.depth = len(layers_of(modules[0]))
         if len(modules) > 1:
             sig = ops_signature(modules[0])
-            assert sig is not None and all(ops_signature(m) == sig for m in modules), "sets with different operators"
+            assert sig is not None and all(ops_signature(m) == sig for m in modules), (
+                "sets with different operators"
+            )
 
     def extra_repr(self) -> str:
         return "sets=" + ", ".join(self.names)
@@ -307,7 +339,9 @@ def _apply(layers: list[nn.Module], x: Tensor) -> Tensor:
         w = _cat([layer.weight for layer in layers]).repeat_interleave(n, dim=0)
         b = _cat([layer.bias for layer in layers])
         b = b.repeat_interleave(n) if b is not None else None
-        y = F.conv2d(x.reshape(1, c * n, *x.shape[2:]), w, b, m.stride, m.padding, m.dilation, c * n)
+        y = F.conv2d(
+            x.reshape(1, c * n, *x.shape[2:]), w, b, m.stride, m.padding, m.dilation, c * n
+        )
         return y.view(c, n, *y.shape[2:])
     # no in-place activation: on a view (every output here is one) autograd would record a
     # CopySlices and rebuild the view in the backward pass, which costs more than it saves
@@ -336,7 +370,7 @@ def _batch_norm(layers: list[nn.Module], x: Tensor) -> Tensor:
             start = 0
             for layer in layers:
                 size = layer.running_mean.numel()
-                layer.running_mean.copy_(mean[start:start + size])
-                layer.running_var.copy_(var[start:start + size])
+                layer.running_mean.copy_(mean[start : start + size])
+                layer.running_var.copy_(var[start : start + size])
                 start += size
     return y.view_as(x)

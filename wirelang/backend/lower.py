@@ -74,7 +74,14 @@ class Emitter:
         self.root = root
         self.graph = fx.Graph(tracer_cls=LeafTracer)
 
-    def module(self, name: str, module: nn.Module, args: tuple, span: core.IRNode | None = None, path: str = "") -> fx.Node:
+    def module(
+        self,
+        name: str,
+        module: nn.Module,
+        args: tuple,
+        span: core.IRNode | None = None,
+        path: str = "",
+    ) -> fx.Node:
         target = safe(name)
         self.root.add_module(target, module)
         node = self.graph.call_module(target, args)
@@ -119,7 +126,9 @@ class GraphParts(nn.Module):
     def node_ops(self, names: list[str], send: bool = False) -> str:
         """The `run` entry applying the (send) operator of consecutive sets `names`; its name."""
         owner = self.send if send else self.ops
-        key = ("send_" if send else "") + "_to_".join(dict.fromkeys([safe(names[0]), safe(names[-1])]))
+        key = ("send_" if send else "") + "_to_".join(
+            dict.fromkeys([safe(names[0]), safe(names[-1])])
+        )
         if key not in self.run:
             self.run[key] = NodeOps([owner[safe(n)] for n in names], names)
         return f"run.{key}"
@@ -140,7 +149,9 @@ def _whole(node: fx.Node, size: int) -> Ref:
     return Ref(node, 0, size, size)
 
 
-def gather(em: Emitter, parts: list[tuple[int, Ref | None]], item, path: str) -> list[tuple[fx.Node, int]]:
+def gather(
+    em: Emitter, parts: list[tuple[int, Ref | None]], item, path: str
+) -> list[tuple[fx.Node, int]]:
     """Chunks for a product: (column, state) pairs in column order -> (node, column) pairs.
 
     States that are rows next to each other in one value merge into one chunk (one GEMM);
@@ -151,7 +162,12 @@ def gather(em: Emitter, parts: list[tuple[int, Ref | None]], item, path: str) ->
         if ref is None:
             continue
         last = runs[-1] if runs else None
-        if last and last[0] is ref.node and last[1] + last[2] == ref.start and last[3] + last[2] == col:
+        if (
+            last
+            and last[0] is ref.node
+            and last[1] + last[2] == ref.start
+            and last[3] + last[2] == col
+        ):
             last[2] += ref.size
         else:
             runs.append([ref.node, ref.start, ref.size, col, ref.total])
@@ -166,9 +182,23 @@ def gather(em: Emitter, parts: list[tuple[int, Ref | None]], item, path: str) ->
 class GraphEmitter:
     """Emits one graph's steps: caches the weight of each target group and its sparse plan."""
 
-    def __init__(self, em: Emitter, graph: core.Graph, parts: GraphParts, prefix: str, ws: fx.Node | list[fx.Node],
-                 dynamic: bool):
-        self.em, self.graph, self.parts, self.prefix, self.ws, self.dynamic = em, graph, parts, prefix, ws, dynamic
+    def __init__(
+        self,
+        em: Emitter,
+        graph: core.Graph,
+        parts: GraphParts,
+        prefix: str,
+        ws: fx.Node | list[fx.Node],
+        dynamic: bool,
+    ):
+        self.em, self.graph, self.parts, self.prefix, self.ws, self.dynamic = (
+            em,
+            graph,
+            parts,
+            prefix,
+            ws,
+            dynamic,
+        )
         self.sets = {s.name: s for s in graph.sets}
         self.targets = _targets(graph)
         self.weights: dict[tuple[str, ...], tuple[fx.Node, fx.Node]] = {}
@@ -177,7 +207,9 @@ class GraphEmitter:
         i = self.targets.index(name)
         if isinstance(self.ws, list):
             return self.ws[i]
-        return self.em.call(operator.getitem, (self.ws, i), self.sets[name], f"{self.graph.name}.{name}.edges")
+        return self.em.call(
+            operator.getitem, (self.ws, i), self.sets[name], f"{self.graph.name}.{name}.edges"
+        )
 
     def weight(self, group: tuple[str, ...]) -> tuple[fx.Node, fx.Node]:
         """The effective weight of a group of targets (their matrices' rows stacked), and its
@@ -209,8 +241,12 @@ class GraphEmitter:
             for t in members:
                 sig = ops_signature(self.parts.ops[safe(t)])
                 prev = runs[-1][-1] if runs else None
-                if (prev is not None and sig is not None and _adjacent(self.graph, prev, t)
-                        and ops_signature(self.parts.ops[safe(prev)]) == sig):
+                if (
+                    prev is not None
+                    and sig is not None
+                    and _adjacent(self.graph, prev, t)
+                    and ops_signature(self.parts.ops[safe(prev)]) == sig
+                ):
                     runs[-1].append(t)
                 else:
                     runs.append([t])
@@ -224,9 +260,16 @@ class GraphEmitter:
             return None
         target = f"{self.prefix}.{self.parts.node_ops(names, send)}"
         label = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
-        return self.em.call_module(target, (x,), self.sets[names[0]], f"{self.graph.name}.{label}.{'send' if send else 'op'}")
+        return self.em.call_module(
+            target,
+            (x,),
+            self.sets[names[0]],
+            f"{self.graph.name}.{label}.{'send' if send else 'op'}",
+        )
 
-    def step(self, states: dict[str, Ref | None], order: list[str], only: set[str] | None = None) -> dict[str, Ref]:
+    def step(
+        self, states: dict[str, Ref | None], order: list[str], only: set[str] | None = None
+    ) -> dict[str, Ref]:
         """One evaluation of the graph: new states of every set that receives edges (of the
         sets in `only`, when given).
 
@@ -252,16 +295,42 @@ class GraphEmitter:
                 cols = tuple(c for _, c in chunks)
                 label = "+".join(group)
                 if len(runs) == 1:
-                    outs = [em.call(edge_product, (srcs, w, None, cols, plan), item, f"{g.name}.{label}.edges")]
+                    outs = [
+                        em.call(
+                            edge_product,
+                            (srcs, w, None, cols, plan),
+                            item,
+                            f"{g.name}.{label}.edges",
+                        )
+                    ]
                 else:
-                    prod = em.call(edge_product, (srcs, w, tuple(sizes), cols, plan), item, f"{g.name}.{label}.edges")
-                    outs = [em.call(operator.getitem, (prod, i), self.sets[run[0]], f"{g.name}.{run[0]}.edges")
-                            for i, run in enumerate(runs)]
+                    prod = em.call(
+                        edge_product,
+                        (srcs, w, tuple(sizes), cols, plan),
+                        item,
+                        f"{g.name}.{label}.edges",
+                    )
+                    outs = [
+                        em.call(
+                            operator.getitem,
+                            (prod, i),
+                            self.sets[run[0]],
+                            f"{g.name}.{run[0]}.edges",
+                        )
+                        for i, run in enumerate(runs)
+                    ]
             else:  # every source is still 0: the sum over edges is 0
                 like = next(r.node for r in states.values() if r is not None)
                 h, w_ = self.sets[group[0]].in_hw or (g.in_shape.height, g.in_shape.width)
-                outs = [em.call(zero_rows, (like, size, h, w_), self.sets[run[0]], f"{g.name}.{run[0]}.edges")
-                        for run, size in zip(runs, sizes, strict=True)]
+                outs = [
+                    em.call(
+                        zero_rows,
+                        (like, size, h, w_),
+                        self.sets[run[0]],
+                        f"{g.name}.{run[0]}.edges",
+                    )
+                    for run, size in zip(runs, sizes, strict=True)
+                ]
             for run, summed, size in zip(runs, outs, sizes, strict=True):
                 node = self.apply_ops(run, summed)
                 node = summed if node is None else node
@@ -276,7 +345,7 @@ class GraphEmitter:
         if ref is None or not self.sets[s].send:
             return ref
         if s not in sent:
-            (node, _), = gather(self.em, [(0, ref)], self.sets[s], f"{self.graph.name}.{s}.state")
+            ((node, _),) = gather(self.em, [(0, ref)], self.sets[s], f"{self.graph.name}.{s}.state")
             out = self.apply_ops([s], node, send=True)
             sent[s] = ref if out is None else _whole(out, ref.size)
         return sent[s]
@@ -284,8 +353,11 @@ class GraphEmitter:
 
 def _needed_last(graph: core.Graph, parts: GraphParts) -> set[str]:
     """Sets the last discrete step must update: outputs, and sets with stateful operators."""
+
     def stateful(name: str) -> bool:
-        return any(getattr(m, "track_running_stats", False) for m in layers_of(parts.ops[safe(name)]))
+        return any(
+            getattr(m, "track_running_stats", False) for m in layers_of(parts.ops[safe(name)])
+        )
 
     return {s.name for s in graph.sets if s.role == "output" or stateful(s.name)}
 
@@ -305,8 +377,16 @@ def _sources(graph: core.Graph, target: str) -> list[str]:
     return sorted({b.source for b in graph.blocks if b.target == target}, key=order.index)
 
 
-def emit_step(em: Emitter, graph: core.Graph, prefix: str, states: dict[str, Ref | None], ws, dynamic: bool,
-              order: list[str], parts: GraphParts | None = None) -> dict[str, Ref]:
+def emit_step(
+    em: Emitter,
+    graph: core.Graph,
+    prefix: str,
+    states: dict[str, Ref | None],
+    ws,
+    dynamic: bool,
+    order: list[str],
+    parts: GraphParts | None = None,
+) -> dict[str, Ref]:
     """One evaluation of the graph (see `GraphEmitter.step`)."""
     parts = parts if parts is not None else em.root.get_submodule(prefix)
     return GraphEmitter(em, graph, parts, prefix, ws, dynamic).step(states, order)
@@ -317,14 +397,20 @@ def _graph_input(em: Emitter, x: fx.Node, graph: core.Graph) -> fx.Node:
     when that graph's output is this input (no round trip through NCHW)."""
     if x.op == "call_function" and x.target is to_nchw:
         chunks = x.args
-        xc = chunks[0] if len(chunks) == 1 else em.call(cat_rows, tuple(chunks), graph, f"{graph.name}.input")
+        xc = (
+            chunks[0]
+            if len(chunks) == 1
+            else em.call(cat_rows, tuple(chunks), graph, f"{graph.name}.input")
+        )
         if not x.users:
             em.graph.erase_node(x)
         return xc
     return em.call(to_cnhw, (x,), graph, f"{graph.name}.input")
 
 
-def initial_states(em: Emitter, graph: core.Graph, xc: fx.Node, apply_input_ops: bool, ge: GraphEmitter) -> dict[str, Ref | None]:
+def initial_states(
+    em: Emitter, graph: core.Graph, xc: fx.Node, apply_input_ops: bool, ge: GraphEmitter
+) -> dict[str, Ref | None]:
     """Static: input sets after their operator. Dynamic: input sets as given, others 0."""
     states: dict[str, Ref | None] = {}
     total = sum(s.size for s in graph.sets if s.role == "input")
@@ -334,7 +420,7 @@ def initial_states(em: Emitter, graph: core.Graph, xc: fx.Node, apply_input_ops:
             ref = Ref(xc, start, s.size, total)
             start += s.size
             if apply_input_ops:
-                (node, _), = gather(em, [(0, ref)], s, f"{graph.name}.{s.name}")
+                ((node, _),) = gather(em, [(0, ref)], s, f"{graph.name}.{s.name}")
                 out = ge.apply_ops([s.name], node)
                 ref = ref if out is None else _whole(out, s.size)
             states[s.name] = ref
@@ -343,9 +429,15 @@ def initial_states(em: Emitter, graph: core.Graph, xc: fx.Node, apply_input_ops:
     return states
 
 
-def emit_output(em: Emitter, graph: core.Graph, states: dict[str, Ref | None], like: fx.Node, fn, path: str) -> fx.Node:
+def emit_output(
+    em: Emitter, graph: core.Graph, states: dict[str, Ref | None], like: fx.Node, fn, path: str
+) -> fx.Node:
     """`fn` (to_nchw or cat_rows) over the states of the output sets (or all sets), in order."""
-    names = [s.name for s in graph.sets if s.role == "output"] if fn is to_nchw else [s.name for s in graph.sets]
+    names = (
+        [s.name for s in graph.sets if s.role == "output"]
+        if fn is to_nchw
+        else [s.name for s in graph.sets]
+    )
     parts, col = [], 0
     nodes: list[fx.Node] = []
     for name in names:
@@ -355,7 +447,14 @@ def emit_output(em: Emitter, graph: core.Graph, states: dict[str, Ref | None], l
                 nodes += [n for n, _ in gather(em, parts, graph, path)]
                 parts = []
             h, w = graph.in_shape.height, graph.in_shape.width
-            nodes.append(em.call(zero_rows, (like, graph.set(name).size, h, w), graph.set(name), f"{graph.name}.{name}.hold"))
+            nodes.append(
+                em.call(
+                    zero_rows,
+                    (like, graph.set(name).size, h, w),
+                    graph.set(name),
+                    f"{graph.name}.{name}.hold",
+                )
+            )
         else:
             parts.append((col, ref))
         col += graph.set(name).size
@@ -441,7 +540,7 @@ class ODEBlock(nn.Module):
         chunks, start = [], 0
         for i, size in enumerate(self.sizes):
             if i in self.inputs:
-                chunks.append(xc[start:start + size])
+                chunks.append(xc[start : start + size])
                 start += size
             else:
                 chunks.append(xc.new_zeros(size, n, h, w))
@@ -450,7 +549,12 @@ class ODEBlock(nn.Module):
         d.nfe = 0
         t = torch.tensor([0.0, float(self.params["time"])], dtype=x.dtype, device=x.device)
         options = {"step_size": self.params["step_size"]} if self.params.get("step_size") else None
-        kwargs = dict(rtol=self.params["rtol"], atol=self.params["atol"], method=self.params["solver"], options=options)
+        kwargs = dict(
+            rtol=self.params["rtol"],
+            atol=self.params["atol"],
+            method=self.params["solver"],
+            options=options,
+        )
         if self.params.get("adjoint"):
             # the adjoint method needs the derivative to use its own parameters directly, so
             # the masked weights are recomputed inside every evaluation
@@ -465,7 +569,7 @@ class ODEBlock(nn.Module):
         outs, start = [], 0
         for i, size in enumerate(self.sizes):
             if i in self.outputs:
-                outs.append(zt[start:start + size])
+                outs.append(zt[start : start + size])
             start += size
         return to_nchw(*outs)
 

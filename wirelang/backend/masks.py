@@ -117,10 +117,12 @@ def _flat_scores(weights: list[Tensor], candidates: list[Tensor | None]) -> Tens
     else:
         parts = None
     # one buffer written in place: no per-tensor copies to concatenate
-    out = torch.empty(sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device)
+    out = torch.empty(
+        sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device
+    )
     start = 0
     for i, (w, c) in enumerate(zip(weights, candidates, strict=True)):
-        seg = out[start:start + w.numel()]
+        seg = out[start : start + w.numel()]
         if parts is not None:
             seg.copy_(parts[i])
         else:
@@ -134,7 +136,7 @@ def _flat_scores(weights: list[Tensor], candidates: list[Tensor | None]) -> Tens
 def _split(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
     out, start = [], 0
     for w in like:
-        out.append(flat[start:start + w.numel()].view_as(w))
+        out.append(flat[start : start + w.numel()].view_as(w))
         start += w.numel()
     return out
 
@@ -163,7 +165,7 @@ class Pool:
         out, i = {}, 0
         for m in self.members:
             n = len(m.weights())
-            out[id(m)] = parts[i:i + n]
+            out[id(m)] = parts[i : i + n]
             i += n
         self._cache = (key, out)
         return out
@@ -172,8 +174,17 @@ class Pool:
 class EdgeMask(nn.Module):
     """The mask state of one learned wiring. `weights()` returns the tensors it masks."""
 
-    def __init__(self, method: str, params: dict, k: int, owner: nn.Module, names: list[str],
-                 candidates: list[Tensor | None], seed: int = 0, fixed: list[Tensor] | None = None):
+    def __init__(
+        self,
+        method: str,
+        params: dict,
+        k: int,
+        owner: nn.Module,
+        names: list[str],
+        candidates: list[Tensor | None],
+        seed: int = 0,
+        fixed: list[Tensor] | None = None,
+    ):
         super().__init__()
         if method not in methods.WIRINGS:
             raise ValueError(f"unknown wiring method {method!r}")
@@ -238,9 +249,15 @@ class EdgeMask(nn.Module):
     def _random_masks(self) -> list[Tensor]:
         # Depends only on the seed and the candidate layout, never on the weights.
         weights = self.weights()
-        gen = torch.Generator().manual_seed(int(self.params.get("seed") if self.params.get("seed") is not None else self.seed))
-        cands = torch.cat([(c.flatten() if c is not None else torch.ones(w.numel(), dtype=torch.bool))
-                           for w, c in zip(weights, self.candidate_masks(), strict=True)])
+        gen = torch.Generator().manual_seed(
+            int(self.params.get("seed") if self.params.get("seed") is not None else self.seed)
+        )
+        cands = torch.cat(
+            [
+                (c.flatten() if c is not None else torch.ones(w.numel(), dtype=torch.bool))
+                for w, c in zip(weights, self.candidate_masks(), strict=True)
+            ]
+        )
         idx = torch.nonzero(cands).flatten()
         chosen = idx[torch.randperm(idx.numel(), generator=gen)[: self.k]]
         flat = torch.zeros(cands.numel(), dtype=torch.bool)
@@ -266,8 +283,10 @@ class EdgeMask(nn.Module):
         return _split(flat, weights)
 
     def _complete(self) -> list[Tensor]:
-        return [(c.clone() if c is not None else torch.ones_like(w, dtype=torch.bool))
-                for w, c in zip(self.weights(), self.candidate_masks(), strict=True)]
+        return [
+            (c.clone() if c is not None else torch.ones_like(w, dtype=torch.bool))
+            for w, c in zip(self.weights(), self.candidate_masks(), strict=True)
+        ]
 
     def active(self) -> list[Tensor]:
         """The edges the forward pass uses now (at evaluation for stochastic methods)."""
@@ -282,7 +301,10 @@ class EdgeMask(nn.Module):
 
     def _anneal_masks(self) -> list[Tensor]:
         # keep the n(p) largest, n going linearly from every candidate to k by progress `end`
-        total = sum(int(c.sum()) if c is not None else w.numel() for w, c in zip(self.weights(), self.candidate_masks(), strict=True))
+        total = sum(
+            int(c.sum()) if c is not None else w.numel()
+            for w, c in zip(self.weights(), self.candidate_masks(), strict=True)
+        )
         end = max(float(self.params.get("end", 0.75)), 1e-9)
         frac = min(1.0, self.progress / end)
         n = round(total - (total - self.k) * frac)
@@ -297,8 +319,12 @@ class EdgeMask(nn.Module):
         if not self.training and not torch.is_grad_enabled():
             # inference: the same weights give the same tensors, so that what the lowering
             # derives from them (sparse plans) is reused from batch to batch
-            key = (tuple((id(w), w._version) for w in weights), int(self.phase), self.progress,
-                   torch.is_inference_mode_enabled())
+            key = (
+                tuple((id(w), w._version) for w in weights),
+                int(self.phase),
+                self.progress,
+                torch.is_inference_mode_enabled(),
+            )
             cached = self.__dict__.get("_eval_weights")
             if cached is None or cached[0] != key:
                 masks = self._cached_active(weights)
@@ -334,10 +360,15 @@ class EdgeMask(nn.Module):
     def _per_node_topk(self, weights: list[Tensor]) -> list[Tensor]:
         """Top edges per target node (rows), the budget split over rows by their candidates."""
         out = []
-        total = sum(int(c.sum()) if c is not None else w.numel() for w, c in zip(weights, self.candidate_masks(), strict=True))
+        total = sum(
+            int(c.sum()) if c is not None else w.numel()
+            for w, c in zip(weights, self.candidate_masks(), strict=True)
+        )
         for w, c in zip(weights, self.candidate_masks(), strict=True):
             rows = w.reshape(w.shape[0], -1)
-            cand = (c if c is not None else torch.ones_like(w, dtype=torch.bool)).reshape(rows.shape)
+            cand = (c if c is not None else torch.ones_like(w, dtype=torch.bool)).reshape(
+                rows.shape
+            )
             quota = (cand.sum(1).double() * self.k / total).floor().long().clamp(min=1)
             scores = torch.where(cand, rows.detach().abs(), torch.full_like(rows, -1.0))
             order = scores.argsort(dim=1, descending=True, stable=True)
@@ -354,7 +385,9 @@ class EdgeMask(nn.Module):
         return strength * sum(w.abs().sum() for w in self.weights())
 
     def extra_repr(self) -> str:
-        return f"method={self.method}, k={self.k}" + (f", pool={self.pool.name}" if self.pool else "")
+        return f"method={self.method}, k={self.k}" + (
+            f", pool={self.pool.name}" if self.pool else ""
+        )
 
 
 def mask_hash(masks: list[Tensor]) -> str:

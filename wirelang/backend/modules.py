@@ -26,7 +26,7 @@ class CenterCrop(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         top, left = (h - self.size) // 2, (w - self.size) // 2
-        return x[..., top:top + self.size, left:left + self.size]
+        return x[..., top : top + self.size, left : left + self.size]
 
 
 class FlatLinear(nn.Linear):
@@ -66,7 +66,15 @@ def _conv(layer: core.Layer, cls=nn.Conv2d) -> nn.Module:
     p, s = layer.params, layer.in_shape
     groups = s.channels if layer.op == "dwconv" else p["groups"]
     out = s.channels if layer.op == "dwconv" else p["out"]
-    return cls(s.channels, out, p["k"], stride=p["stride"], padding=_padding(p), groups=groups, bias=p["bias"])
+    return cls(
+        s.channels,
+        out,
+        p["k"],
+        stride=p["stride"],
+        padding=_padding(p),
+        groups=groups,
+        bias=p["bias"],
+    )
 
 
 _BUILDERS: dict[str, Callable[[core.Layer], nn.Module]] = {
@@ -82,8 +90,14 @@ _BUILDERS: dict[str, Callable[[core.Layer], nn.Module]] = {
     "tanh": lambda L: nn.Tanh(),
     "identity": lambda L: nn.Identity(),
     "leakyrelu": lambda L: nn.LeakyReLU(L.params["slope"]),
-    "maxpool": lambda L: nn.MaxPool2d(L.params["k"], L.params["stride"] or L.params["k"], L.params["padding"]),
-    "avgpool": lambda L: nn.AdaptiveAvgPool2d(1) if L.params["k"] is None else nn.AvgPool2d(L.params["k"], L.params["stride"] or L.params["k"], L.params["padding"]),
+    "maxpool": lambda L: nn.MaxPool2d(
+        L.params["k"], L.params["stride"] or L.params["k"], L.params["padding"]
+    ),
+    "avgpool": lambda L: (
+        nn.AdaptiveAvgPool2d(1)
+        if L.params["k"] is None
+        else nn.AvgPool2d(L.params["k"], L.params["stride"] or L.params["k"], L.params["padding"])
+    ),
     "centercrop": lambda L: CenterCrop(L.params["size"]),
     "flatten": lambda L: nn.Flatten(1),
     "dropout": lambda L: nn.Dropout(L.params["p"]),
@@ -95,13 +109,17 @@ def list_modules() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_layer(layer: core.Layer, seed: int = 0, pools: dict[str, core.Pool] | None = None) -> nn.Module:
+def build_layer(
+    layer: core.Layer, seed: int = 0, pools: dict[str, core.Pool] | None = None
+) -> nn.Module:
     """`pools`: the network's pools, for a sparse layer whose budget is a pool's."""
     assert layer.in_shape is not None, f"layer {layer.path} has no inferred shape"
     if layer.sparse is None:
         return _BUILDERS[layer.op](layer)
     if layer.op == "linear":
-        module = SparseLinear(layer.in_shape.channels, layer.params["out"], bias=layer.params["bias"])
+        module = SparseLinear(
+            layer.in_shape.channels, layer.params["out"], bias=layer.params["bias"]
+        )
     else:
         module = _conv(layer, SparseConv2d)
     w = layer.sparse.wiring
@@ -116,6 +134,8 @@ def build_set_ops(layers: list[core.Layer], channels: int, hw: tuple[int, int]) 
     mods = []
     shape = core.Shape(channels=channels, height=hw[0], width=hw[1])
     for layer in layers:
-        layer = layer if layer.in_shape is not None else layer.model_copy(update={"in_shape": shape})
+        layer = (
+            layer if layer.in_shape is not None else layer.model_copy(update={"in_shape": shape})
+        )
         mods.append(build_layer(layer))
     return nn.Sequential(*mods) if mods else nn.Identity()

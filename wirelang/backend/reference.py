@@ -29,17 +29,36 @@ def apply_to_node(module: nn.Module, z: Tensor, j: int) -> Tensor:
     mods = list(module) if isinstance(module, nn.Sequential) else [module]
     for m in mods:
         if isinstance(m, nn.BatchNorm2d):
-            w = m.weight[j:j + 1] if m.affine else None
-            b = m.bias[j:j + 1] if m.affine else None
+            w = m.weight[j : j + 1] if m.affine else None
+            b = m.bias[j : j + 1] if m.affine else None
             if m.training or m.running_mean is None:
                 z = F.batch_norm(z, None, None, w, b, training=True, eps=m.eps)
             else:
-                z = F.batch_norm(z, m.running_mean[j:j + 1], m.running_var[j:j + 1], w, b, training=False, eps=m.eps)
+                z = F.batch_norm(
+                    z,
+                    m.running_mean[j : j + 1],
+                    m.running_var[j : j + 1],
+                    w,
+                    b,
+                    training=False,
+                    eps=m.eps,
+                )
         elif isinstance(m, nn.InstanceNorm2d):
-            z = F.instance_norm(z, weight=m.weight[j:j + 1] if m.affine else None, bias=m.bias[j:j + 1] if m.affine else None, eps=m.eps)
+            z = F.instance_norm(
+                z,
+                weight=m.weight[j : j + 1] if m.affine else None,
+                bias=m.bias[j : j + 1] if m.affine else None,
+                eps=m.eps,
+            )
         elif isinstance(m, nn.Conv2d):
             assert m.groups == m.in_channels == m.out_channels, "node operators are per channel"
-            z = F.conv2d(z, m.weight[j:j + 1], m.bias[j:j + 1] if m.bias is not None else None, m.stride, m.padding)
+            z = F.conv2d(
+                z,
+                m.weight[j : j + 1],
+                m.bias[j : j + 1] if m.bias is not None else None,
+                m.stride,
+                m.padding,
+            )
         else:
             z = m(z)
     return z
@@ -64,11 +83,15 @@ def _edge_weights(parts, graph: core.Graph) -> dict[tuple[str, int], list[tuple[
         cand = cands[i] if cands[i] is not None else torch.ones_like(active[i])
         keep = cand if straight_through else active[i]
         for u in range(sizes[target]):
-            incoming[(target, u)] = [(s, q, eff[u, c]) for c, (s, q) in enumerate(cols) if bool(keep[u, c])]
+            incoming[(target, u)] = [
+                (s, q, eff[u, c]) for c, (s, q) in enumerate(cols) if bool(keep[u, c])
+            ]
     return incoming
 
 
-def _sent(parts, graph: core.Graph, states: dict[tuple[str, int], Tensor]) -> dict[tuple[str, int], Tensor]:
+def _sent(
+    parts, graph: core.Graph, states: dict[tuple[str, int], Tensor]
+) -> dict[tuple[str, int], Tensor]:
     out = {}
     for s in graph.sets:
         for q in range(s.size):
@@ -77,14 +100,18 @@ def _sent(parts, graph: core.Graph, states: dict[tuple[str, int], Tensor]) -> di
     return out
 
 
-def _update(parts, graph: core.Graph, incoming, sources: dict, node: tuple[str, int], like: Tensor) -> Tensor:
+def _update(
+    parts, graph: core.Graph, incoming, sources: dict, node: tuple[str, int], like: Tensor
+) -> Tensor:
     total = torch.zeros_like(like)  # a node whose candidates all lie outside the top k gets f(0)
     for s, q, w in incoming[node]:
         total = total + w * sources[(s, q)]
     return apply_to_node(parts.ops[safe(node[0])], total, node[1])
 
 
-def evaluate_graph(parts, graph: core.Graph, x: Tensor, solver_options: dict | None = None) -> Tensor:
+def evaluate_graph(
+    parts, graph: core.Graph, x: Tensor, solver_options: dict | None = None
+) -> Tensor:
     """The graph's output (output sets' states concatenated) for the graph's input x."""
     from wirelang.passes.shapes import topo_order
 
@@ -96,7 +123,7 @@ def evaluate_graph(parts, graph: core.Graph, x: Tensor, solver_options: dict | N
     for s in graph.sets:
         for q in range(s.size):
             if s.role == "input":
-                z = x[:, start + q:start + q + 1]
+                z = x[:, start + q : start + q + 1]
                 states[(s.name, q)] = z if dynamic else apply_to_node(parts.ops[safe(s.name)], z, q)
             else:
                 states[(s.name, q)] = x.new_zeros(n, 1, h, w)
@@ -115,7 +142,10 @@ def evaluate_graph(parts, graph: core.Graph, x: Tensor, solver_options: dict | N
     elif graph.semantics.kind == "discrete":
         for _ in range(graph.semantics.steps):
             sent = _sent(parts, graph, states)
-            new = {node: _update(parts, graph, incoming, sent, node, states[node]) for node in receivers}
+            new = {
+                node: _update(parts, graph, incoming, sent, node, states[node])
+                for node in receivers
+            }
             states.update(new)
     else:
         states = _continuous(parts, graph, incoming, states, receivers, solver_options)
@@ -130,12 +160,22 @@ def _continuous(parts, graph, incoming, states, receivers, solver_options):
     p = graph.semantics.params
 
     def derivative(t, z):
-        current = {k: z[:, i:i + 1] for i, k in enumerate(keys)}
+        current = {k: z[:, i : i + 1] for i, k in enumerate(keys)}
         sent = _sent(parts, graph, current)
-        return torch.cat([_update(parts, graph, incoming, sent, k, current[k]) if k in incoming else torch.zeros_like(current[k]) for k in keys], dim=1)
+        return torch.cat(
+            [
+                _update(parts, graph, incoming, sent, k, current[k])
+                if k in incoming
+                else torch.zeros_like(current[k])
+                for k in keys
+            ],
+            dim=1,
+        )
 
     z0 = torch.cat([states[k] for k in keys], dim=1)
     t = torch.tensor([0.0, float(p["time"])])
     options = {"step_size": p["step_size"]} if p.get("step_size") else None
-    zt = odeint(derivative, z0, t, rtol=p["rtol"], atol=p["atol"], method=p["solver"], options=options)[-1]
-    return {k: zt[:, i:i + 1] for i, k in enumerate(keys)}
+    zt = odeint(
+        derivative, z0, t, rtol=p["rtol"], atol=p["atol"], method=p["solver"], options=options
+    )[-1]
+    return {k: zt[:, i : i + 1] for i, k in enumerate(keys)}

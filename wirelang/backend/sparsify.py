@@ -23,7 +23,12 @@ from wirelang.backend.modules import SparseConv2d, SparseLinear
 
 
 def _k(budget: float | int, numel: int) -> int:
-    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1 and not isinstance(budget, float):
+    if (
+        isinstance(budget, int)
+        and not isinstance(budget, bool)
+        and budget >= 1
+        and not isinstance(budget, float)
+    ):
         return min(budget, numel)
     if not 0 < float(budget) <= 1:
         raise ValueError(f"budget must be a fraction in (0, 1] or an integer count, got {budget!r}")
@@ -33,12 +38,27 @@ def _k(budget: float | int, numel: int) -> int:
 def _swap(module: nn.Module) -> nn.Module:
     """A sparse twin of a Conv2d / Linear that shares its parameters."""
     if isinstance(module, nn.Conv2d):
-        new = SparseConv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
-                           module.dilation, module.groups, module.bias is not None, module.padding_mode,
-                           device=module.weight.device, dtype=module.weight.dtype)
+        new = SparseConv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            module.bias is not None,
+            module.padding_mode,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+        )
     else:
-        new = SparseLinear(module.in_features, module.out_features, module.bias is not None,
-                           device=module.weight.device, dtype=module.weight.dtype)
+        new = SparseLinear(
+            module.in_features,
+            module.out_features,
+            module.bias is not None,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+        )
     new.weight = module.weight
     if module.bias is not None:
         new.bias = module.bias
@@ -46,18 +66,28 @@ def _swap(module: nn.Module) -> nn.Module:
     return new
 
 
-def sparsify(model: nn.Module, budget: float | int, method: str = "dnw", exclude: Iterable[str] = (),
-             pooled: bool = False, seed: int = 0) -> nn.Module:
+def sparsify(
+    model: nn.Module,
+    budget: float | int,
+    method: str = "dnw",
+    exclude: Iterable[str] = (),
+    pooled: bool = False,
+    seed: int = 0,
+) -> nn.Module:
     if method not in methods.WIRINGS or method in ("fixed",):
-        raise ValueError(f"method must be one of {', '.join(m for m in methods.list_wirings() if m != 'fixed')}, got {method!r}")
+        raise ValueError(
+            f"method must be one of {', '.join(m for m in methods.list_wirings() if m != 'fixed')}, got {method!r}"
+        )
     excluded = list(exclude)
     names = {name for name, _ in model.named_modules()}
     unknown = [e for e in excluded if e not in names]
     if unknown:
         raise ValueError(f"no module named {', '.join(map(repr, unknown))} in the model")
     targets = [
-        (name, m) for name, m in model.named_modules()
-        if type(m) in (nn.Conv2d, nn.Linear) and not any(name == e or name.startswith(e + ".") for e in excluded)
+        (name, m)
+        for name, m in model.named_modules()
+        if type(m) in (nn.Conv2d, nn.Linear)
+        and not any(name == e or name.startswith(e + ".") for e in excluded)
     ]
     swapped = []
     for name, m in targets:

@@ -37,9 +37,13 @@ class GraphWiring(nn.Module):
         candidates: list[Tensor | None] = []
         offsets: dict[tuple[str, str], tuple[int, int]] = {}  # (source, target) -> (matrix, column)
         total_targets = sum(sizes[t] for t in {b.target for b in graph.blocks})
-        fan_in = max(1.0, k / max(1, total_targets))  # the mean in-degree at the budget, for `kaiming`
+        fan_in = max(
+            1.0, k / max(1, total_targets)
+        )  # the mean in-degree at the budget, for `kaiming`
         for name in order:
-            blocks = sorted((b for b in graph.blocks if b.target == name), key=lambda b: order.index(b.source))
+            blocks = sorted(
+                (b for b in graph.blocks if b.target == name), key=lambda b: order.index(b.source)
+            )
             if not blocks:
                 continue
             srcs = [b.source for b in blocks]
@@ -55,18 +59,30 @@ class GraphWiring(nn.Module):
                 n = sizes[b.source]
                 if b.source == b.target and not b.self_loops:
                     cand = torch.ones(sizes[name], cols, dtype=torch.bool) if cand is None else cand
-                    cand[:, col:col + n].fill_diagonal_(False)
+                    cand[:, col : col + n].fill_diagonal_(False)
                 offsets[(b.source, name)] = (i, col)
                 col += n
             candidates.append(cand)
         fixed = None
         if graph.wiring.method == "fixed":
-            fixed = [torch.zeros(getattr(self, f"w_{i}").shape, dtype=torch.bool) for i in range(len(self.targets))]
+            fixed = [
+                torch.zeros(getattr(self, f"w_{i}").shape, dtype=torch.bool)
+                for i in range(len(self.targets))
+            ]
             for src, si, dst, ti in graph.wiring.fixed or []:
                 i, col = offsets[(src, dst)]
                 fixed[i][ti, col + si] = True
         names = [f"w_{i}" for i in range(len(self.targets))]
-        self.mask = EdgeMask(graph.wiring.method, graph.wiring.params, k, self, names, candidates, seed=seed, fixed=fixed)
+        self.mask = EdgeMask(
+            graph.wiring.method,
+            graph.wiring.params,
+            k,
+            self,
+            names,
+            candidates,
+            seed=seed,
+            fixed=fixed,
+        )
 
     def weights(self) -> list[Tensor]:
         return self.mask.weights()

@@ -20,7 +20,11 @@ def check_files(files: list[Path]) -> int:
             failed += 1
         else:
             warned = sum(d.severity == "warning" for d in diags)
-            sys.stdout.write(f"{f}: ok" + (f" ({warned} warning{'s' if warned != 1 else ''})" if warned else "") + "\n")
+            sys.stdout.write(
+                f"{f}: ok"
+                + (f" ({warned} warning{'s' if warned != 1 else ''})" if warned else "")
+                + "\n"
+            )
     if failed:
         sys.stderr.write(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} failed\n")
         return 2

@@ -22,8 +22,12 @@ import typer
 from wirelang.diagnostics import SpecError, SpecWarning, render, render_error
 from wirelang.version import LANGUAGE_VERSION, __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Compile, train, inspect and export neural-network wirings (.wire specs).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compile, train, inspect and export neural-network wirings (.wire specs).",
+)
 
 
 class UserError(Exception):
@@ -69,7 +73,11 @@ def _show_spec_warnings() -> None:
         warnings.simplefilter("always", SpecWarning)  # every spec built says its warnings
 
 
-_INCLUDE_PATH = typer.Option("--include-path", "-I", help="A folder includes may read besides the spec's project (repeatable).")
+_INCLUDE_PATH = typer.Option(
+    "--include-path",
+    "-I",
+    help="A folder includes may read besides the spec's project (repeatable).",
+)
 
 
 def _allow_includes(folders: list[Path] | None) -> None:
@@ -83,7 +91,12 @@ def _allow_includes(folders: list[Path] | None) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print versions and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print versions and exit."
+        ),
+    ] = False,
     include_path: Annotated[list[Path] | None, _INCLUDE_PATH] = None,
 ) -> None:
     _show_spec_warnings()
@@ -107,8 +120,13 @@ def check(
 @app.command(name="compile")
 def compile_(
     file: Path,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the artifacts (IR, fx code, standalone module) here.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the artifacts (IR, fx code, standalone module) here."),
+    ] = None,
 ) -> None:
     """Summarise a spec (node sets, candidates, budgets, parameters, multiply-adds) from the IR alone."""
     from wirelang.cost import summary
@@ -136,8 +154,12 @@ def compile_(
 @app.command()
 def fmt(
     files: list[Path],
-    check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if a file is not canonical; change nothing.")] = False,
-    write: Annotated[bool, typer.Option("--write", "-w", help="Rewrite the files in place.")] = False,
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a file is not canonical; change nothing.")
+    ] = False,
+    write: Annotated[
+        bool, typer.Option("--write", "-w", help="Rewrite the files in place.")
+    ] = False,
 ) -> None:
     """Print (or rewrite) specs in canonical form. Formatting never changes meaning."""
     from wirelang.fmt import format_file
@@ -186,25 +208,53 @@ def _run_errors(fn, *args, **kwargs):
 @app.command()
 def train(
     spec: Annotated[Path, typer.Argument(help="The .wire spec to train.")],
-    gpus: Annotated[int, typer.Option("--gpus", help="CUDA devices; N > 1 runs DDP over NCCL.")] = 0,
+    gpus: Annotated[
+        int, typer.Option("--gpus", help="CUDA devices; N > 1 runs DDP over NCCL.")
+    ] = 0,
     procs: Annotated[int, typer.Option("--procs", help="CPU processes running DDP over gloo.")] = 0,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override `epochs`.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override `batch` (global).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Override `batch` (global).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override `seed`.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a train setting: key=value, e.g. optimizer.lr=0.05.")] = None,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Override `data.root`.")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<spec>-<time>).")] = None,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run directory.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved settings and exit.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a train setting: key=value, e.g. optimizer.lr=0.05."),
+    ] = None,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="Override `data.root`.")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download the dataset if it is missing.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory (default runs/<spec>-<time>).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run directory.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved settings and exit.")
+    ] = False,
 ) -> None:
     """Train a spec on CPU (default), one or many GPUs, or several CPU processes."""
     from wirelang.train import TrainOptions
     from wirelang.train import train as train_run
 
-    opts = TrainOptions(spec=spec, overrides=set_ or [], epochs=epochs, batch_size=batch_size, seed=seed,
-                        data_root=data_root, download=download, out=out, resume=resume, gpus=gpus,
-                        procs=procs, dry_run=dry_run)
+    opts = TrainOptions(
+        spec=spec,
+        overrides=set_ or [],
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        data_root=data_root,
+        download=download,
+        out=out,
+        resume=resume,
+        gpus=gpus,
+        procs=procs,
+        dry_run=dry_run,
+    )
     result = _run_errors(train_run, opts)
     if dry_run:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
@@ -214,8 +264,13 @@ def train(
 def eval_(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     split: Annotated[str, typer.Option("--split", help="val or test.")] = "val",
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A .pt file (default best.pt, else last.pt).")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Download the dataset if it is missing.")] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="A .pt file (default best.pt, else last.pt)."),
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download the dataset if it is missing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Evaluate a trained run on its validation or test split."""
@@ -226,28 +281,47 @@ def eval_(
     if as_json:
         sys.stdout.write(json.dumps(r) + "\n")
     else:
-        typer.echo(f"{run} {r['split']} ({r['items']} images): loss {r['loss']:.4f}  "
-                   f"top1 {100 * r['top1']:.2f}%  top5 {100 * r['top5']:.2f}%")
+        typer.echo(
+            f"{run} {r['split']} ({r['items']} images): loss {r['loss']:.4f}  "
+            f"top1 {100 * r['top1']:.2f}%  top5 {100 * r['top5']:.2f}%"
+        )
 
 
 @app.command()
 def sweep(
     spec: Annotated[Path, typer.Argument(help="The .wire spec to train.")],
     seeds: Annotated[int | None, typer.Option("--seeds", help="Run seeds 0..N-1.")] = None,
-    seed_list: Annotated[str | None, typer.Option("--seed-list", help="Comma-separated seeds, e.g. 1,2,3.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a train setting (every run).")] = None,
+    seed_list: Annotated[
+        str | None, typer.Option("--seed-list", help="Comma-separated seeds, e.g. 1,2,3.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a train setting (every run).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override `epochs`.")] = None,
     procs: Annotated[int, typer.Option("--procs", help="CPU processes per run.")] = 0,
     gpus: Annotated[int, typer.Option("--gpus", help="CUDA devices per run.")] = 0,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Override `data.root`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Sweep directory (default runs/<spec>-sweep).")] = None,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="Override `data.root`.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Sweep directory (default runs/<spec>-sweep).")
+    ] = None,
 ) -> None:
     """Train a spec once per seed and report mean +- std of the test and validation accuracy."""
     from wirelang.train.sweep import parse_seeds, run_sweep
 
     seed_values = _run_errors(parse_seeds, seeds, seed_list)
-    summary = _run_errors(run_sweep, spec, seed_values, overrides=set_ or [], out=out, epochs=epochs,
-                          procs=procs, gpus=gpus, data_root=data_root)
+    summary = _run_errors(
+        run_sweep,
+        spec,
+        seed_values,
+        overrides=set_ or [],
+        out=out,
+        epochs=epochs,
+        procs=procs,
+        gpus=gpus,
+        data_root=data_root,
+    )
     typer.echo(summary["table"])
 
 
@@ -281,7 +355,9 @@ def _after_training(fn, *args, quiet: bool = True, **kwargs):
         raise typer.Exit(err.exit_code) from None
 
 
-_CHECKPOINT = typer.Option("--checkpoint", help="A .pt file of the run (default best.pt, else last.pt).")
+_CHECKPOINT = typer.Option(
+    "--checkpoint", help="A .pt file of the run (default best.pt, else last.pt)."
+)
 
 
 @app.command(name="inspect")
@@ -323,13 +399,30 @@ def draw_(
 @app.command(name="export")
 def export_(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
-    out: Annotated[Path, typer.Option("--out", help="The file to write (a folder for --format python).")],
-    format_: Annotated[str, typer.Option("--format", help="wire | edges | pt2 | onnx | python.")] = "wire",
+    out: Annotated[
+        Path, typer.Option("--out", help="The file to write (a folder for --format python).")
+    ],
+    format_: Annotated[
+        str, typer.Option("--format", help="wire | edges | pt2 | onnx | python.")
+    ] = "wire",
     checkpoint: Annotated[Path | None, _CHECKPOINT] = None,
-    solver: Annotated[str | None, typer.Option("--solver", help="Continuous time: unroll this fixed-step solver (euler, midpoint, rk4).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Continuous time: the number of solver steps to unroll.")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Batch size for the check and the latency figures.")] = 32,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    solver: Annotated[
+        str | None,
+        typer.Option(
+            "--solver",
+            help="Continuous time: unroll this fixed-step solver (euler, midpoint, rk4).",
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Continuous time: the number of solver steps to unroll."),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Batch size for the check and the latency figures.")
+    ] = 32,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object.")
+    ] = False,
 ) -> None:
     """Export a run: a frozen .wire, its edges as JSON, or a compact model (pt2, ONNX, Python source)."""
     from wirelang.export.programs import FORMATS, export_run, print_report
@@ -341,7 +434,11 @@ def export_(
     if solver is not None and solver not in ("euler", "midpoint", "rk4"):
         _err(f"error: --solver {solver}: choose euler, midpoint or rk4")
         raise typer.Exit(2)
-    report = _after_training(lambda: export_run(load_run(run, checkpoint), format_, out, solver=solver, steps=steps, batch=batch))
+    report = _after_training(
+        lambda: export_run(
+            load_run(run, checkpoint), format_, out, solver=solver, steps=steps, batch=batch
+        )
+    )
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

@@ -52,7 +52,10 @@ def render(net: core.Network) -> dict[str, str]:
     code = [HEADER, f"# fx code of network `{net.name}`\n", model.gm.code.strip("\n") + "\n"]
     for name, module in model.gm.named_children():
         if isinstance(module, ODEBlock):
-            code += [f"\n\n# derivative of continuous graph `{name}`\n", module.derivative.func.code.strip("\n") + "\n"]
+            code += [
+                f"\n\n# derivative of continuous graph `{name}`\n",
+                module.derivative.func.code.strip("\n") + "\n",
+            ]
     files["graph.py"] = "".join(code)
     source = standalone_source(net, model)
     if source is not None:

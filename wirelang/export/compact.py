@@ -80,7 +80,9 @@ def ident(name: str) -> str:
 # ----------------------------------------------------------------------------- plain layers
 def _own_state(module: nn.Module) -> dict[str, Tensor]:
     """A trained layer's tensors, the mask folded into a sparse layer's weight."""
-    state = {k: v.detach().clone() for k, v in module.state_dict().items() if not k.startswith("mask.")}
+    state = {
+        k: v.detach().clone() for k, v in module.state_dict().items() if not k.startswith("mask.")
+    }
     if hasattr(module, "mask"):
         state["weight"] = module.mask()[0].detach().clone()  # w * m
     return state
@@ -93,11 +95,21 @@ def _sequence(model, layers: list[core.Layer], prefix: str, state: dict[str, Ten
     return sequential([ctor(x.op, x.params, x.in_shape.channels) for x in layers])
 
 
-def _set_module(trained: nn.Module, layers: list[core.Layer], size: int, idx: Tensor, prefix: str,
-                state: dict[str, Tensor]) -> str:
+def _set_module(
+    trained: nn.Module,
+    layers: list[core.Layer],
+    size: int,
+    idx: Tensor,
+    prefix: str,
+    state: dict[str, Tensor],
+) -> str:
     """A node set's operator on its kept channels: per-channel tensors keep rows `idx`."""
     for k, v in trained.state_dict().items():
-        state[f"{prefix}.{k}"] = v.detach().index_select(0, idx).clone() if v.dim() and v.shape[0] == size else v.detach().clone()
+        state[f"{prefix}.{k}"] = (
+            v.detach().index_select(0, idx).clone()
+            if v.dim() and v.shape[0] == size
+            else v.detach().clone()
+        )
     return sequential([ctor(x.op, x.params, int(idx.numel())) for x in layers])
 
 
@@ -121,15 +133,17 @@ def solver_plan(g: core.Graph, solver: str | None, steps: int | None) -> tuple[s
     if solver is None or solver not in SOLVERS or (steps is None and p.get("step_size") is None):
         raise ExportRefused(
             f"graph `{g.name}` runs in continuous time with the solver `{p['solver']}`, which is not a fixed program; "
-            "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled")
+            "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled"
+        )
     if steps is not None and steps < 1:
         raise ExportRefused(f"--steps must be at least 1, got {steps}")
     return solver, fixed_grid(p["time"], p["time"] / steps if steps is not None else p["step_size"])
 
 
 @torch.no_grad()
-def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | None,
-           state: dict[str, Tensor]) -> GraphPlan:
+def _graph(
+    model, g: core.Graph, attr: str, solver: str | None, steps: int | None, state: dict[str, Tensor]
+) -> GraphPlan:
     mode, dts = solver_plan(g, solver, steps)
     parts = model.graph_parts(g.name)
     wiring = parts.wiring
@@ -137,18 +151,45 @@ def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | Non
     kept, _ = kept_nodes(model, g, ng)
     idx = {s.name: torch.nonzero(kept[ng.set_slice(s.name)]).flatten() for s in g.sets}
     var = {s.name: f"s_{ident(s.name)}" for s in g.sets}
-    plan = GraphPlan(name=g.name, cls=f"Graph_{ident(g.name)}", mode=mode, dts=[repr(d) for d in dts],
-                     steps=g.semantics.steps if mode == "discrete" else 0)
+    plan = GraphPlan(
+        name=g.name,
+        cls=f"Graph_{ident(g.name)}",
+        mode=mode,
+        dts=[repr(d) for d in dts],
+        steps=g.semantics.steps if mode == "discrete" else 0,
+    )
     key = f"{attr}."
     dynamic = mode != "static"
     for s in g.sets:  # operators of the kept channels
         n = int(idx[s.name].numel())
         if n and s.op:
-            plan.modules.append((f"op_{ident(s.name)}", _set_module(parts.ops[safe(s.name)], s.op, s.size, idx[s.name],
-                                                                    f"{key}op_{ident(s.name)}", state)))
+            plan.modules.append(
+                (
+                    f"op_{ident(s.name)}",
+                    _set_module(
+                        parts.ops[safe(s.name)],
+                        s.op,
+                        s.size,
+                        idx[s.name],
+                        f"{key}op_{ident(s.name)}",
+                        state,
+                    ),
+                )
+            )
         if n and s.send:
-            plan.modules.append((f"send_{ident(s.name)}", _set_module(parts.send[safe(s.name)], s.send, s.size, idx[s.name],
-                                                                      f"{key}send_{ident(s.name)}", state)))
+            plan.modules.append(
+                (
+                    f"send_{ident(s.name)}",
+                    _set_module(
+                        parts.send[safe(s.name)],
+                        s.send,
+                        s.size,
+                        idx[s.name],
+                        f"{key}send_{ident(s.name)}",
+                        state,
+                    ),
+                )
+            )
     # initial states: input nodes hold g(x) (static: after their operator), the rest 0
     start, h, w = 0, g.in_shape.height, g.in_shape.width
     for s in g.sets:
@@ -164,7 +205,9 @@ def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | Non
             start += s.size
             if n:
                 apply_op = not dynamic and bool(s.op)
-                plan.init.append((var[s.name], f"self.op_{ident(s.name)}({sel})" if apply_op else sel))
+                plan.init.append(
+                    (var[s.name], f"self.op_{ident(s.name)}({sel})" if apply_op else sel)
+                )
         elif dynamic and n:
             plan.init.append((var[s.name], f"x.new_zeros((x.shape[0], {n}, {h}, {w}))"))
     # one product per target set with kept nodes, over its kept sources
@@ -218,17 +261,28 @@ def _graph(model, g: core.Graph, attr: str, solver: str | None, steps: int | Non
     plan.output = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}], 1)"
     plan.nodes = (int(kept.sum()), g.size)
     plan.edges = (kept_edges, int(ng.src.numel()))
-    how = {"static": "static (sets in topological order)", "discrete": f"discrete time, {plan.steps} steps unrolled"}
-    plan.doc = (f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
-                f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept.")
+    how = {
+        "static": "static (sets in topological order)",
+        "discrete": f"discrete time, {plan.steps} steps unrolled",
+    }
+    plan.doc = (
+        f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
+        f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept."
+    )
     return plan
 
 
-def plan_network(net: core.Network, model, source: str = "", solver: str | None = None, steps: int | None = None) -> CompactPlan:
+def plan_network(
+    net: core.Network, model, source: str = "", solver: str | None = None, steps: int | None = None
+) -> CompactPlan:
     """The compact plan of a trained model (put in eval mode here)."""
     model.eval()
-    plan = CompactPlan(network=net.name, source=source or net.name, classes=net.classes,
-                       input=(net.input.channels, net.input.height, net.input.width))
+    plan = CompactPlan(
+        network=net.name,
+        source=source or net.name,
+        classes=net.classes,
+        input=(net.input.channels, net.input.height, net.input.width),
+    )
     with torch.no_grad():
         for item in layer_blocks(net.items):
             if isinstance(item, tuple):
@@ -236,7 +290,10 @@ def plan_network(net: core.Network, model, source: str = "", solver: str | None 
                 plan.items.append((attr, _sequence(model, item[1], attr, plan.state)))
             elif isinstance(item, core.Residual):
                 attr = ident(item.name)
-                parts = [_sequence(model, getattr(item, p), f"{attr}.{p}", plan.state) for p in ("branch", "shortcut", "after")]
+                parts = [
+                    _sequence(model, getattr(item, p), f"{attr}.{p}", plan.state)
+                    for p in ("branch", "shortcut", "after")
+                ]
                 plan.items.append((attr, f"Residual({', '.join(parts)})"))
             else:
                 attr = ident(item.name)
@@ -246,7 +303,9 @@ def plan_network(net: core.Network, model, source: str = "", solver: str | None 
     for g in plan.graphs:
         plan.notes.append(f"Graph `{g.name}`: {g.doc}")
     if any(x.sparse is not None for x in net.layers()):
-        plan.notes.append("Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask.")
+        plan.notes.append(
+            "Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask."
+        )
     return plan
 
 
@@ -257,8 +316,14 @@ def fixed_step_reference(net: core.Network, model, solver: str, steps: int):
     items = []
     for item in net.items:
         if isinstance(item, core.Graph) and item.semantics.kind == "continuous":
-            params = {**item.semantics.params, "solver": solver, "step_size": item.semantics.params["time"] / steps}
-            item = item.model_copy(update={"semantics": item.semantics.model_copy(update={"params": params})})
+            params = {
+                **item.semantics.params,
+                "solver": solver,
+                "step_size": item.semantics.params["time"] / steps,
+            }
+            item = item.model_copy(
+                update={"semantics": item.semantics.model_copy(update={"params": params})}
+            )
         items.append(item)
     ref = compile_network(net.model_copy(update={"items": items}))
     ref.load_state_dict(model.state_dict())

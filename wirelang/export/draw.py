@@ -49,7 +49,9 @@ def _node_y(g: core.Graph, tallest: float, dynamic: bool) -> np.ndarray:
     start = 0
     for s in g.sets:
         i = np.arange(s.size, dtype=float)
-        ys.append(1 - (start + i + 0.5) / total if dynamic else 0.5 + (s.size / 2 - i - 0.5) / tallest)
+        ys.append(
+            1 - (start + i + 0.5) / total if dynamic else 0.5 + (s.size / 2 - i - 0.5) / tallest
+        )
         start += s.size
     return np.concatenate(ys)
 
@@ -67,7 +69,9 @@ def _wiring_panel(ax, g: core.Graph, blocks: dict[tuple[str, str], int], edges, 
     if edges is not None and len(edges[0]) <= MAX_LINES:
         src, dst, w = edges
         xs_src, xs_dst = _node_x(g, sx), _node_x(g, tx)
-        segments = np.stack([np.stack([xs_src[src], y[src]], 1), np.stack([xs_dst[dst], y[dst]], 1)], 1)
+        segments = np.stack(
+            [np.stack([xs_src[src], y[src]], 1), np.stack([xs_dst[dst], y[dst]], 1)], 1
+        )
         mag = np.abs(w) / (np.abs(w).max() or 1.0)
         order = np.argsort(mag)  # strong edges drawn last, on top
         colors = np.zeros((len(w), 4))
@@ -78,13 +82,21 @@ def _wiring_panel(ax, g: core.Graph, blocks: dict[tuple[str, str], int], edges, 
         _bands(ax, g, blocks, sx, tx, y, dynamic)
     columns = [("t", sx), ("t+1", tx)] if dynamic else [("", sx)]
     for label, xs in columns:
-        ax.scatter(_node_x(g, xs), y, s=min(6.0, 2000 / g.size), color="black", zorder=3, linewidths=0)
+        ax.scatter(
+            _node_x(g, xs), y, s=min(6.0, 2000 / g.size), color="black", zorder=3, linewidths=0
+        )
         for s in g.sets:
-            ys = y[_start(g, s.name):_start(g, s.name) + s.size]
+            ys = y[_start(g, s.name) : _start(g, s.name) + s.size]
             side = 0.0 if not dynamic else (-0.03 if xs[s.name] == 0 else 0.03)
-            ax.text(xs[s.name] + side, (ys.max() + 0.02) if not dynamic else ys.mean(), f"{s.name} [{s.size}]",
-                    ha="center" if not dynamic else ("right" if xs[s.name] == 0 else "left"), va="bottom" if not dynamic else "center",
-                    fontsize=8, color="dimgray")
+            ax.text(
+                xs[s.name] + side,
+                (ys.max() + 0.02) if not dynamic else ys.mean(),
+                f"{s.name} [{s.size}]",
+                ha="center" if not dynamic else ("right" if xs[s.name] == 0 else "left"),
+                va="bottom" if not dynamic else "center",
+                fontsize=8,
+                color="dimgray",
+            )
         if label:
             ax.text(xs[g.sets[0].name], -0.04, label, ha="center", fontsize=9)
     ax.set_xlim(-0.3 if dynamic else -0.08, 1.3 if dynamic else 1.08)
@@ -93,7 +105,9 @@ def _wiring_panel(ax, g: core.Graph, blocks: dict[tuple[str, str], int], edges, 
     ax.set_title(title, fontsize=10)
 
 
-def _bands(ax, g: core.Graph, blocks: dict[tuple[str, str], int], sx, tx, y: np.ndarray, dynamic: bool) -> None:
+def _bands(
+    ax, g: core.Graph, blocks: dict[tuple[str, str], int], sx, tx, y: np.ndarray, dynamic: bool
+) -> None:
     """One band per set pair, its width the number of edges. In a static graph a band that
     skips sets is an arc (above the columns from even sets, below from odd ones), so bands
     between different pairs do not lie on top of each other."""
@@ -102,7 +116,9 @@ def _bands(ax, g: core.Graph, blocks: dict[tuple[str, str], int], sx, tx, y: np.
 
     biggest = max(blocks.values(), default=0) or 1
     names = [s.name for s in g.sets]
-    centre = {s.name: float(y[_start(g, s.name):_start(g, s.name) + s.size].mean()) for s in g.sets}
+    centre = {
+        s.name: float(y[_start(g, s.name) : _start(g, s.name) + s.size].mean()) for s in g.sets
+    }
     for (a, b), n in blocks.items():
         if not n:
             continue
@@ -110,10 +126,20 @@ def _bands(ax, g: core.Graph, blocks: dict[tuple[str, str], int], sx, tx, y: np.
         span = names.index(b) - names.index(a)
         lift = 0.0 if dynamic or abs(span) <= 1 else 0.5 * (abs(span) - 1) / max(1, len(names) - 2)
         lift *= 1 if names.index(a) % 2 == 0 else -1
-        mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 2 * lift)  # a quadratic Bezier peaks at half its lift
+        mid = (
+            (start[0] + end[0]) / 2,
+            (start[1] + end[1]) / 2 + 2 * lift,
+        )  # a quadratic Bezier peaks at half its lift
         path = MPath([start, mid, end], [MPath.MOVETO, MPath.CURVE3, MPath.CURVE3])
-        ax.add_patch(PathPatch(path, facecolor="none", edgecolor=(0.0, 0.0, 0.55, 0.3), linewidth=0.5 + 10 * n / biggest,
-                               capstyle="round"))
+        ax.add_patch(
+            PathPatch(
+                path,
+                facecolor="none",
+                edgecolor=(0.0, 0.0, 0.55, 0.3),
+                linewidth=0.5 + 10 * n / biggest,
+                capstyle="round",
+            )
+        )
 
 
 def _start(g: core.Graph, name: str) -> int:
@@ -134,7 +160,15 @@ def _heat_panel(ax, g: core.Graph, counts: dict[tuple[str, str], int], title: st
     for (a, b), n in counts.items():
         value = grid[names.index(b), names.index(a)]
         light = value > 0.6 * np.nanmax(grid)
-        ax.text(names.index(a), names.index(b), f"{n:,}", ha="center", va="center", fontsize=7, color="white" if light else "black")
+        ax.text(
+            names.index(a),
+            names.index(b),
+            f"{n:,}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if light else "black",
+        )
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("source set")
@@ -161,7 +195,9 @@ def _adjacency_panel(ax, g: core.Graph, matrix: np.ndarray, title: str, cmap: st
     for b in bounds:
         ax.axhline(b, color="lightgray", linewidth=0.5)
         ax.axvline(b, color="lightgray", linewidth=0.5)
-    centres = (np.cumsum([s.size for s in g.sets]) - np.array([s.size for s in g.sets]) / 2) / f - 0.5
+    centres = (
+        np.cumsum([s.size for s in g.sets]) - np.array([s.size for s in g.sets]) / 2
+    ) / f - 0.5
     ax.set_xticks(centres, [s.name for s in g.sets], rotation=90, fontsize=8)
     ax.set_yticks(centres, [s.name for s in g.sets], fontsize=8)
     ax.set_xlabel("source node" + (f" ({f} x {f} nodes per pixel, max)" if f > 1 else ""))
@@ -174,15 +210,17 @@ def candidate_matrix(g: core.Graph) -> np.ndarray:
     m = np.zeros((g.size, g.size), dtype=np.float32)
     for b in g.blocks:
         s, t = _start(g, b.source), _start(g, b.target)
-        m[t:t + g.set(b.target).size, s:s + g.set(b.source).size] = 1
+        m[t : t + g.set(b.target).size, s : s + g.set(b.source).size] = 1
         if b.source == b.target and not b.self_loops:
-            np.fill_diagonal(m[t:t + g.set(b.target).size, s:s + g.set(b.source).size], 0)
+            np.fill_diagonal(m[t : t + g.set(b.target).size, s : s + g.set(b.source).size], 0)
     return m
 
 
 def _sparse_panel(ax, rows: list[tuple[str, float]], title: str) -> None:
     ax.bar(range(len(rows)), [d for _, d in rows], color=(0.0, 0.0, 0.55, 0.6))
-    ax.set_xticks(range(len(rows)), [p for p, _ in rows], rotation=90, fontsize=6 if len(rows) > 30 else 8)
+    ax.set_xticks(
+        range(len(rows)), [p for p, _ in rows], rotation=90, fontsize=6 if len(rows) > 30 else 8
+    )
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of weights kept")
     ax.set_title(title, fontsize=10)
@@ -202,7 +240,9 @@ def draw(net: core.Network, out: Path, model=None, label: str = "") -> Path:
     sparse = [x for x in net.layers() if x.sparse is not None]
     rows = len(graphs) + (1 if sparse else 0)
     if rows == 0:
-        raise DrawError(f"network `{net.name}` has no graph and no sparse layer: there is no wiring to draw")
+        raise DrawError(
+            f"network `{net.name}` has no graph and no sparse layer: there is no wiring to draw"
+        )
     fig = plt.figure(figsize=(19, 5.8 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, 3, width_ratios=[1.2, 1, 1])
     what = f"learned wiring ({label})" if model is not None else "candidate wiring"
@@ -217,7 +257,10 @@ def draw(net: core.Network, out: Path, model=None, label: str = "") -> Path:
         ax = fig.add_subplot(grid[-1, :])
         if model is not None:
             masks = model.masks()
-            kept = [(x.path, float(sum(int(m.sum()) for m in masks[x.path].active())) / _weights(x)) for x in sparse]
+            kept = [
+                (x.path, float(sum(int(m.sum()) for m in masks[x.path].active())) / _weights(x))
+                for x in sparse
+            ]
             _sparse_panel(ax, kept, "sparse layers: weights kept")
         else:
             kept = [(x.path, (x.sparse.budget.k or 0) / _weights(x)) for x in sparse]
@@ -237,8 +280,18 @@ def _weights(layer: core.Layer) -> int:
 def _draw_candidates(axes, g: core.Graph) -> None:
     k = g.budget.k
     counts = {(b.source, b.target): b.candidates for b in g.blocks}
-    budget = f"budget k = {k:,} of {g.candidates:,} candidates ({k / g.candidates:.1%})" if k else f"budget pooled {g.budget.pool}"
-    _wiring_panel(axes[0], g, counts, None, f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{budget}")
+    budget = (
+        f"budget k = {k:,} of {g.candidates:,} candidates ({k / g.candidates:.1%})"
+        if k
+        else f"budget pooled {g.budget.pool}"
+    )
+    _wiring_panel(
+        axes[0],
+        g,
+        counts,
+        None,
+        f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{budget}",
+    )
     _heat_panel(axes[1], g, counts, "candidate edges per set pair")
     _adjacency_panel(axes[2], g, candidate_matrix(g), "candidate edges", "Greys")
 
@@ -250,8 +303,10 @@ def _draw_learned(axes, g: core.Graph, model) -> None:
     src, dst, w = ng.src.numpy(), ng.dst.numpy(), ng.weight.numpy()
     counts = ng.block_counts()
     dead = int(((ng.out_degree() == 0) & ~ng.role_mask("output")).sum())
-    title = (f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{len(w):,} edges, {dead} dead nodes"
-             + ("" if len(w) <= MAX_LINES else "; band width = edges per set pair"))
+    title = (
+        f"graph {g.name} ({g.semantics.kind}, {g.wiring.method})\n{len(w):,} edges, {dead} dead nodes"
+        + ("" if len(w) <= MAX_LINES else "; band width = edges per set pair")
+    )
     _wiring_panel(axes[0], g, counts, (src, dst, w), title)
     _heat_panel(axes[1], g, counts, "active edges per set pair")
     matrix = np.zeros((g.size, g.size), dtype=np.float32)

@@ -40,12 +40,18 @@ def value(v: Any) -> str:
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
     if isinstance(v, str):
-        return v if _IDENT.match(v) and v not in ("true", "false") else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return (
+            v
+            if _IDENT.match(v) and v not in ("true", "false")
+            else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        )
     if isinstance(v, list | tuple):
         return "[" + ", ".join(value(x) for x in v) + "]"
     if isinstance(v, dict):  # a named choice with settings: `sgd(lr=0.1)`
         rest = {k: x for k, x in v.items() if k != "name" and x is not None}
-        return v["name"] + ("(" + ", ".join(f"{k}={value(x)}" for k, x in rest.items()) + ")" if rest else "")
+        return v["name"] + (
+            "(" + ", ".join(f"{k}={value(x)}" for k, x in rest.items()) + ")" if rest else ""
+        )
     raise TypeError(f"cannot print {v!r} as .wire")
 
 
@@ -57,9 +63,13 @@ def call(name: str, params: dict[str, Any], specs, positional: tuple[str, ...] =
             continue
         v = params[p.name]
         # a kernel size is always shown: `dwconv(k=3)` reads like the paper
-        if v is None or (p.name != "k" and not p.required and v == p.default and type(v) is type(p.default)):
+        if v is None or (
+            p.name != "k" and not p.required and v == p.default and type(v) is type(p.default)
+        ):
             continue
-        bare = p.name in positional and p.name != "k" and len(args) == positional.index(p.name)  # `dwconv(k=3)`, not `dwconv(3)`
+        bare = (
+            p.name in positional and p.name != "k" and len(args) == positional.index(p.name)
+        )  # `dwconv(k=3)`, not `dwconv(3)`
         args.append(value(v) if bare else f"{p.name}={value(v)}")
     return name + (f"({', '.join(args)})" if args else "")
 
@@ -131,8 +141,11 @@ class _Printer:
         for text in _set_lines(g):
             self.line(text)
         for b in g.blocks:
-            self.line(f"edges all({b.source}, self_loops=true)" if b.source == b.target and b.self_loops
-                      else f"edges {b.source} -> {b.target}")
+            self.line(
+                f"edges all({b.source}, self_loops=true)"
+                if b.source == b.target and b.self_loops
+                else f"edges {b.source} -> {b.target}"
+            )
         edges = self.edges[g.name]
         if len(edges) == g.candidates:  # every candidate: no need to list millions of edges
             self.line("wiring complete")
@@ -167,8 +180,15 @@ class _Printer:
                 body.append(("phase2", {k: x for k, x in v.items() if x is not None}))
                 continue
             if isinstance(v, dict):  # keep only what differs from the choice's own defaults
-                base = type(getattr(TrainConfig(), key)).model_validate({"name": v["name"]}).model_dump(mode="json")
-                v = {"name": v["name"], **{k: x for k, x in v.items() if k != "name" and x != base.get(k)}}
+                base = (
+                    type(getattr(TrainConfig(), key))
+                    .model_validate({"name": v["name"]})
+                    .model_dump(mode="json")
+                )
+                v = {
+                    "name": v["name"],
+                    **{k: x for k, x in v.items() if k != "name" and x != base.get(k)},
+                }
             body.append((key, v))
         self.open("train")
         for key, v in body:
@@ -218,7 +238,9 @@ def layer_blocks(items: list) -> list:
             else:
                 out.append((block, [item]))
             # the frozen block renumbers its layers from 0: they must already be 0, 1, 2, ...
-            assert int(index) == len(out[-1][1]) - 1, f"layer {item.path} is not where its block expects it"
+            assert int(index) == len(out[-1][1]) - 1, (
+                f"layer {item.path} is not where its block expects it"
+            )
         else:
             out.append(item)
     return out
@@ -228,17 +250,27 @@ def sparse_block(net: core.Network) -> list[str]:
     """A `sparse` block when sparse layers use a method other than `dnw` (the per-layer
     default): it sets the method only; every other layer of those kinds is excluded."""
     sparse = [x for x in net.layers() if x.sparse is not None]
-    wirings = {(x.sparse.wiring.method, tuple(sorted(x.sparse.wiring.params.items()))) for x in sparse}
+    wirings = {
+        (x.sparse.wiring.method, tuple(sorted(x.sparse.wiring.params.items()))) for x in sparse
+    }
     if not sparse or wirings == {("dnw", ())}:
         return []
     assert len(wirings) == 1, "one network has one `sparse` wiring method"
     w = sparse[0].sparse.wiring
     kinds = sorted({x.op for x in sparse})
-    dense = [flat(x.path.rsplit(".", 1)[0]) + "." + x.path.rsplit(".", 1)[1] for x in net.layers() if x.op in kinds and x.sparse is None]
+    dense = [
+        flat(x.path.rsplit(".", 1)[0]) + "." + x.path.rsplit(".", 1)[1]
+        for x in net.layers()
+        if x.op in kinds and x.sparse is None
+    ]
     lines = ["sparse {", f"  layers {', '.join(kinds)}"]
     if dense:
         lines.append(f"  exclude {', '.join(dense)}")
-    lines += ["  budget 100%", "  wiring " + call(w.method, w.params, methods.WIRINGS[w.method].params), "}"]
+    lines += [
+        "  budget 100%",
+        "  wiring " + call(w.method, w.params, methods.WIRINGS[w.method].params),
+        "}",
+    ]
     return lines
 
 
@@ -248,9 +280,15 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
 
     edges = {g.name: edge_list(node_graph(model, g)) for g in net.graphs()}
     p = _Printer(model, edges)
-    p.line(f"# Frozen by wirelang {__version__} (language version {LANGUAGE_VERSION}) from {source or net.name}.")
+    p.line(
+        f"# Frozen by wirelang {__version__} (language version {LANGUAGE_VERSION}) from {source or net.name}."
+    )
     if edges:
-        p.line("# Learned wiring: " + ", ".join(f"{name}: {len(e):,} edges" for name, e in edges.items()) + ".")
+        p.line(
+            "# Learned wiring: "
+            + ", ".join(f"{name}: {len(e):,} edges" for name, e in edges.items())
+            + "."
+        )
     p.open(f"network {net.name}")
     p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
     p.line(f"classes {net.classes}")

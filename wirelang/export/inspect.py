@@ -45,8 +45,18 @@ def graph_report(model, g: core.Graph, pools: dict[str, core.Pool]) -> dict[str,
         live_macs += c.macs * live // s.size
         dead_total += dead
         no_input_total += no_input
-        sets.append({"name": s.name, "size": s.size, "role": s.role, "live": live, "dead": dead, "no_input": no_input,
-                     "in_degree": _summary(ins[sl]) if s.name in targets else None, "out_degree": _summary(outs[sl])})
+        sets.append(
+            {
+                "name": s.name,
+                "size": s.size,
+                "role": s.role,
+                "live": live,
+                "dead": dead,
+                "no_input": no_input,
+                "in_degree": _summary(ins[sl]) if s.name in targets else None,
+                "out_degree": _summary(outs[sl]),
+            }
+        )
     edges = int(ng.src.numel())
     edge_macs = cost.edge_macs(g, {k: float(v) for k, v in blocks.items()})
     macs = round(edge_macs) + live_macs
@@ -64,8 +74,15 @@ def graph_report(model, g: core.Graph, pools: dict[str, core.Pool]) -> dict[str,
         "active_edges": edges,
         # a pooled member holds its share of the pool; the pool as a whole holds k
         "budget_met": edges == budget if mask.pool is None else None,
-        "blocks": [{"source": b.source, "target": b.target, "candidates": b.candidates, "active": blocks[(b.source, b.target)]}
-                   for b in g.blocks],
+        "blocks": [
+            {
+                "source": b.source,
+                "target": b.target,
+                "candidates": b.candidates,
+                "active": blocks[(b.source, b.target)],
+            }
+            for b in g.blocks
+        ],
         "sets": sets,
         "dead_nodes": dead_total,
         "no_input_nodes": no_input_total,
@@ -81,10 +98,18 @@ def sparse_report(model, layer: core.Layer) -> dict[str, Any]:
     active = int(sum(int(m.sum()) for m in mask.active()))
     cand = sparse_candidates(layer)
     dense = cost.layer_cost(layer.model_copy(update={"sparse": None}))
-    return {"path": layer.path, "op": layer.op, "candidates": cand, "active": active, "density": round(active / cand, 4),
-            "wiring": mask.method, "budget": mask.pool.k if mask.pool is not None else mask.k,
-            "pool": mask.pool.name if mask.pool is not None else None,
-            "params": dense.params - (cand - active), "macs": dense.macs * active // cand}
+    return {
+        "path": layer.path,
+        "op": layer.op,
+        "candidates": cand,
+        "active": active,
+        "density": round(active / cand, 4),
+        "wiring": mask.method,
+        "budget": mask.pool.k if mask.pool is not None else mask.k,
+        "pool": mask.pool.name if mask.pool is not None else None,
+        "params": dense.params - (cand - active),
+        "macs": dense.macs * active // cand,
+    }
 
 
 def churn(metrics: list[dict]) -> dict[str, list[int]]:
@@ -94,7 +119,7 @@ def churn(metrics: list[dict]) -> dict[str, list[int]]:
         swapped = row.get("edges_swapped")
         if swapped is None:
             continue
-        for name, n in (swapped.items() if isinstance(swapped, dict) else [("total", swapped)]):
+        for name, n in swapped.items() if isinstance(swapped, dict) else [("total", swapped)]:
             out.setdefault(name, []).append(int(n))
     return out
 
@@ -114,15 +139,26 @@ def inspect_run(run: Run) -> dict[str, Any]:
         params += c.params if c else by_path[layer.path]["params"]
         macs += c.macs if c else by_path[layer.path]["macs"]
     # a pool holds k edges over all its members together
-    pooled = [(g["pool"], g["active_edges"]) for g in graphs if g["pool"]] + [(x["pool"], x["active"]) for x in sparse if x["pool"]]
-    pool_rows = [{"name": p.name, "budget": p.budget.k, "active": sum(n for name, n in pooled if name == p.name),
-                  "members": p.members} for p in net.pools]
+    pooled = [(g["pool"], g["active_edges"]) for g in graphs if g["pool"]] + [
+        (x["pool"], x["active"]) for x in sparse if x["pool"]
+    ]
+    pool_rows = [
+        {
+            "name": p.name,
+            "budget": p.budget.k,
+            "active": sum(n for name, n in pooled if name == p.name),
+            "members": p.members,
+        }
+        for p in net.pools
+    ]
     for row in pool_rows:
         row["budget_met"] = row["active"] == row["budget"]
     at_budget = cost.network_cost(net)
     notes = []
     if any(g["semantics"] == "continuous" for g in graphs):
-        notes.append("continuous time: a graph's multiply-adds are per function evaluation of the ODE")
+        notes.append(
+            "continuous time: a graph's multiply-adds are per function evaluation of the ODE"
+        )
     if any(g["semantics"] == "discrete" for g in graphs):
         notes.append("discrete time: a graph's multiply-adds include every step")
     return {
@@ -147,7 +183,11 @@ def _degree(d: dict | None) -> str:
 def _series(values: list[int], keep: int = 6) -> str:
     if len(values) <= 2 * keep:
         return ", ".join(f"{v:,}" for v in values)
-    return ", ".join(f"{v:,}" for v in values[:keep]) + ", ..., " + ", ".join(f"{v:,}" for v in values[-keep:])
+    return (
+        ", ".join(f"{v:,}" for v in values[:keep])
+        + ", ..., "
+        + ", ".join(f"{v:,}" for v in values[-keep:])
+    )
 
 
 def print_report(info: dict[str, Any], console=None) -> None:
@@ -157,34 +197,71 @@ def print_report(info: dict[str, Any], console=None) -> None:
     from wirelang.report import human
 
     console = console or Console()
-    console.print(f"[bold]{info['network']}[/bold] ({info['run']}): {human(info['params'])} effective parameters, "
-                  f"{human(info['macs'])} multiply-adds (at the budget: {human(info['at_budget']['params'])}, "
-                  f"{human(info['at_budget']['macs'])})")
+    console.print(
+        f"[bold]{info['network']}[/bold] ({info['run']}): {human(info['params'])} effective parameters, "
+        f"{human(info['macs'])} multiply-adds (at the budget: {human(info['at_budget']['params'])}, "
+        f"{human(info['at_budget']['macs'])})"
+    )
     for g in info["graphs"]:
-        ok = {True: f"= budget {g['budget']:,}", False: f"[red]!= budget {g['budget']:,}[/red]",
-              None: f"(drawn from pool {g['pool']} of {g['budget']:,})"}[g["budget_met"]]
-        console.print(f"\n[bold]graph {g['name']}[/bold] ({g['semantics']}, {g['wiring']}): {g['active_edges']:,} active edges "
-                      f"{ok}, of {g['candidates']:,} candidates; {g['live_nodes']} of {g['nodes']} nodes live, "
-                      f"{g['dead_nodes']} dead (no outgoing edge), {g['no_input_nodes']} with no input; "
-                      f"{human(g['params'])} parameters, {human(g['macs'])} multiply-adds")
-        table = Table("set", "role", "nodes", "live", "dead", "no input", "in-degree min/mean/max", "out-degree min/mean/max")
+        ok = {
+            True: f"= budget {g['budget']:,}",
+            False: f"[red]!= budget {g['budget']:,}[/red]",
+            None: f"(drawn from pool {g['pool']} of {g['budget']:,})",
+        }[g["budget_met"]]
+        console.print(
+            f"\n[bold]graph {g['name']}[/bold] ({g['semantics']}, {g['wiring']}): {g['active_edges']:,} active edges "
+            f"{ok}, of {g['candidates']:,} candidates; {g['live_nodes']} of {g['nodes']} nodes live, "
+            f"{g['dead_nodes']} dead (no outgoing edge), {g['no_input_nodes']} with no input; "
+            f"{human(g['params'])} parameters, {human(g['macs'])} multiply-adds"
+        )
+        table = Table(
+            "set",
+            "role",
+            "nodes",
+            "live",
+            "dead",
+            "no input",
+            "in-degree min/mean/max",
+            "out-degree min/mean/max",
+        )
         for s in g["sets"]:
-            table.add_row(s["name"], s["role"], str(s["size"]), str(s["live"]), str(s["dead"]), str(s["no_input"]),
-                          _degree(s["in_degree"]), _degree(s["out_degree"]))
+            table.add_row(
+                s["name"],
+                s["role"],
+                str(s["size"]),
+                str(s["live"]),
+                str(s["dead"]),
+                str(s["no_input"]),
+                _degree(s["in_degree"]),
+                _degree(s["out_degree"]),
+            )
         console.print(table)
         table = Table("source -> target", "active", "candidates", "density")
         for b in g["blocks"]:
-            table.add_row(f"{b['source']} -> {b['target']}", f"{b['active']:,}", f"{b['candidates']:,}",
-                          f"{b['active'] / b['candidates']:.1%}" if b["candidates"] else "-")
+            table.add_row(
+                f"{b['source']} -> {b['target']}",
+                f"{b['active']:,}",
+                f"{b['candidates']:,}",
+                f"{b['active'] / b['candidates']:.1%}" if b["candidates"] else "-",
+            )
         console.print(table)
     if info["sparse_layers"]:
         table = Table("sparse layer", "op", "active", "weights", "density", "wiring")
         for s in info["sparse_layers"]:
-            table.add_row(s["path"], s["op"], f"{s['active']:,}", f"{s['candidates']:,}", f"{s['density']:.1%}", s["wiring"])
+            table.add_row(
+                s["path"],
+                s["op"],
+                f"{s['active']:,}",
+                f"{s['candidates']:,}",
+                f"{s['density']:.1%}",
+                s["wiring"],
+            )
         console.print(table)
     for p in info["pools"]:
         ok = "=" if p["budget_met"] else "[red]!=[/red]"
-        console.print(f"pool {p['name']}: {p['active']:,} active {ok} budget {p['budget']:,} over {len(p['members'])} members")
+        console.print(
+            f"pool {p['name']}: {p['active']:,} active {ok} budget {p['budget']:,} over {len(p['members'])} members"
+        )
     if info["churn"]:
         console.print(f"\nedges swapped per epoch ({info['epochs']} epochs):")
         for name, values in info["churn"].items():

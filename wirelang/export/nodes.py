@@ -57,11 +57,16 @@ class NodeGraph:
         n = len(names)
         pair = set_of[self.src] * n + set_of[self.dst]
         counts = torch.bincount(pair, minlength=n * n).view(n, n)
-        return {(b.source, b.target): int(counts[names.index(b.source), names.index(b.target)]) for b in self.graph.blocks}
+        return {
+            (b.source, b.target): int(counts[names.index(b.source), names.index(b.target)])
+            for b in self.graph.blocks
+        }
 
     def set_index(self) -> Tensor:
         """(size,) the position of each node's set in `graph.sets`."""
-        return torch.cat([torch.full((s.size,), i, dtype=torch.long) for i, s in enumerate(self.graph.sets)])
+        return torch.cat(
+            [torch.full((s.size,), i, dtype=torch.long) for i, s in enumerate(self.graph.sets)]
+        )
 
 
 @torch.no_grad()
@@ -76,14 +81,22 @@ def node_graph(model, graph: core.Graph) -> NodeGraph:
     srcs, dsts, ws = [], [], []
     for i, (target, sources) in enumerate(zip(wiring.targets, wiring.sources, strict=True)):
         # column c of the target's matrix is node c of the concatenated source sets
-        col_node = torch.cat([torch.arange(offsets[s], offsets[s] + graph.set(s).size) for s in sources])
+        col_node = torch.cat(
+            [torch.arange(offsets[s], offsets[s] + graph.set(s).size) for s in sources]
+        )
         rows, cols = torch.nonzero(masks[i], as_tuple=True)
         srcs.append(col_node[cols])
         dsts.append(rows + offsets[target])
         ws.append(getattr(wiring, f"w_{i}").detach()[rows, cols].float())
     empty = torch.zeros(0, dtype=torch.long)
-    return NodeGraph(graph, offsets, start, torch.cat(srcs) if srcs else empty, torch.cat(dsts) if dsts else empty,
-                     torch.cat(ws) if ws else torch.zeros(0))
+    return NodeGraph(
+        graph,
+        offsets,
+        start,
+        torch.cat(srcs) if srcs else empty,
+        torch.cat(dsts) if dsts else empty,
+        torch.cat(ws) if ws else torch.zeros(0),
+    )
 
 
 def edge_list(ng: NodeGraph) -> list[tuple[str, int, str, int, float]]:
@@ -97,8 +110,12 @@ def edge_list(ng: NodeGraph) -> list[tuple[str, int, str, int, float]]:
     src, dst, w = ng.src[order], ng.dst[order], ng.weight[order]
     ss, ds = set_of[src], set_of[dst]
     si, di = src - starts[ss], dst - starts[ds]
-    return [(names[a], b, names[c], d, e) for a, b, c, d, e in
-            zip(ss.tolist(), si.tolist(), ds.tolist(), di.tolist(), w.tolist(), strict=True)]
+    return [
+        (names[a], b, names[c], d, e)
+        for a, b, c, d, e in zip(
+            ss.tolist(), si.tolist(), ds.tolist(), di.tolist(), w.tolist(), strict=True
+        )
+    ]
 
 
 @torch.no_grad()

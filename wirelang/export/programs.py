@@ -36,13 +36,24 @@ def edges_json(run: Run) -> dict[str, Any]:
     edges = []
     for g in run.net.graphs():
         for src, i, dst, j, w in edge_list(node_graph(run.model, g)):
-            edges.append({"graph": g.name, "source": src, "source_index": i, "target": dst, "target_index": j, "weight": w})
+            edges.append(
+                {
+                    "graph": g.name,
+                    "source": src,
+                    "source_index": i,
+                    "target": dst,
+                    "target_index": j,
+                    "weight": w,
+                }
+            )
     return {"network": run.net.name, "run": run.label, "edges": edges}
 
 
 def example_input(run: Run, batch: int) -> torch.Tensor:
     i = run.net.input
-    return torch.randn(batch, i.channels, i.height, i.width, generator=torch.Generator().manual_seed(0))
+    return torch.randn(
+        batch, i.channels, i.height, i.width, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def export_pt2(module: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -56,13 +67,28 @@ def export_onnx(module: nn.Module, x: torch.Tensor, path: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["scores"],
-                              dynamic_axes={"x": {0: "batch"}, "scores": {0: "batch"}}, opset_version=17)
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                dynamo=False,
+                input_names=["x"],
+                output_names=["scores"],
+                dynamic_axes={"x": {0: "batch"}, "scores": {0: "batch"}},
+                opset_version=17,
+            )
             return "torchscript"
         except Exception:  # removed or unable: the dynamo exporter is the supported path
             batch = torch.export.Dim("batch", min=1, max=1 << 16)
-            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["x"], output_names=["scores"],
-                              dynamic_shapes={"x": {0: batch}})
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                dynamo=True,
+                input_names=["x"],
+                output_names=["scores"],
+                dynamic_shapes={"x": {0: batch}},
+            )
             return "dynamo"
 
 
@@ -82,7 +108,9 @@ def load_artifact(fmt: str, path: Path):
 
 
 @torch.inference_mode()
-def measure(models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0) -> dict[str, dict[str, float]]:
+def measure(
+    models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0
+) -> dict[str, dict[str, float]]:
     """Per model: stored and non-zero parameters, multiply-adds per image as executed (what
     torch's FlopCounterMode sees: convolutions, linear layers, matrix products) and the median
     latency of a batch on one thread. The models take turns, so that a machine busy with
@@ -94,14 +122,22 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0
         with FlopCounterMode(display=False) as counter:
             model(x)  # also the warm-up
         params = list(model.parameters())
-        out[name] = {"params": sum(p.numel() for p in params), "params_nonzero": sum(int(p.count_nonzero()) for p in params),
-                     "macs_executed": counter.get_total_flops() // 2 // x.shape[0], "batch": x.shape[0]}
+        out[name] = {
+            "params": sum(p.numel() for p in params),
+            "params_nonzero": sum(int(p.count_nonzero()) for p in params),
+            "macs_executed": counter.get_total_flops() // 2 // x.shape[0],
+            "batch": x.shape[0],
+        }
     times: dict[str, list[float]] = {name: [] for name in models}
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core: comparable runs, and no spinning threads on a shared machine
+    torch.set_num_threads(
+        1
+    )  # one core: comparable runs, and no spinning threads on a shared machine
     try:
         start = time.perf_counter()
-        while min(len(t) for t in times.values()) < 5 or (time.perf_counter() - start < budget_s and len(times[name]) < 200):
+        while min(len(t) for t in times.values()) < 5 or (
+            time.perf_counter() - start < budget_s and len(times[name]) < 200
+        ):
             for name, model in models.items():
                 t = time.perf_counter()
                 model(x)
@@ -113,8 +149,16 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0
     return out
 
 
-def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: int | None = None,
-               batch: int = 32, check: bool = True, latency_s: float = 1.0) -> dict[str, Any]:
+def export_run(
+    run: Run,
+    fmt: str,
+    out: Path,
+    solver: str | None = None,
+    steps: int | None = None,
+    batch: int = 32,
+    check: bool = True,
+    latency_s: float = 1.0,
+) -> dict[str, Any]:
     """Write `out` in `fmt`; for compact formats, check and measure it. Returns the report."""
     out = Path(out)
     if fmt not in FORMATS:
@@ -146,10 +190,15 @@ def export_run(run: Run, fmt: str, out: Path, solver: str | None = None, steps: 
         try:
             report["exporter"] = export_onnx(compact, x[:2], out)
         except ImportError as err:  # torch.onnx needs the onnx packages, which are optional
-            raise RunError(f"ONNX export needs `{err.name}`: pip install onnx onnxscript onnxruntime") from None
+            raise RunError(
+                f"ONNX export needs `{err.name}`: pip install onnx onnxscript onnxruntime"
+            ) from None
     else:
         write_standalone(plan, out)
-    report["graphs"] = [{"name": g.name, "mode": g.mode, "nodes": list(g.nodes), "edges": list(g.edges)} for g in plan.graphs]
+    report["graphs"] = [
+        {"name": g.name, "mode": g.mode, "nodes": list(g.nodes), "edges": list(g.edges)}
+        for g in plan.graphs
+    ]
     if not check:
         return report
     unrolled = any(g.mode in ("euler", "midpoint", "rk4") for g in plan.graphs)
@@ -183,22 +232,38 @@ def print_report(report: dict[str, Any], say=print) -> None:
     if "edges" in report:
         say(f"{report['edges']:,} edges")
     for g in report.get("graphs", []):
-        say(f"graph {g['name']} ({g['mode']}): kept {g['nodes'][0]} of {g['nodes'][1]} nodes, "
-            f"{g['edges'][0]:,} of {g['edges'][1]:,} edges")
+        say(
+            f"graph {g['name']} ({g['mode']}): kept {g['nodes'][0]} of {g['nodes'][1]} nodes, "
+            f"{g['edges'][0]:,} of {g['edges'][1]:,} edges"
+        )
     if "note" in report:
         say(report["note"])
     if "compact" not in report:
         return
     m, c = report["masked"], report["compact"]
     say(f"{'':15}{'parameters':>12}{'effective':>12}{'multiply-adds':>15}{'latency':>12}")
-    say(f"{'masked model':15}{human(m['params']):>12}{human(m['params_paper']):>12}{human(m['macs_paper']):>15}"
-        f"{m['latency_ms']:>9.2f} ms")
-    say(f"{'compact model':15}{human(c['params']):>12}{human(c['params_nonzero']):>12}{human(c['macs_executed']):>15}"
-        f"{c['latency_ms']:>9.2f} ms")
-    say("effective parameters: k weights per wiring (masked), non-zero weights (compact); multiply-adds per image: "
+    say(
+        f"{'masked model':15}{human(m['params']):>12}{human(m['params_paper']):>12}{human(m['macs_paper']):>15}"
+        f"{m['latency_ms']:>9.2f} ms"
+    )
+    say(
+        f"{'compact model':15}{human(c['params']):>12}{human(c['params_nonzero']):>12}{human(c['macs_executed']):>15}"
+        f"{c['latency_ms']:>9.2f} ms"
+    )
+    say(
+        "effective parameters: k weights per wiring (masked), non-zero weights (compact); multiply-adds per image: "
         "the paper's count over live nodes (masked), as executed, each set-to-set block a dense 1x1 convolution "
-        f"over its live rows and columns (compact); latency: median per batch of {c['batch']}, one CPU thread")
-    ref = "the trained model recompiled with the same fixed-step solver" if "max_abs_diff_vs_adaptive" in report else "the trained model"
-    say(f"largest difference from {ref}: {report['max_abs_diff']:.2e} (outputs up to {report['max_abs_output']:.3g})")
+        f"over its live rows and columns (compact); latency: median per batch of {c['batch']}, one CPU thread"
+    )
+    ref = (
+        "the trained model recompiled with the same fixed-step solver"
+        if "max_abs_diff_vs_adaptive" in report
+        else "the trained model"
+    )
+    say(
+        f"largest difference from {ref}: {report['max_abs_diff']:.2e} (outputs up to {report['max_abs_output']:.3g})"
+    )
     if "max_abs_diff_vs_adaptive" in report:
-        say(f"largest difference from the adaptive solver: {report['max_abs_diff_vs_adaptive']:.2e}")
+        say(
+            f"largest difference from the adaptive solver: {report['max_abs_diff_vs_adaptive']:.2e}"
+        )

@@ -26,13 +26,19 @@ def _pad(p: dict) -> int:
 
 
 def _pool(cls: str, p: dict) -> str:
-    return f"nn.{cls}({p['k']}, stride={p.get('stride') or p['k']}, padding={p.get('padding') or 0})"
+    return (
+        f"nn.{cls}({p['k']}, stride={p.get('stride') or p['k']}, padding={p.get('padding') or 0})"
+    )
 
 
 # Constructors of the layer vocabulary (`wirelang.ops`) as source text: (params, in channels).
 CTORS: dict[str, Callable[[dict, int], str]] = {
-    "conv": lambda p, c: f"nn.Conv2d({c}, {p['out']}, {p['k']}, stride={p['stride']}, padding={_pad(p)}, groups={p['groups']}, bias={p['bias']})",
-    "dwconv": lambda p, c: f"nn.Conv2d({c}, {c}, {p['k']}, stride={p['stride']}, padding={_pad(p)}, groups={c}, bias={p['bias']})",
+    "conv": lambda p, c: (
+        f"nn.Conv2d({c}, {p['out']}, {p['k']}, stride={p['stride']}, padding={_pad(p)}, groups={p['groups']}, bias={p['bias']})"
+    ),
+    "dwconv": lambda p, c: (
+        f"nn.Conv2d({c}, {c}, {p['k']}, stride={p['stride']}, padding={_pad(p)}, groups={c}, bias={p['bias']})"
+    ),
     "batchnorm": lambda p, c: f"nn.BatchNorm2d({c}, affine={p['affine']})",
     "instancenorm": lambda p, c: f"nn.InstanceNorm2d({c}, affine={p['affine']})",
     "relu": lambda p, c: "nn.ReLU()",
@@ -44,7 +50,9 @@ CTORS: dict[str, Callable[[dict, int], str]] = {
     "identity": lambda p, c: "nn.Identity()",
     "leakyrelu": lambda p, c: f"nn.LeakyReLU({p['slope']!r})",
     "maxpool": lambda p, c: _pool("MaxPool2d", p),
-    "avgpool": lambda p, c: "nn.AdaptiveAvgPool2d(1)" if p.get("k") is None else _pool("AvgPool2d", p),
+    "avgpool": lambda p, c: (
+        "nn.AdaptiveAvgPool2d(1)" if p.get("k") is None else _pool("AvgPool2d", p)
+    ),
     "centercrop": lambda p, c: f"CenterCrop({p['size']})",
     "flatten": lambda p, c: "nn.Flatten(1)",
     "dropout": lambda p, c: f"nn.Dropout({p['p']!r})",

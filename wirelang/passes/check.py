@@ -26,14 +26,20 @@ def resolve_k(budget: core.Budget, candidates: int, what: str, rep: Reporter) ->
     if budget.kind == "fraction":
         k = math.floor(budget.fraction * candidates)
         if k < 1:
-            rep.error(budget.span, f"{budget.fraction * 100:g}% of the {candidates} candidates of {what} is {budget.fraction * candidates:g}, less than one edge",
-                      "raise the percentage or give a count")
+            rep.error(
+                budget.span,
+                f"{budget.fraction * 100:g}% of the {candidates} candidates of {what} is {budget.fraction * candidates:g}, less than one edge",
+                "raise the percentage or give a count",
+            )
             return None
     else:
         k = budget.count
         if k > candidates:
-            rep.error(budget.span, f"a budget of {k} edges is more than the {candidates} candidate edges of {what}",
-                      f"the budget must be between 1 and {candidates}")
+            rep.error(
+                budget.span,
+                f"a budget of {k} edges is more than the {candidates} candidate edges of {what}",
+                f"the budget must be between 1 and {candidates}",
+            )
             return None
     return budget.model_copy(update={"k": k})
 
@@ -50,28 +56,63 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
     roles = {s.role for s in g.sets}
     for role in ("input", "output"):
         if role not in roles:
-            rep.error(g.span, f"graph `{g.name}` has no {role} set", f"mark one set `{role}`: `nodes x[8] {role}`")
+            rep.error(
+                g.span,
+                f"graph `{g.name}` has no {role} set",
+                f"mark one set `{role}`: `nodes x[8] {role}`",
+            )
     targets = {b.target for b in blocks}
     sources = {b.source for b in blocks}
     static = g.semantics.kind == "static"
     for s in g.sets:
         if s.role != "input" and s.name not in targets:
-            rep.error(s.span, f"set `{s.name}` of graph `{g.name}` receives no candidate edges", "add it to an `edges` pattern")
-        if s.role != "output" and s.name not in sources and "output" in roles:  # else: "no output set"
-            rep.error(s.span, f"set `{s.name}` of graph `{g.name}` sends no candidate edges, so it can never reach the output",
-                      "add it to an `edges` pattern")
+            rep.error(
+                s.span,
+                f"set `{s.name}` of graph `{g.name}` receives no candidate edges",
+                "add it to an `edges` pattern",
+            )
+        if (
+            s.role != "output" and s.name not in sources and "output" in roles
+        ):  # else: "no output set"
+            rep.error(
+                s.span,
+                f"set `{s.name}` of graph `{g.name}` sends no candidate edges, so it can never reach the output",
+                "add it to an `edges` pattern",
+            )
         if static and s.role == "input" and s.name in targets:
             b = next(b for b in blocks if b.target == s.name)
-            rep.error(b.span, f"input set `{s.name}` receives edges (`{b.source} -> {s.name}`), but in a static graph input nodes hold g(x)",
-                      "leave input sets out of the targets, or use `semantics discrete(steps=...)`")
+            rep.error(
+                b.span,
+                f"input set `{s.name}` receives edges (`{b.source} -> {s.name}`), but in a static graph input nodes hold g(x)",
+                "leave input sets out of the targets, or use `semantics discrete(steps=...)`",
+            )
     if static and topo_order(g) is None:
         b = _cycle_block(g)
-        path = _path(g, b.target, b.source) or [b.target, b.source]  # a path exists: b closes a cycle
+        path = _path(g, b.target, b.source) or [
+            b.target,
+            b.source,
+        ]  # a path exists: b closes a cycle
         cycle = " -> ".join([b.source, *path])
-        back = next((x for x in g.blocks if (x.source, x.target) == (path[0], path[1]) and x.span != b.span), None) if len(path) > 1 else None
-        rep.error(b.span, f"a static graph must be acyclic, but edges `{b.source} -> {b.target}` close the cycle {cycle}",
-                  "use `forward(...)` or `chain(...)`, or `semantics discrete(steps=...)` for a cyclic graph",
-                  related=[(back.span, f"edges `{back.source} -> {back.target}` declared here")] if back is not None else [])
+        back = (
+            next(
+                (
+                    x
+                    for x in g.blocks
+                    if (x.source, x.target) == (path[0], path[1]) and x.span != b.span
+                ),
+                None,
+            )
+            if len(path) > 1
+            else None
+        )
+        rep.error(
+            b.span,
+            f"a static graph must be acyclic, but edges `{b.source} -> {b.target}` close the cycle {cycle}",
+            "use `forward(...)` or `chain(...)`, or `semantics discrete(steps=...)` for a cyclic graph",
+            related=[(back.span, f"edges `{back.source} -> {back.target}` declared here")]
+            if back is not None
+            else [],
+        )
     if not static:
         _warn_linear_feedback(g, rep)
     cand = g.candidates
@@ -82,7 +123,9 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
     if method == "fixed":
         return _fixed(g, rep)
     if method == "complete":
-        return g.model_copy(update={"budget": core.Budget(span=g.budget.span, kind="count", count=cand, k=cand)})
+        return g.model_copy(
+            update={"budget": core.Budget(span=g.budget.span, kind="count", count=cand, k=cand)}
+        )
     budget = resolve_k(g.budget, cand, f"graph `{g.name}`", rep)
     return g.model_copy(update={"budget": budget}) if budget is not None else g
 
@@ -108,13 +151,20 @@ def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
     def warn(names: list[str], what: str, chain: str, related) -> None:
         sets = ", ".join(f"`{n}`" for n in names)
         first = next(s for s in g.sets if s.name == names[0])
-        rep.warn(first.span, f"in {time} time, graph `{g.name}` feeds the states of {sets} back to them through "
-                 f"{what} ({chain}) with no normalisation or saturating operator on the way: a "
-                 f"{'recurrence' if time == 'discrete' else 'differential equation'} that nothing bounds, so "
-                 "training can diverge", hint, related=related)
+        rep.warn(
+            first.span,
+            f"in {time} time, graph `{g.name}` feeds the states of {sets} back to them through "
+            f"{what} ({chain}) with no normalisation or saturating operator on the way: a "
+            f"{'recurrence' if time == 'discrete' else 'differential equation'} that nothing bounds, so "
+            "training can diverge",
+            hint,
+            related=related,
+        )
 
     if g.wiring.method == "fixed":  # only the listed edges exist: look for a cycle of nodes
-        cycle = _node_cycle([(s, i, d, j) for s, i, d, j in g.wiring.fixed or [] if s in loose and d in loose])
+        cycle = _node_cycle(
+            [(s, i, d, j) for s, i, d, j in g.wiring.fixed or [] if s in loose and d in loose]
+        )
         if cycle:
             names = sorted({s for s, _ in cycle}, key=[s for s, _ in cycle].index)
             chain = " -> ".join(f"{s}[{i}]" for s, i in [*cycle, cycle[0]])
@@ -133,8 +183,12 @@ def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
             if back is None:
                 continue
             cycle = [b.source, *back]
-        warn(sorted(set(cycle), key=cycle.index), "candidate edges", " -> ".join(cycle),
-             [(b.span, f"edges `{b.source} -> {b.target}` declared here")])
+        warn(
+            sorted(set(cycle), key=cycle.index),
+            "candidate edges",
+            " -> ".join(cycle),
+            [(b.span, f"edges `{b.source} -> {b.target}` declared here")],
+        )
         return
 
 
@@ -164,7 +218,7 @@ def _node_cycle(edges: list[tuple[str, int, str, int]]) -> list[tuple[str, int]]
     while walk[-1] not in seen:
         seen[walk[-1]] = len(walk) - 1
         walk.append(next(p for p in preds[walk[-1]] if p in left))
-    cycle = walk[seen[walk[-1]]:-1][::-1]  # walked backwards: reverse into edge order
+    cycle = walk[seen[walk[-1]] : -1][::-1]  # walked backwards: reverse into edge order
     first = cycle.index(min(cycle))
     return cycle[first:] + cycle[:first]
 
@@ -210,20 +264,33 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
     seen: set[tuple] = set()
     span = g.wiring.span
     fixed = g.wiring.fixed or []
-    spans = g.wiring.fixed_spans if g.wiring.fixed_spans and len(g.wiring.fixed_spans) == len(fixed) else None
+    spans = (
+        g.wiring.fixed_spans
+        if g.wiring.fixed_spans and len(g.wiring.fixed_spans) == len(fixed)
+        else None
+    )
     for n, (src, i, dst, j) in enumerate(fixed):
         span = spans[n] if spans else g.wiring.span  # the edge's own line when known
         where = f"`{src}[{i}] -> {dst}[{j}]`"
         if src not in sizes or dst not in sizes:
             bad = src if src not in sizes else dst
-            rep.error(span, f"fixed edge {where}: unknown node set `{bad}`", did_you_mean(bad, sizes))
+            rep.error(
+                span, f"fixed edge {where}: unknown node set `{bad}`", did_you_mean(bad, sizes)
+            )
             continue
         if i >= sizes[src] or j >= sizes[dst]:
-            rep.error(span, f"fixed edge {where}: index out of range (`{src}` has {sizes[src]} nodes, `{dst}` has {sizes[dst]})")
+            rep.error(
+                span,
+                f"fixed edge {where}: index out of range (`{src}` has {sizes[src]} nodes, `{dst}` has {sizes[dst]})",
+            )
             continue
         block = blocks.get((src, dst))
         if block is None or (src == dst and i == j and not block.self_loops):
-            rep.error(span, f"fixed edge {where} is not a candidate edge", "fixed edges must lie inside the declared `edges` patterns")
+            rep.error(
+                span,
+                f"fixed edge {where} is not a candidate edge",
+                "fixed edges must lie inside the declared `edges` patterns",
+            )
             continue
         if (src, i, dst, j) in seen:
             rep.error(span, f"fixed edge {where} is listed twice")
@@ -233,8 +300,12 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
         rep.error(g.wiring.span, "`wiring fixed` lists no edges")
         return g
     if g.budget.kind == "count" and g.budget.span != g.span and g.budget.count not in (1, k):
-        rep.error(g.budget.span, f"the budget says {g.budget.count} edges but `wiring fixed` lists {k}")
-    return g.model_copy(update={"budget": core.Budget(span=g.budget.span, kind="count", count=k, k=k)})
+        rep.error(
+            g.budget.span, f"the budget says {g.budget.count} edges but `wiring fixed` lists {k}"
+        )
+    return g.model_copy(
+        update={"budget": core.Budget(span=g.budget.span, kind="count", count=k, k=k)}
+    )
 
 
 def check_pools(net: core.Network, rep: Reporter) -> core.Network:
@@ -254,18 +325,30 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
         if not got:
             if unknown:
                 continue
-            rep.error(p.span, f"pool `{p.name}` is declared but nothing draws from it", "use `budget pooled " + p.name + "` in a graph or a sparse block")
+            rep.error(
+                p.span,
+                f"pool `{p.name}` is declared but nothing draws from it",
+                "use `budget pooled " + p.name + "` in a graph or a sparse block",
+            )
             continue
         cand = sum(c for _, c, _ in got)
         budget = resolve_k(p.budget, cand, f"pool `{p.name}`", rep)
         if budget is not None:
-            resolved.append(p.model_copy(update={"budget": budget, "members": [m for m, _, _ in got], "candidates": cand}))
+            resolved.append(
+                p.model_copy(
+                    update={"budget": budget, "members": [m for m, _, _ in got], "candidates": cand}
+                )
+            )
     return net.model_copy(update={"pools": resolved})
 
 
 def _member(budget: core.Budget, name: str, cand: int, pools, members, rep: Reporter) -> None:
     if budget.pool not in pools:
-        rep.error(budget.span, f"unknown pool `{budget.pool}`", did_you_mean(budget.pool, pools) or "declare it in the network: `pool NAME 10%`")
+        rep.error(
+            budget.span,
+            f"unknown pool `{budget.pool}`",
+            did_you_mean(budget.pool, pools) or "declare it in the network: `pool NAME 10%`",
+        )
         return
     members[budget.pool].append((name, cand, budget.span))
 
@@ -278,5 +361,8 @@ def sparse_candidates(layer: core.Layer) -> int:
     if layer.op == "linear":
         return layer.in_shape.channels * layer.params["out"]
     if layer.op == "dwconv":
-        return conv_weight_count({**layer.params, "groups": layer.in_shape.channels, "out": layer.in_shape.channels}, layer.in_shape)
+        return conv_weight_count(
+            {**layer.params, "groups": layer.in_shape.channels, "out": layer.in_shape.channels},
+            layer.in_shape,
+        )
     return conv_weight_count(layer.params, layer.in_shape)

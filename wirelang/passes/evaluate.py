@@ -99,10 +99,16 @@ def evaluate(expr: ast.Expr, scope: Scope, rep: Reporter) -> Any:
 def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
     """Numbers beyond MAX_INT (floats too: `1e308` would become a 309-digit size) stop here."""
     if isinstance(value, float) and not math.isfinite(value):
-        rep.error(span, "this number is too large for any size or count", "values must be at most 10^15")
+        rep.error(
+            span, "this number is too large for any size or count", "values must be at most 10^15"
+        )
         raise EvalError
     if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        rep.error(span, f"{Decimal(value):.3g} is too large for any size or count", "values must be at most 10^15")
+        rep.error(
+            span,
+            f"{Decimal(value):.3g} is too large for any size or count",
+            "values must be at most 10^15",
+        )
         raise EvalError
     return value
 
@@ -110,7 +116,9 @@ def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
 def _number(expr: ast.Expr, scope: Scope, rep: Reporter) -> int | float:
     value = _eval(expr, scope, rep)
     if isinstance(value, Symbol):
-        rep.error(value.span, f"unknown name `{value.name}`", did_you_mean(value.name, scope.names()))
+        rep.error(
+            value.span, f"unknown name `{value.name}`", did_you_mean(value.name, scope.names())
+        )
         raise EvalError
     if isinstance(value, bool) or not isinstance(value, int | float):
         rep.error(expr.span, f"expected a number, found {describe(value)}")
@@ -160,7 +168,11 @@ def _binop(op: str, a: int | float, b: int | float, expr: ast.BinOp, rep: Report
         return a / b
     # `^`: bound the work before doing it
     if a != 0 and abs(a) != 1 and b > 0 and b * math.log10(abs(a)) > 15:
-        rep.error(expr.span, "this power is too large for any size or count", "values must be at most 10^15")
+        rep.error(
+            expr.span,
+            "this power is too large for any size or count",
+            "values must be at most 10^15",
+        )
         raise EvalError
     if a == 0 and b < 0:
         rep.error(expr.span, "zero to a negative power")
@@ -184,7 +196,10 @@ def _call(expr: ast.Call, name: str, args: list[ast.Arg], scope: Scope, rep: Rep
         raise EvalError
     values = [_number(a.value, scope, rep) for a in args]
     if (arity is not None and len(values) != arity) or not values:
-        rep.error(expr.span, f"`{name}` takes {arity or 'at least one'} argument{'s' if arity != 1 else ''}, got {len(values)}")
+        rep.error(
+            expr.span,
+            f"`{name}` takes {arity or 'at least one'} argument{'s' if arity != 1 else ''}, got {len(values)}",
+        )
         raise EvalError
     try:
         result = fn(*values) if arity == 1 else fn(values)
@@ -218,7 +233,11 @@ def to_plain(value: Any) -> Any:
         return value.value
     if isinstance(value, CallValue):
         if value.args:
-            return {"name": value.name, "args": [to_plain(a) for a in value.args], **{k: to_plain(v) for k, v in value.kwargs.items()}}
+            return {
+                "name": value.name,
+                "args": [to_plain(a) for a in value.args],
+                **{k: to_plain(v) for k, v in value.kwargs.items()},
+            }
         return {"name": value.name, **{k: to_plain(v) for k, v in value.kwargs.items()}}
     if isinstance(value, list):
         return [to_plain(v) for v in value]
@@ -228,7 +247,11 @@ def to_plain(value: Any) -> Any:
 def bind_let(item: ast.LetStmt, scope: Scope, rep: Reporter, defined: dict[str, Span]) -> None:
     """`let NAME = expr` into `scope` (FAILED after a reported error); `defined` catches repeats."""
     if item.name in defined:
-        rep.error(item.span, f"`{item.name}` is already defined", related=[(defined[item.name], "first defined here")])
+        rep.error(
+            item.span,
+            f"`{item.name}` is already defined",
+            related=[(defined[item.name], "first defined here")],
+        )
         return
     defined[item.name] = item.span
     try:

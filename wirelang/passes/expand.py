@@ -52,8 +52,11 @@ class _Ctx:
         over = self.expanded > MAX_EXPANSION
         self.expanded += cost
         if self.expanded > MAX_EXPANSION and not over:
-            self.rep.error(span, f"the network expands to more than {MAX_EXPANSION:,} layers, node sets and repeat iterations",
-                           "use fewer or smaller repeats, fewer sets in a group (`h[n] * count`), or fewer layers")
+            self.rep.error(
+                span,
+                f"the network expands to more than {MAX_EXPANSION:,} layers, node sets and repeat iterations",
+                "use fewer or smaller repeats, fewer sets in a group (`h[n] * count`), or fewer layers",
+            )
         return self.expanded <= MAX_EXPANSION
 
     def fresh(self, kind: str) -> int:
@@ -62,7 +65,11 @@ class _Ctx:
 
     def claim(self, name: str, span: Span) -> bool:
         if name in self.names:
-            self.rep.error(span, f"`{name}` is already defined", related=[(self.names[name], "first defined here")])
+            self.rep.error(
+                span,
+                f"`{name}` is already defined",
+                related=[(self.names[name], "first defined here")],
+            )
             return False
         self.names[name] = span
         return True
@@ -80,45 +87,87 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
                 bind_let(item, globals_, rep, defined)
             elif isinstance(item, ast.TemplateDecl):
                 if item.name in templates:
-                    rep.error(item.span, f"template `{item.name}` is already defined", related=[(templates[item.name].span, "first defined here")])
+                    rep.error(
+                        item.span,
+                        f"template `{item.name}` is already defined",
+                        related=[(templates[item.name].span, "first defined here")],
+                    )
                 templates[item.name] = item
     networks = [i for i in program.root.items if isinstance(i, ast.NetworkDecl)]
     if not networks:
-        rep.error(Span(path=program.root.path, line=1, col=1, end_line=1, end_col=2), "this file defines no `network`",
-                  "a spec holds one `network NAME { ... }`; files with only templates belong in specs/lib/")
+        rep.error(
+            Span(path=program.root.path, line=1, col=1, end_line=1, end_col=2),
+            "this file defines no `network`",
+            "a spec holds one `network NAME { ... }`; files with only templates belong in specs/lib/",
+        )
         return None, rep, {}
     for extra in networks[1:]:
-        rep.error(extra.span, f"a spec holds one network; `{extra.name}` is a second one", related=[(networks[0].span, "the first network")])
+        rep.error(
+            extra.span,
+            f"a spec holds one network; `{extra.name}` is a second one",
+            related=[(networks[0].span, "the first network")],
+        )
     decl = networks[0]
     ctx = _Ctx(rep, templates)
     scope = globals_.child()
     input_shape, input_kind, classes = _header(decl, scope, rep)
-    scope.values.setdefault("classes", FAILED if classes is None else classes)  # FAILED: reported once
+    scope.values.setdefault(
+        "classes", FAILED if classes is None else classes
+    )  # FAILED: reported once
     before = len(rep.diagnostics)
     _net_items(decl.body, scope, ctx, prefix="", in_repeat=None)
     complete = len(rep.diagnostics) == before  # no layer, graph or block was dropped
     train, train_spans = _train(ctx, rep)
     if input_shape is None or classes is None:
         return None, rep, {}
-    net = core.Network(span=decl.span, name=decl.name, input_kind=input_kind, input=input_shape, classes=classes,
-                       items=ctx.items, pools=ctx.pools, train=train, train_spans=train_spans)
-    return net, rep, {"sparse": ctx.sparse, "sparse_scope": ctx.sparse_scope, "budget_spans": ctx.budget_spans,
-                      "complete": complete}
+    net = core.Network(
+        span=decl.span,
+        name=decl.name,
+        input_kind=input_kind,
+        input=input_shape,
+        classes=classes,
+        items=ctx.items,
+        pools=ctx.pools,
+        train=train,
+        train_spans=train_spans,
+    )
+    return (
+        net,
+        rep,
+        {
+            "sparse": ctx.sparse,
+            "sparse_scope": ctx.sparse_scope,
+            "budget_spans": ctx.budget_spans,
+            "complete": complete,
+        },
+    )
 
 
-def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Shape | None, str, int | None]:
+def _header(
+    decl: ast.NetworkDecl, scope: Scope, rep: Reporter
+) -> tuple[core.Shape | None, str, int | None]:
     inputs = [i for i in decl.body if isinstance(i, ast.InputDecl)]
     classes_stmts = [i for i in decl.body if isinstance(i, ast.ClassesStmt)]
     shape, kind, classes = None, "image", None
     if not inputs:
-        rep.error(decl.span, f"network `{decl.name}` has no `input`", "add `input image(channels, height, width)`")
+        rep.error(
+            decl.span,
+            f"network `{decl.name}` has no `input`",
+            "add `input image(channels, height, width)`",
+        )
     for extra in inputs[1:]:
-        rep.error(extra.span, "a network has one `input`", related=[(inputs[0].span, "the first one")])
+        rep.error(
+            extra.span, "a network has one `input`", related=[(inputs[0].span, "the first one")]
+        )
     if inputs:
         item = inputs[0]
         kind = item.name
         if kind != "image":
-            rep.error(item.span, f"unknown input kind `{kind}`", "write `input image(channels, height, width)`")
+            rep.error(
+                item.span,
+                f"unknown input kind `{kind}`",
+                "write `input image(channels, height, width)`",
+            )
         dims = []
         for arg in item.args:
             try:
@@ -126,22 +175,34 @@ def _header(decl: ast.NetworkDecl, scope: Scope, rep: Reporter) -> tuple[core.Sh
             except EvalError:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                rep.error(arg.span, f"an input dimension must be a positive integer, found {describe(v)}")
+                rep.error(
+                    arg.span, f"an input dimension must be a positive integer, found {describe(v)}"
+                )
             else:
                 dims.append(v)
         if len(item.args) != 3:
-            rep.error(item.span, f"`input image(...)` takes channels, height and width; found {len(item.args)} values")
+            rep.error(
+                item.span,
+                f"`input image(...)` takes channels, height and width; found {len(item.args)} values",
+            )
         elif len(dims) == 3:
             shape = core.Shape(channels=dims[0], height=dims[1], width=dims[2])
     if not classes_stmts:
         rep.error(decl.span, f"network `{decl.name}` has no `classes`", "add `classes 10`")
     for extra in classes_stmts[1:]:
-        rep.error(extra.span, "a network has one `classes`", related=[(classes_stmts[0].span, "the first one")])
+        rep.error(
+            extra.span,
+            "a network has one `classes`",
+            related=[(classes_stmts[0].span, "the first one")],
+        )
     if classes_stmts:
         try:
             v = evaluate(classes_stmts[0].value, scope, rep)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                rep.error(classes_stmts[0].value.span, f"`classes` must be a positive integer, found {describe(v)}")
+                rep.error(
+                    classes_stmts[0].value.span,
+                    f"`classes` must be a positive integer, found {describe(v)}",
+                )
             else:
                 classes = v
         except EvalError:
@@ -156,7 +217,9 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
         match item:
             case ast.InputDecl() | ast.ClassesStmt():
                 if ctx.stack:  # only the network itself declares these
-                    ctx.rep.error(item.span, f"`{item.kind}` belongs to the network, not to a template")
+                    ctx.rep.error(
+                        item.span, f"`{item.kind}` belongs to the network, not to a template"
+                    )
             case ast.LetStmt():
                 bind_let(item, scope, ctx.rep, lets)
             case ast.LayersBlock():
@@ -178,7 +241,10 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
                 budget = budget_value(item.budget, scope, ctx.rep)
                 if budget is not None:
                     if budget.kind == "pooled":
-                        ctx.rep.error(item.budget.span, "a pool's budget is a count or a percentage, not another pool")
+                        ctx.rep.error(
+                            item.budget.span,
+                            "a pool's budget is a count or a percentage, not another pool",
+                        )
                     elif ctx.claim(f"pool:{item.name}", item.span):
                         ctx.pools.append(core.Pool(span=item.span, name=item.name, budget=budget))
             case ast.SparseDecl():
@@ -188,7 +254,14 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
                 ctx.train.append((item, scope))
 
 
-def _name(explicit: str | None, kind: str, ctx: _Ctx, prefix: str, in_repeat: int | None, default: str | None = None) -> str:
+def _name(
+    explicit: str | None,
+    kind: str,
+    ctx: _Ctx,
+    prefix: str,
+    in_repeat: int | None,
+    default: str | None = None,
+) -> str:
     if explicit is not None:
         name = explicit if in_repeat is None else f"{explicit}_{in_repeat}"
     elif default is not None:
@@ -206,7 +279,13 @@ def layer_list(items: list, scope: Scope, ctx: _Ctx, base: str, start: int = 0) 
             for i in range(n):
                 if not ctx.spend(item.span):
                     break
-                out += layer_list(item.body, scope.child({item.var: i} if item.var else {}), ctx, base, start + len(out))
+                out += layer_list(
+                    item.body,
+                    scope.child({item.var: i} if item.var else {}),
+                    ctx,
+                    base,
+                    start + len(out),
+                )
             continue
         calls = item.layers if isinstance(item, ast.LayerLine) else [item]
         for call in calls:
@@ -218,9 +297,13 @@ def layer_list(items: list, scope: Scope, ctx: _Ctx, base: str, start: int = 0) 
     return out
 
 
-def _layers_block(item: ast.LayersBlock, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+def _layers_block(
+    item: ast.LayersBlock, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None
+) -> None:
     default = item.role if item.role in ("stem", "head") else None
-    name = _name(item.name, "layers", ctx, prefix, in_repeat, default=default if item.name is None else None)
+    name = _name(
+        item.name, "layers", ctx, prefix, in_repeat, default=default if item.name is None else None
+    )
     if item.role in ("stem", "head") and item.name is not None:
         name = _name(item.name, "layers", ctx, prefix, in_repeat)
     if not ctx.claim(name, item.span):
@@ -228,7 +311,9 @@ def _layers_block(item: ast.LayersBlock, scope: Scope, ctx: _Ctx, prefix: str, i
     ctx.items.extend(layer_list(item.body, scope, ctx, name))
 
 
-def _residual(item: ast.ResidualDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+def _residual(
+    item: ast.ResidualDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None
+) -> None:
     name = _name(item.name, "res", ctx, prefix, in_repeat)
     if not ctx.claim(name, item.span):
         return
@@ -237,20 +322,35 @@ def _residual(item: ast.ResidualDecl, scope: Scope, ctx: _Ctx, prefix: str, in_r
         return
     branch = layer_list(item.branch, scope, ctx, f"{name}.branch")
     shortcut = layer_list(item.shortcut or [], scope, ctx, f"{name}.shortcut")
-    after = [x for i, c in enumerate(item.after) if (x := layer(c, scope, ctx.rep, f"{name}.after.{i}")) is not None]
-    ctx.items.append(core.Residual(span=item.span, name=name, branch=branch, shortcut=shortcut, after=after))
+    after = [
+        x
+        for i, c in enumerate(item.after)
+        if (x := layer(c, scope, ctx.rep, f"{name}.after.{i}")) is not None
+    ]
+    ctx.items.append(
+        core.Residual(span=item.span, name=name, branch=branch, shortcut=shortcut, after=after)
+    )
 
 
 def _use(item: ast.UseDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
     call = item.call
     template = ctx.templates.get(call.name)
     if template is None:
-        ctx.rep.error(call.name_span, f"unknown template `{call.name}`", did_you_mean(call.name, ctx.templates))
+        ctx.rep.error(
+            call.name_span,
+            f"unknown template `{call.name}`",
+            did_you_mean(call.name, ctx.templates),
+        )
         return
     if len(ctx.stack) >= MAX_TEMPLATE_DEPTH or call.name in ctx.stack:
         chain = " -> ".join(ctx.stack + [call.name])
-        ctx.rep.error(item.span, f"template `{call.name}` uses itself ({chain})" if call.name in ctx.stack else
-                      f"templates nested deeper than {MAX_TEMPLATE_DEPTH} ({chain})", "templates cannot recurse")
+        ctx.rep.error(
+            item.span,
+            f"template `{call.name}` uses itself ({chain})"
+            if call.name in ctx.stack
+            else f"templates nested deeper than {MAX_TEMPLATE_DEPTH} ({chain})",
+            "templates cannot recurse",
+        )
         return
     from wirelang.ops import ParamSpec
 
@@ -268,14 +368,29 @@ def _use(item: ast.UseDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int
     before = len(ctx.items)
     outer, ctx.rep = ctx.rep, Reporter()
     try:
-        _net_items(template.body, root.child({"classes": _lookup(scope, "classes"), **values}), ctx, inner_prefix, None)
+        _net_items(
+            template.body,
+            root.child({"classes": _lookup(scope, "classes"), **values}),
+            ctx,
+            inner_prefix,
+            None,
+        )
     finally:
         inner, ctx.rep = ctx.rep, outer
         ctx.stack.pop()
     for d in inner.diagnostics:  # a problem inside the template: cite the use that made it
-        outer.error(d.span, d.message, d.hint, related=[*d.related, (call.span, f"in this use of `{call.name}`")])
+        outer.error(
+            d.span,
+            d.message,
+            d.hint,
+            related=[*d.related, (call.span, f"in this use of `{call.name}`")],
+        )
     # An unnamed graph of a template takes the alias itself.
-    graphs = [i for i in ctx.items[before:] if isinstance(i, core.Graph) and i.name.startswith(inner_prefix + "graph")]
+    graphs = [
+        i
+        for i in ctx.items[before:]
+        if isinstance(i, core.Graph) and i.name.startswith(inner_prefix + "graph")
+    ]
     if len(graphs) == 1:
         renamed = graphs[0].model_copy(update={"name": f"{prefix}{alias}"})
         ctx.items[ctx.items.index(graphs[0])] = renamed
@@ -294,7 +409,9 @@ def _lookup(scope: Scope, name: str) -> Any:
         return None
 
 
-def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Scope, rep: Reporter) -> dict | None:
+def _bind_template(
+    call: ast.Call, template: ast.TemplateDecl, specs, scope: Scope, rep: Reporter
+) -> dict | None:
     names = [p.name for p in template.params]
     values: dict[str, Any] = {}
     ok = True
@@ -302,12 +419,19 @@ def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Sco
         name = arg.name if arg.name is not None else (names[i] if i < len(names) else None)
         if name is None:
             n = len(names)
-            rep.error(arg.span, f"template `{template.name}` takes {n} argument{'s' if n != 1 else ''}, got {len(call.args)}",
-                      f"its parameters: {', '.join(names)}" if names else "it takes no parameters")
+            rep.error(
+                arg.span,
+                f"template `{template.name}` takes {n} argument{'s' if n != 1 else ''}, got {len(call.args)}",
+                f"its parameters: {', '.join(names)}" if names else "it takes no parameters",
+            )
             ok = False
             continue
         if name not in names:
-            rep.error(arg.span, f"template `{template.name}` has no parameter `{name}`", did_you_mean(name, names))
+            rep.error(
+                arg.span,
+                f"template `{template.name}` has no parameter `{name}`",
+                did_you_mean(name, names),
+            )
             ok = False
             continue
         try:
@@ -317,22 +441,35 @@ def _bind_template(call: ast.Call, template: ast.TemplateDecl, specs, scope: Sco
     for p in template.params:
         if p.name not in values:
             if p.default is None:
-                rep.error(call.span, f"template `{template.name}` needs `{p.name}`", related=[(p.span, "declared here")])
+                rep.error(
+                    call.span,
+                    f"template `{template.name}` needs `{p.name}`",
+                    related=[(p.span, "declared here")],
+                )
                 ok = False
             else:
                 inner = Reporter()
                 try:  # in the template's own scope: globals, `classes`, the parameters so far
-                    values[p.name] = evaluate(p.default, _root(scope).child({"classes": _lookup(scope, "classes"), **values}), inner)
+                    values[p.name] = evaluate(
+                        p.default,
+                        _root(scope).child({"classes": _lookup(scope, "classes"), **values}),
+                        inner,
+                    )
                 except EvalError:
                     ok = False
                 for d in inner.diagnostics:  # a default fails for a given use: cite the use too
-                    rep.error(d.span, d.message, d.hint, related=[*d.related, (call.span, f"in this use of `{template.name}`")])
+                    rep.error(
+                        d.span,
+                        d.message,
+                        d.hint,
+                        related=[*d.related, (call.span, f"in this use of `{template.name}`")],
+                    )
     return values if ok else None
 
 
-
-
-def _graph(item: ast.GraphDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:
+def _graph(
+    item: ast.GraphDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None
+) -> None:
     name = _name(item.name, "graph", ctx, prefix, in_repeat)
     if not ctx.claim(name, item.span):
         return
@@ -345,12 +482,20 @@ def _train(ctx: _Ctx, rep: Reporter) -> tuple[dict, dict[str, Span]]:
     settings: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     if len(ctx.train) > 1:
-        rep.error(ctx.train[1][0].span, "a network has one `train` block", related=[(ctx.train[0][0].span, "the first one")])
+        rep.error(
+            ctx.train[1][0].span,
+            "a network has one `train` block",
+            related=[(ctx.train[0][0].span, "the first one")],
+        )
     for decl, scope in ctx.train[:1]:
         for entry in decl.body:
             if isinstance(entry, ast.PhaseDecl):
                 if "phase2" in settings:
-                    rep.error(entry.span, "`phase2` is given twice", related=[(spans["phase2"], "first given here")])
+                    rep.error(
+                        entry.span,
+                        "`phase2` is given twice",
+                        related=[(spans["phase2"], "first given here")],
+                    )
                     continue
                 phase: dict[str, Any] = {}
                 for s in entry.settings:
@@ -361,7 +506,9 @@ def _train(ctx: _Ctx, rep: Reporter) -> tuple[dict, dict[str, Span]]:
     return settings, spans
 
 
-def _setting(s: ast.Setting, scope: Scope, rep: Reporter, into: dict, spans: dict, prefix: str) -> None:
+def _setting(
+    s: ast.Setting, scope: Scope, rep: Reporter, into: dict, spans: dict, prefix: str
+) -> None:
     key = prefix + s.key
     if s.key in into:
         rep.error(s.key_span, f"`{s.key}` is set twice", related=[(spans[key], "first set here")])

@@ -25,8 +25,13 @@ MAX_BLOCKS = 4096  # blocks of candidate edges (set pairs) per graph; each is an
 _PATTERN_PARAMS = (ParamSpec("self_loops", "bool", False),)
 
 
-def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
-                spend: Callable[[Span, int], bool] | None = None) -> core.Graph | None:
+def build_graph(
+    item: ast.GraphDecl,
+    name: str,
+    scope: Scope,
+    rep: Reporter,
+    spend: Callable[[Span, int], bool] | None = None,
+) -> core.Graph | None:
     """`spend(span, n)` is asked before n node sets are built; False stops (the caller reports)."""
     scope = scope.child()
     sets: list[core.NodeSet] = []
@@ -44,7 +49,11 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
             kind = stmt.kind if stmt.kind not in ("edges_pattern", "edges_arrow") else None
             if kind is not None:
                 if kind in singles:
-                    rep.error(stmt.span, f"a graph has one `{kind}`", related=[(singles[kind].span, "the first one")])
+                    rep.error(
+                        stmt.span,
+                        f"a graph has one `{kind}`",
+                        related=[(singles[kind].span, "the first one")],
+                    )
                     ok = False
                 singles[kind] = stmt
     blocks = _edges(item, groups, scope, rep)
@@ -63,10 +72,18 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
     elif wiring is not None and wiring.method in ("complete", "fixed"):
         pass  # resolved from the candidates or the edge list
     else:
-        rep.error(item.span, f"graph `{name}` has no `budget`", "add `budget 1000` (edges), `budget 5%` (of the candidates) or an expression")
+        rep.error(
+            item.span,
+            f"graph `{name}` has no `budget`",
+            "add `budget 1000` (edges), `budget 5%` (of the candidates) or an expression",
+        )
         ok = False
     if not sets:
-        rep.error(item.span, f"graph `{name}` has no node sets", "add `nodes in[32] input`, hidden sets and `nodes out[10] output`")
+        rep.error(
+            item.span,
+            f"graph `{name}` has no node sets",
+            "add `nodes in[32] input`, hidden sets and `nodes out[10] output`",
+        )
         ok = False
     if not ok or wiring is None or semantics is None or blocks is None:
         return None
@@ -75,12 +92,26 @@ def build_graph(item: ast.GraphDecl, name: str, scope: Scope, rep: Reporter,
     init = _init(singles.get("init"), item.span, sets, blocks, scope, rep)
     if init is None:
         return None
-    return core.Graph(span=item.span, name=name, sets=sets, blocks=blocks, budget=budget, wiring=wiring,
-                      semantics=semantics, init=init)
+    return core.Graph(
+        span=item.span,
+        name=name,
+        sets=sets,
+        blocks=blocks,
+        budget=budget,
+        wiring=wiring,
+        semantics=semantics,
+        init=init,
+    )
 
 
-def _init(stmt: ast.InitStmt | None, span: Span, sets: list[core.NodeSet], blocks: list[core.EdgeBlock],
-          scope: Scope, rep: Reporter) -> core.Init | None:
+def _init(
+    stmt: ast.InitStmt | None,
+    span: Span,
+    sets: list[core.NodeSet],
+    blocks: list[core.EdgeBlock],
+    scope: Scope,
+    rep: Reporter,
+) -> core.Init | None:
     """The edge weights' initialisation, `uniform` over the sending nodes unless written."""
     if stmt is None:
         name, params = methods.DEFAULT_INIT, {"fan": None}
@@ -95,8 +126,16 @@ def _init(stmt: ast.InitStmt | None, span: Span, sets: list[core.NodeSet], block
     return core.Init(span=stmt.span if stmt is not None else span, kind=name, params=params)
 
 
-def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: list, groups: dict, declared: dict,
-           spend: Callable[[Span, int], bool] | None) -> bool:
+def _nodes(
+    stmt: ast.NodesStmt,
+    graph: str,
+    scope: Scope,
+    rep: Reporter,
+    sets: list,
+    groups: dict,
+    declared: dict,
+    spend: Callable[[Span, int], bool] | None,
+) -> bool:
     ok = True
     role = stmt.role or "hidden"
     op = _pipeline(stmt.op or [], scope, rep, f"{graph}.op")
@@ -105,14 +144,20 @@ def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: l
         ok = False
     for decl in stmt.sets:
         if decl.name in declared:
-            rep.error(decl.span, f"node set `{decl.name}` is already declared", related=[(declared[decl.name], "first declared here")])
+            rep.error(
+                decl.span,
+                f"node set `{decl.name}` is already declared",
+                related=[(declared[decl.name], "first declared here")],
+            )
             ok = False
             continue
         declared[decl.name] = decl.span
         size = count(decl.size, scope, rep, "node set size", limit=None)
         n = 1 if decl.count is None else count(decl.count, scope, rep, "number of sets in a group")
         if size is not None and size < 1:
-            rep.error(decl.size.span, f"node set `{decl.name}` needs at least one node, found {size}")
+            rep.error(
+                decl.size.span, f"node set `{decl.name}` needs at least one node, found {size}"
+            )
             size = None
         if size is None or n is None or (spend is not None and not spend(decl.span, n)):
             groups[decl.name] = []  # known, so that edge patterns naming it add no second error
@@ -123,15 +168,28 @@ def _nodes(stmt: ast.NodesStmt, graph: str, scope: Scope, rep: Reporter, sets: l
         for set_name in names:
             groups.setdefault(set_name, [set_name])
             path = f"{graph}.{set_name}"
-            sets.append(core.NodeSet(
-                span=decl.span, name=set_name, size=size, role=role,
-                op=[x.model_copy(update={"path": f"{path}.op.{i}"}) for i, x in enumerate(op or [])],
-                send=[x.model_copy(update={"path": f"{path}.send.{i}"}) for i, x in enumerate(send or [])],
-            ))
+            sets.append(
+                core.NodeSet(
+                    span=decl.span,
+                    name=set_name,
+                    size=size,
+                    role=role,
+                    op=[
+                        x.model_copy(update={"path": f"{path}.op.{i}"})
+                        for i, x in enumerate(op or [])
+                    ],
+                    send=[
+                        x.model_copy(update={"path": f"{path}.send.{i}"})
+                        for i, x in enumerate(send or [])
+                    ],
+                )
+            )
     return ok
 
 
-def _pipeline(calls: list[ast.Call], scope: Scope, rep: Reporter, base: str) -> list[core.Layer] | None:
+def _pipeline(
+    calls: list[ast.Call], scope: Scope, rep: Reporter, base: str
+) -> list[core.Layer] | None:
     out = [layer(c, scope, rep, f"{base}.{i}", per_channel=True) for i, c in enumerate(calls)]
     for c, x in zip(calls, out, strict=True):
         if x is not None and x.sparse is not None:
@@ -140,13 +198,19 @@ def _pipeline(calls: list[ast.Call], scope: Scope, rep: Reporter, base: str) -> 
     return None if any(x is None for x in out) else out
 
 
-def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep: Reporter) -> list[core.EdgeBlock] | None:
+def _edges(
+    item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep: Reporter
+) -> list[core.EdgeBlock] | None:
     blocks: dict[tuple[str, str], core.EdgeBlock] = {}
     ok = True
 
     def resolve(name: str, span: Span) -> list[str] | None:
         if name not in groups:
-            rep.error(span, f"unknown node set `{name}`", did_you_mean(name, [g for g in groups if "." not in g] + list(groups)))
+            rep.error(
+                span,
+                f"unknown node set `{name}`",
+                did_you_mean(name, [g for g in groups if "." not in g] + list(groups)),
+            )
             return None
         return groups[name]
 
@@ -154,7 +218,11 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
         nonlocal ok
         key = (src, dst)
         if key in blocks:
-            rep.error(span, f"edges `{src} -> {dst}` are already candidates", related=[(blocks[key].span, "declared here")])
+            rep.error(
+                span,
+                f"edges `{src} -> {dst}` are already candidates",
+                related=[(blocks[key].span, "declared here")],
+            )
             ok = False
             return
         blocks[key] = core.EdgeBlock(span=span, source=src, target=dst, self_loops=self_loops)
@@ -163,7 +231,11 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
         if isinstance(stmt, ast.EdgesPattern):
             call = stmt.pattern
             if call.name not in PATTERNS:
-                rep.error(call.name_span, f"unknown edge pattern `{call.name}`", did_you_mean(call.name, PATTERNS) or "expected `forward`, `chain` or `all`")
+                rep.error(
+                    call.name_span,
+                    f"unknown edge pattern `{call.name}`",
+                    did_you_mean(call.name, PATTERNS) or "expected `forward`, `chain` or `all`",
+                )
                 ok = False
                 continue
             names: list[str] = []
@@ -176,8 +248,20 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
                     got = resolve(arg.value.name, arg.span)
                     ok &= got is not None
                     names += got or []
-            kw = ast.Call(span=call.span, name=call.name, name_span=call.name_span, args=[a for a in call.args if a.name is not None])
-            opts = bind_call(kw, _PATTERN_PARAMS if call.name == "all" else (), (), scope, rep, f"edge pattern `{call.name}`")
+            kw = ast.Call(
+                span=call.span,
+                name=call.name,
+                name_span=call.name_span,
+                args=[a for a in call.args if a.name is not None],
+            )
+            opts = bind_call(
+                kw,
+                _PATTERN_PARAMS if call.name == "all" else (),
+                (),
+                scope,
+                rep,
+                f"edge pattern `{call.name}`",
+            )
             if opts is None:
                 ok = False
                 continue
@@ -186,11 +270,16 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
                 ok = False
                 continue
             n = len(names)
-            if not _room(len(blocks), {"forward": n * (n - 1) // 2, "chain": max(n - 1, 0)}.get(call.name, n * n), stmt.span, rep):
+            if not _room(
+                len(blocks),
+                {"forward": n * (n - 1) // 2, "chain": max(n - 1, 0)}.get(call.name, n * n),
+                stmt.span,
+                rep,
+            ):
                 ok = False
                 continue
             if call.name == "forward":
-                pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+                pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
             elif call.name == "chain":
                 pairs = list(zip(names, names[1:], strict=False))
             else:
@@ -216,8 +305,11 @@ def _edges(item: ast.GraphDecl, groups: dict[str, list[str]], scope: Scope, rep:
 def _room(have: int, adding: int, span: Span, rep: Reporter) -> bool:
     if have + adding <= MAX_BLOCKS:
         return True
-    rep.error(span, f"these edges connect {adding:,} pairs of node sets, more than the limit of {MAX_BLOCKS} per graph",
-              "group the nodes into fewer, larger sets")
+    rep.error(
+        span,
+        f"these edges connect {adding:,} pairs of node sets, more than the limit of {MAX_BLOCKS} per graph",
+        "group the nodes into fewer, larger sets",
+    )
     return False
 
 

@@ -15,7 +15,9 @@ from wirelang.syntax import ast
 MAX_REPEAT = 10_000  # repeat counts and sets in a group: each one is expanded in Python
 
 
-def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str, limit: int | None = MAX_REPEAT) -> int | None:
+def count(
+    expr: ast.Expr, scope: Scope, rep: Reporter, what: str, limit: int | None = MAX_REPEAT
+) -> int | None:
     """A whole number >= 0 such as a repeat count (`what`: "repeat count") or a set size.
 
     `limit` bounds counts that cost Python work per unit; sizes (`limit=None`) cost nothing
@@ -30,8 +32,13 @@ def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str, limit: int | N
         rep.error(v.span, f"unknown name `{v.name}`", did_you_mean(v.name, scope.names()))
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        rep.error(expr.span, f"a {what} must be a whole number >= 0, found {describe(v)}",
-                  "use floor(...), ceil(...) or round(...) to make a whole number" if isinstance(v, float) else None)
+        rep.error(
+            expr.span,
+            f"a {what} must be a whole number >= 0, found {describe(v)}",
+            "use floor(...), ceil(...) or round(...) to make a whole number"
+            if isinstance(v, float)
+            else None,
+        )
         return None
     if limit is not None and v > limit:
         rep.error(expr.span, f"a {what} of {v} is more than the limit of {limit}")
@@ -39,14 +46,21 @@ def count(expr: ast.Expr, scope: Scope, rep: Reporter, what: str, limit: int | N
     return v
 
 
-def layer(call: ast.Call, scope: Scope, rep: Reporter, path: str, per_channel: bool = False) -> core.Layer | None:
+def layer(
+    call: ast.Call, scope: Scope, rep: Reporter, path: str, per_channel: bool = False
+) -> core.Layer | None:
     spec = get_op(call.name)
     if spec is None:
-        rep.error(call.name_span, f"unknown layer `{call.name}`", did_you_mean(call.name, list_ops()))
+        rep.error(
+            call.name_span, f"unknown layer `{call.name}`", did_you_mean(call.name, list_ops())
+        )
         return None
     if per_channel and not spec.per_channel:
-        rep.error(call.name_span, f"`{call.name}` mixes channels and cannot be a node operator",
-                  "a node's operator acts on its own channel: use `dwconv(k=3)` for a convolution")
+        rep.error(
+            call.name_span,
+            f"`{call.name}` mixes channels and cannot be a node operator",
+            "a node's operator acts on its own channel: use `dwconv(k=3)` for a convolution",
+        )
         return None
     params = bind_call(call, spec.params, spec.positional, scope, rep, f"`{call.name}`")
     if params is None:
@@ -56,20 +70,29 @@ def layer(call: ast.Call, scope: Scope, rep: Reporter, path: str, per_channel: b
     if sparse_value is not None:
         budget = budget_from(sparse_value, call.span, rep)
         if budget is not None:
-            sparse = core.SparseSpec(span=call.span, budget=budget, wiring=core.Wiring(span=call.span, method="dnw"))
+            sparse = core.SparseSpec(
+                span=call.span, budget=budget, wiring=core.Wiring(span=call.span, method="dnw")
+            )
     return core.Layer(span=call.span, op=call.name, params=params, path=path, sparse=sparse)
 
 
 def budget_from(value: Any, span: Span, rep: Reporter) -> core.Budget | None:
     if isinstance(value, Fraction):
         if not 0 < value.value <= 1:
-            rep.error(span, f"a budget percentage must be above 0% and at most 100%, found {value.value * 100:g}%")
+            rep.error(
+                span,
+                f"a budget percentage must be above 0% and at most 100%, found {value.value * 100:g}%",
+            )
             return None
         return core.Budget(span=span, kind="fraction", fraction=value.value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        hint = "write floor(...), round(...) or ceil(...) for an exact count, or a percentage such as `5%`" if isinstance(value, float) else None
+        hint = (
+            "write floor(...), round(...) or ceil(...) for an exact count, or a percentage such as `5%`"
+            if isinstance(value, float)
+            else None
+        )
         rep.error(span, f"a budget must be a whole number of edges, found {describe(value)}", hint)
         return None
     if value < 1:
@@ -96,14 +119,20 @@ def budget_value(value: ast.BudgetValue, scope: Scope, rep: Reporter) -> core.Bu
     return budget_from(v, value.span, rep)
 
 
-def bind_method(call: ast.Call, registry: dict, scope: Scope, rep: Reporter, what: str) -> tuple[str, dict] | None:
+def bind_method(
+    call: ast.Call, registry: dict, scope: Scope, rep: Reporter, what: str
+) -> tuple[str, dict] | None:
     """Resolve `wiring m` / `semantics s` (a method named directly, or held by a let or template
     parameter) and bind its arguments; None after reporting a problem."""
     held = held_call(call, registry, scope)
     name = held.name if held is not None else call.name
     spec = registry.get(name)
     if spec is None:
-        rep.error(held.span if held is not None else call.name_span, f"unknown {what} `{name}`", did_you_mean(name, registry))
+        rep.error(
+            held.span if held is not None else call.name_span,
+            f"unknown {what} `{name}`",
+            did_you_mean(name, registry),
+        )
         return None
     label = f"{what.split()[-1]} `{name}`"
     if held is not None:
@@ -116,17 +145,29 @@ def bind_method(call: ast.Call, registry: dict, scope: Scope, rep: Reporter, wha
 def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wiring | None:
     call = stmt.method
     if call.name == "fixed" and stmt.fixed is None:
-        rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
+        rep.error(
+            call.span,
+            "`wiring fixed` lists its edges in a block",
+            "write `wiring fixed { in[0] -> out[1, 2] }`",
+        )
         return None
     bound = bind_method(call, methods.WIRINGS, scope, rep, "wiring method")
     if bound is None:
         return None
     name, params = bound
     if name == "fixed" and stmt.fixed is None:
-        rep.error(call.span, "`wiring fixed` lists its edges in a block", "write `wiring fixed { in[0] -> out[1, 2] }`")
+        rep.error(
+            call.span,
+            "`wiring fixed` lists its edges in a block",
+            "write `wiring fixed { in[0] -> out[1, 2] }`",
+        )
         return None
     fixed = spans = None
     if stmt.fixed is not None:
-        fixed = [(e.source.full, e.source_index, e.target.full, t) for e in stmt.fixed for t in e.target_indices]
+        fixed = [
+            (e.source.full, e.source_index, e.target.full, t)
+            for e in stmt.fixed
+            for t in e.target_indices
+        ]
         spans = [e.span for e in stmt.fixed for _ in e.target_indices]
     return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed, fixed_spans=spans)

@@ -23,8 +23,19 @@ BYTES_PER_WEIGHT = 4  # float32
 DEFAULT_MAX_BYTES = 64 * 2**30
 ENV_VAR = "WIRELANG_MAX_BYTES"
 
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "p": 10**15,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+    "pi": 2**50,
+}
 
 
 def max_bytes(env: dict[str, str] | None = None) -> int | None:
@@ -71,15 +82,23 @@ def set_weights(ns: core.NodeSet) -> int:
 def check_limits(net: core.Network, rep: Reporter) -> core.Network:
     limit = max_bytes()
     if limit is None:
-        rep.error(net.span, f"`{ENV_VAR}={os.environ.get(ENV_VAR)}` is not a size in bytes",
-                  "write a number of bytes, such as `68719476736`, `64GiB` or `500G`")
+        rep.error(
+            net.span,
+            f"`{ENV_VAR}={os.environ.get(ENV_VAR)}` is not a size in bytes",
+            "write a number of bytes, such as `68719476736`, `64GiB` or `500G`",
+        )
         return net
     items: list[tuple[Span, int, str]] = []
     for item in net.items:
         if isinstance(item, core.Graph):
-            edges, weights = item.candidates, item.candidates + sum(set_weights(s) for s in item.sets)
-            what = (f"graph `{item.name}` has {format_count(edges)} candidate edges, "
-                    f"which would need {format_bytes(weights * BYTES_PER_WEIGHT)} of weights")
+            edges, weights = (
+                item.candidates,
+                item.candidates + sum(set_weights(s) for s in item.sets),
+            )
+            what = (
+                f"graph `{item.name}` has {format_count(edges)} candidate edges, "
+                f"which would need {format_bytes(weights * BYTES_PER_WEIGHT)} of weights"
+            )
             items.append((item.span, weights, what))
         elif isinstance(item, core.Residual):
             for layer in item.branch + item.shortcut + item.after:
@@ -92,19 +111,31 @@ def check_limits(net: core.Network, rep: Reporter) -> core.Network:
     total = sum(weights for _, weights, _ in items)
     if total * BYTES_PER_WEIGHT > limit and not too_large:
         span, weights, _ = max(items, key=lambda x: x[1])
-        rep.error(net.span, f"network `{net.name}` has {format_count(total)} weights, which would need "
-                  f"{format_bytes(total * BYTES_PER_WEIGHT)}", _hint(limit),
-                  related=[(span, f"the largest part holds {format_count(weights)} weights")])
+        rep.error(
+            net.span,
+            f"network `{net.name}` has {format_count(total)} weights, which would need "
+            f"{format_bytes(total * BYTES_PER_WEIGHT)}",
+            _hint(limit),
+            related=[(span, f"the largest part holds {format_count(weights)} weights")],
+        )
     return net
 
 
 def _layer_item(layer: core.Layer) -> tuple[Span, int, str]:
     weights = layer_weights(layer)
-    return layer.span, weights, (f"layer `{layer.op}` at {layer.path} has {format_count(weights)} weights, "
-                                 f"which would need {format_bytes(weights * BYTES_PER_WEIGHT)}")
+    return (
+        layer.span,
+        weights,
+        (
+            f"layer `{layer.op}` at {layer.path} has {format_count(weights)} weights, "
+            f"which would need {format_bytes(weights * BYTES_PER_WEIGHT)}"
+        ),
+    )
 
 
 def _hint(limit: int) -> str:
     shown = f"{limit // 2**30} GiB" if limit % 2**30 == 0 else format_bytes(limit)
-    return (f"the limit is {shown} (set {ENV_VAR} to change it), and training needs as much again for the "
-            "gradients and again for momentum; use smaller sizes")
+    return (
+        f"the limit is {shown} (set {ENV_VAR} to change it), and training needs as much again for the "
+        "gradients and again for momentum; use smaller sizes"
+    )

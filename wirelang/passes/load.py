@@ -63,7 +63,11 @@ def read_spec(path: Path, shown: str | None = None, where: Span | None = None) -
                 raise fail("not a regular file")
             data = f.read(MAX_SPEC_BYTES + 1)
     except OSError as err:
-        reason = "no such file" if isinstance(err, FileNotFoundError) else (err.strerror or str(err)).lower()
+        reason = (
+            "no such file"
+            if isinstance(err, FileNotFoundError)
+            else (err.strerror or str(err)).lower()
+        )
         raise fail(reason) from None
     if len(data) > MAX_SPEC_BYTES:
         raise fail(f"larger than the limit of {MAX_SPEC_BYTES // 2**20} MiB for a spec")
@@ -84,10 +88,14 @@ def project_folder(spec: Path) -> Path:
 
 def include_roots(root_spec: Path, include_paths: Sequence[str | Path] = ()) -> list[Path]:
     extra = [p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p]
-    return [project_folder(root_spec)] + [Path(p).expanduser().resolve() for p in [*include_paths, *extra]]
+    return [project_folder(root_spec)] + [
+        Path(p).expanduser().resolve() for p in [*include_paths, *extra]
+    ]
 
 
-def load(path: str | Path, text: str | None = None, include_paths: Sequence[str | Path] = ()) -> Program:
+def load(
+    path: str | Path, text: str | None = None, include_paths: Sequence[str | Path] = ()
+) -> Program:
     path = Path(path)
     if text is not None:
         from wirelang.syntax.parse import parse_text
@@ -98,7 +106,9 @@ def load(path: str | Path, text: str | None = None, include_paths: Sequence[str 
     files: list[ast.File] = []
     seen: set[Path] = set()
     rep = Reporter()
-    _includes(root, path.resolve(), files, seen, [path.resolve()], rep, include_roots(path, include_paths))
+    _includes(
+        root, path.resolve(), files, seen, [path.resolve()], rep, include_roots(path, include_paths)
+    )
     rep.raise_if_any()
     files.append(root)
     return Program(root, files)
@@ -110,28 +120,48 @@ def _refusal(written: str, target: Path, roots: list[Path]) -> tuple[str, str] |
         return f"`{written}` is not a .wire file", "only .wire files can be included"
     if not any(target.is_relative_to(r) for r in roots):
         where = ", ".join(f"`{display_path(r)}`" for r in roots)
-        return (f"`{written}` is outside the folders includes may read ({where})",
-                "copy the file next to the spec, or allow its folder with `--include-path DIR`")
+        return (
+            f"`{written}` is outside the folders includes may read ({where})",
+            "copy the file next to the spec, or allow its folder with `--include-path DIR`",
+        )
     return None
 
 
-def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], stack: list[Path], rep: Reporter,
-              roots: list[Path]) -> None:
+def _includes(
+    file: ast.File,
+    path: Path,
+    out: list[ast.File],
+    seen: set[Path],
+    stack: list[Path],
+    rep: Reporter,
+    roots: list[Path],
+) -> None:
     for item in file.items:
         if not isinstance(item, ast.IncludeDecl):
             continue
         try:
             target = (path.parent / item.path).resolve()
-        except (OSError, RuntimeError, ValueError) as err:  # a loop of symlinks, a NUL, a name too long
-            rep.error(item.span, f"cannot include `{item.path[:200]}`: {getattr(err, 'strerror', None) or err}")
+        except (
+            OSError,
+            RuntimeError,
+            ValueError,
+        ) as err:  # a loop of symlinks, a NUL, a name too long
+            rep.error(
+                item.span,
+                f"cannot include `{item.path[:200]}`: {getattr(err, 'strerror', None) or err}",
+            )
             continue
         refused = _refusal(item.path[:200], target, roots)
         if refused is not None:
             rep.error(item.span, *refused)
             continue
         if target in stack:
-            chain = " -> ".join(p.name for p in stack[stack.index(target):] + [target])
-            rep.error(item.span, f"include cycle: {chain}", "an included file must not include the file that includes it")
+            chain = " -> ".join(p.name for p in stack[stack.index(target) :] + [target])
+            rep.error(
+                item.span,
+                f"include cycle: {chain}",
+                "an included file must not include the file that includes it",
+            )
             continue
         if target in seen:
             continue
@@ -144,7 +174,11 @@ def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], 
         except OSError:
             exists = False
         if not exists:
-            rep.error(item.span, f"cannot read `{display_path(target)}`: no such file", _missing_hint(item.path, path.parent))
+            rep.error(
+                item.span,
+                f"cannot read `{display_path(target)}`: no such file",
+                _missing_hint(item.path, path.parent),
+            )
             continue
         try:
             child = read_spec(target, display_path(target), where=item.span)
@@ -153,8 +187,11 @@ def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], 
             continue
         for sub in child.items:
             if isinstance(sub, ast.NetworkDecl):
-                rep.error(sub.span, f"an included file cannot define a network (`{sub.name}`)",
-                          "keep networks in specs/*.wire and only lets and templates in included files")
+                rep.error(
+                    sub.span,
+                    f"an included file cannot define a network (`{sub.name}`)",
+                    "keep networks in specs/*.wire and only lets and templates in included files",
+                )
         _includes(child, target, out, seen, stack + [target], rep, roots)
         out.append(child)
 
@@ -162,7 +199,9 @@ def _includes(file: ast.File, path: Path, out: list[ast.File], seen: set[Path], 
 def _missing_hint(written: str, folder: Path) -> str:
     """The closest existing file to a missing include, or where include paths start from."""
     target = folder / written
-    siblings = sorted(p.name for p in target.parent.glob("*.wire")) if target.parent.is_dir() else []
+    siblings = (
+        sorted(p.name for p in target.parent.glob("*.wire")) if target.parent.is_dir() else []
+    )
     close = difflib.get_close_matches(target.name, siblings, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{(Path(written).parent / close[0]).as_posix()}`?"

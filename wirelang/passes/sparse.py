@@ -22,16 +22,27 @@ from wirelang.syntax import ast
 SPARSE_KINDS = ("conv", "dwconv", "linear")
 
 
-def apply_sparse(net: core.Network, decls: list[ast.SparseDecl], scope: Scope | None, rep: Reporter) -> core.Network:
+def apply_sparse(
+    net: core.Network, decls: list[ast.SparseDecl], scope: Scope | None, rep: Reporter
+) -> core.Network:
     if len(decls) > 1:
-        rep.error(decls[1].span, "a network has one `sparse` block", related=[(decls[0].span, "the first one")])
+        rep.error(
+            decls[1].span,
+            "a network has one `sparse` block",
+            related=[(decls[0].span, "the first one")],
+        )
     rule = _rule(decls[0], scope or Scope({}), net, rep) if decls else None
     items = []
     for item in net.items:
         if isinstance(item, core.Layer):
             item = _layer(item, rule, rep)
         elif isinstance(item, core.Residual):
-            item = item.model_copy(update={part: [_layer(x, rule, rep) for x in getattr(item, part)] for part in ("branch", "shortcut", "after")})
+            item = item.model_copy(
+                update={
+                    part: [_layer(x, rule, rep) for x in getattr(item, part)]
+                    for part in ("branch", "shortcut", "after")
+                }
+            )
         items.append(item)
     return net.model_copy(update={"items": items})
 
@@ -46,22 +57,37 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
         if isinstance(entry, ast.SparseKinds):
             for k in entry.kinds:
                 if k not in SPARSE_KINDS:
-                    rep.error(entry.span, f"`{k}` has no weight to make sparse", did_you_mean(k, SPARSE_KINDS))
+                    rep.error(
+                        entry.span,
+                        f"`{k}` has no weight to make sparse",
+                        did_you_mean(k, SPARSE_KINDS),
+                    )
             kinds = [k for k in entry.kinds if k in SPARSE_KINDS]
         elif isinstance(entry, ast.SparseExclude):
             spans = entry.path_spans or [entry.span] * len(entry.paths)
             for p, where in zip(entry.paths, spans, strict=True):
                 if p not in paths:
-                    rep.error(where, f"no layer at path `{p}`", did_you_mean(p, paths) or "`wirelang compile` lists the layer paths")
+                    rep.error(
+                        where,
+                        f"no layer at path `{p}`",
+                        did_you_mean(p, paths) or "`wirelang compile` lists the layer paths",
+                    )
             exclude |= set(entry.paths)
         elif isinstance(entry, ast.BudgetStmt):
             budget = budget_value(entry.value, scope, rep)
         elif isinstance(entry, ast.WiringStmt):
             wiring = wiring_from(entry, scope, rep) or wiring
             if wiring.method == "fixed":
-                rep.error(entry.span, "`wiring fixed` lists graph edges; sparse layers take `dnw`, `random`, ... instead")
+                rep.error(
+                    entry.span,
+                    "`wiring fixed` lists graph edges; sparse layers take `dnw`, `random`, ... instead",
+                )
     if budget is None:
-        rep.error(decl.span, "the `sparse` block has no `budget`", "add `budget 10%` (per layer) or `budget pooled NAME`")
+        rep.error(
+            decl.span,
+            "the `sparse` block has no `budget`",
+            "add `budget 10%` (per layer) or `budget pooled NAME`",
+        )
         return None
     return kinds, exclude, budget, wiring
 

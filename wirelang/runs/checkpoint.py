@@ -76,7 +76,9 @@ def save(path: Path, payload: dict[str, Any], keep_previous: bool = False) -> No
         with contextlib.suppress(OSError):
             tmp.unlink()
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise RunError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept") from None
+        raise RunError(
+            f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept"
+        ) from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -114,8 +116,11 @@ def read_first_good(paths: list[Path], say=print) -> tuple[dict[str, Any], Path]
         try:
             return read(path), path
         except CorruptCheckpoint as err:
-            rest = [p.name for p in paths[i + 1:] if p.exists()]
-            say(f"warning: {err}; " + (f"using {rest[0]} instead" if rest else "no other checkpoint"))
+            rest = [p.name for p in paths[i + 1 :] if p.exists()]
+            say(
+                f"warning: {err}; "
+                + (f"using {rest[0]} instead" if rest else "no other checkpoint")
+            )
     return None
 
 
@@ -159,7 +164,9 @@ def load_weights_into(model: nn.Module, path: str | Path, say=print) -> dict[str
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
-        raise RunError(f"{path}: the checkpoint does not fit this network ({str(err).splitlines()[0]})") from None
+        raise RunError(
+            f"{path}: the checkpoint does not fit this network ({str(err).splitlines()[0]})"
+        ) from None
     return payload
 
 
@@ -170,9 +177,18 @@ def rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {
+            "version": version,
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss": gauss,
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -182,7 +198,15 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():

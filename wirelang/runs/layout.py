@@ -38,8 +38,11 @@ def default_run_dir(spec_path: Path) -> Path:
 
 def check_fresh_dir(run_dir: Path) -> None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunError(f"{run_dir} already exists and is not empty "
-                       f"(resume it with --resume {run_dir}, or choose another --out)", 2)
+        raise RunError(
+            f"{run_dir} already exists and is not empty "
+            f"(resume it with --resume {run_dir}, or choose another --out)",
+            2,
+        )
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -47,7 +50,9 @@ def check_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a run directory")
     if not (run_dir / SPEC).is_file():
-        raise RunError(f"{run_dir} has no {SPEC}; is it a run directory written by `wirelang train`?")
+        raise RunError(
+            f"{run_dir} has no {SPEC}; is it a run directory written by `wirelang train`?"
+        )
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -37,7 +37,11 @@ class Run:
         if self.dir is None:
             return self.net.name
         ckpt = self.checkpoint
-        inside = f"/{ckpt.relative_to(self.dir)}" if ckpt is not None and ckpt.is_relative_to(self.dir) else ""
+        inside = (
+            f"/{ckpt.relative_to(self.dir)}"
+            if ckpt is not None and ckpt.is_relative_to(self.dir)
+            else ""
+        )
         return f"{self.dir.name}{inside}"
 
 
@@ -57,8 +61,14 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
     check_run_dir(run_dir)
     ckpt = Path(checkpoint) if checkpoint is not None else find_checkpoint(run_dir)
     model = load_run_model(run_dir, checkpoint)
-    return Run(net=model.net, model=model, dir=run_dir, checkpoint=ckpt, metrics=read_metrics(run_dir),
-               config=read_config(run_dir))
+    return Run(
+        net=model.net,
+        model=model,
+        dir=run_dir,
+        checkpoint=ckpt,
+        metrics=read_metrics(run_dir),
+        config=read_config(run_dir),
+    )
 
 
 def load(path_or_run: str | Path, weights: str | Path | None = None) -> nn.Module:

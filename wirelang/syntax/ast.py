@@ -29,8 +29,11 @@ class _Syntax:
 
     def model_dump(self, exclude: set[str] | None = None) -> dict:
         """The node as nested dicts and lists (spans included), like pydantic's `model_dump`."""
-        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if not exclude or f.name not in exclude}
+        return {
+            f.name: _dump(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if not exclude or f.name not in exclude
+        }
 
 
 def _dump(value: object) -> object:
@@ -217,7 +220,16 @@ class LetStmt(Node):
     value: Expr
 
 
-GraphItem = NodesStmt | EdgesPattern | EdgesArrow | BudgetStmt | WiringStmt | SemanticsStmt | InitStmt | LetStmt
+GraphItem = (
+    NodesStmt
+    | EdgesPattern
+    | EdgesArrow
+    | BudgetStmt
+    | WiringStmt
+    | SemanticsStmt
+    | InitStmt
+    | LetStmt
+)
 
 
 # ------------------------------------------------------------------------- network items
@@ -343,8 +355,19 @@ class TrainDecl(Node):
     body: list[Setting | PhaseDecl]
 
 
-NetItem = (InputDecl | ClassesStmt | LayersBlock | GraphDecl | ResidualDecl | RepeatDecl | UseDecl | LetStmt | PoolDecl
-           | SparseDecl | TrainDecl)
+NetItem = (
+    InputDecl
+    | ClassesStmt
+    | LayersBlock
+    | GraphDecl
+    | ResidualDecl
+    | RepeatDecl
+    | UseDecl
+    | LetStmt
+    | PoolDecl
+    | SparseDecl
+    | TrainDecl
+)
 
 
 # ------------------------------------------------------------------------- files

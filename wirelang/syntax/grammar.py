@@ -19,7 +19,10 @@ _HERE = Path(__file__).resolve().parent
 
 
 def grammar_path() -> Path:
-    for candidate in (_HERE.parent / "_grammars" / "wire.lark", _HERE.parents[1] / "grammars" / "wire.lark"):
+    for candidate in (
+        _HERE.parent / "_grammars" / "wire.lark",
+        _HERE.parents[1] / "grammars" / "wire.lark",
+    ):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("wire.lark is missing from this installation of wirelang")

@@ -52,12 +52,25 @@ def parse_bytes(data: bytes, path: str) -> ast.File:
     except UnicodeDecodeError as err:
         where = _byte_span(data, err.start, path)
         raise SpecError(
-            [Diagnostic(where, f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
-                        "save the spec as UTF-8")]
+            [
+                Diagnostic(
+                    where,
+                    f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
+                    "save the spec as UTF-8",
+                )
+            ]
         ) from None
     if "\x00" in text:
         where = _byte_span(data, data.index(b"\x00"), path)
-        raise SpecError([Diagnostic(where, "the file contains a NUL byte; it looks binary", "a .wire file is plain text")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    where,
+                    "the file contains a NUL byte; it looks binary",
+                    "a .wire file is plain text",
+                )
+            ]
+        )
     if text.startswith("\ufeff"):  # a byte-order mark is harmless: drop it
         text = text[1:]
     return parse_text(text, path)
@@ -80,13 +93,17 @@ def _byte_span(data: bytes, offset: int, path: str) -> Span:
 def parse_value(text: str, path: str = "<--set>") -> ast.Expr:
     """Parse a lone value, as given to `--set key=value` on the command line."""
     remember_source(path, text)
-    tree = _parse(f"network _ {{\ntrain {{\n_ {text}\n}}\n}}\n", path, [], line_offset=2, col_offset=2)
+    tree = _parse(
+        f"network _ {{\ntrain {{\n_ {text}\n}}\n}}\n", path, [], line_offset=2, col_offset=2
+    )
     file = _Build(path, line_offset=2, col_offset=2).transform(tree)
     setting = file.items[0].body[0].body[0]
     return setting.value
 
 
-def _parse(text: str, path: str, comments: list[ast.Comment], line_offset: int = 0, col_offset: int = 0) -> Tree:
+def _parse(
+    text: str, path: str, comments: list[ast.Comment], line_offset: int = 0, col_offset: int = 0
+) -> Tree:
     lark: Lark = parser()
     if not text.endswith("\n"):
         text += "\n"
@@ -119,8 +136,15 @@ def _check_depth(tree: Tree, path: str, line_offset: int, col_offset: int) -> No
         node, depth = stack.pop()
         if depth > MAX_TREE_DEPTH:
             where = _span(path, node.meta, line_offset, col_offset)
-            raise SpecError([Diagnostic(where, f"nested more than {MAX_TREE_DEPTH} levels deep",
-                                        "split the expression with `let`s")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        where,
+                        f"nested more than {MAX_TREE_DEPTH} levels deep",
+                        "split the expression with `let`s",
+                    )
+                ]
+            )
         stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
@@ -141,8 +165,11 @@ def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) 
     out: list[Diagnostic] = []
     while len(out) < MAX_SYNTAX_ERRORS - 1:
         row = err.line
-        if not (isinstance(err, UnexpectedToken | UnexpectedCharacters) and 1 <= row <= len(lines)
-                and _balanced(lines[row - 1])):
+        if not (
+            isinstance(err, UnexpectedToken | UnexpectedCharacters)
+            and 1 <= row <= len(lines)
+            and _balanced(lines[row - 1])
+        ):
             break
         if "LBRACE" in (getattr(err, "expected", None) or getattr(err, "allowed", None) or ()):
             break  # a block header without its `{` (`stem`, `graph g`): every later line would be nested wrong
@@ -152,8 +179,12 @@ def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) 
             lark.parse(again)
             break
         except UnexpectedInput as nxt:
-            if nxt.line <= row or isinstance(nxt, UnexpectedEOF) or getattr(nxt, "token", None) is not None \
-                    and nxt.token.type == "$END":
+            if (
+                nxt.line <= row
+                or isinstance(nxt, UnexpectedEOF)
+                or getattr(nxt, "token", None) is not None
+                and nxt.token.type == "$END"
+            ):
                 break
             out.append(_syntax_error(nxt, again, path, lark, 0, 0))
             err = nxt
@@ -185,11 +216,18 @@ def _balanced(line: str) -> bool:
     return not any(depth.values())
 
 
-def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_offset: int, col_offset: int) -> Diagnostic:
-    line, col = max(1, err.line - line_offset), max(1, err.column - (col_offset if err.line - line_offset >= 1 else 0))
+def _syntax_error(
+    err: UnexpectedInput, text: str, path: str, lark: Lark, line_offset: int, col_offset: int
+) -> Diagnostic:
+    line, col = (
+        max(1, err.line - line_offset),
+        max(1, err.column - (col_offset if err.line - line_offset >= 1 else 0)),
+    )
     width = 1
     if isinstance(err, UnexpectedToken):
-        if err.token.type == "$END" or (err.token.type == "_NL" and not text[err.token.start_pos:].strip()):
+        if err.token.type == "$END" or (
+            err.token.type == "_NL" and not text[err.token.start_pos :].strip()
+        ):
             found = "end of file"  # the last newline (added above if missing) is the end
         elif err.token.type == "_NL":
             found = "end of line"
@@ -201,7 +239,11 @@ def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_o
     elif isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         expected = err.allowed or set()
-        message = f"unexpected character `{ch}`" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
+        message = (
+            f"unexpected character `{ch}`"
+            if ch.isprintable()
+            else f"unexpected character U+{ord(ch):04X}"
+        )
     elif isinstance(err, UnexpectedEOF):
         expected = err.expected
         message = "unexpected end of file"
@@ -210,15 +252,27 @@ def _syntax_error(err: UnexpectedInput, text: str, path: str, lark: Lark, line_o
     names = sorted({_describe(t, lark) for t in expected if not t.startswith("__")})
     hint = None
     if names:
-        hint = "expected " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+        hint = "expected " + (
+            ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        )
     span = Span(path=path, line=line, col=col, end_line=line, end_col=col + width)
     related: tuple = ()
     if message == "unexpected end of file" and "RBRACE" in expected and not line_offset:
         opened = _unclosed_brace(text)
         if opened is not None:
             hint = f"expected `}}`: the `{{` on line {opened[0]} is never closed"
-            related = ((Span(path=path, line=opened[0], col=opened[1], end_line=opened[0], end_col=opened[1] + 1),
-                        "this `{` is not closed"),)
+            related = (
+                (
+                    Span(
+                        path=path,
+                        line=opened[0],
+                        col=opened[1],
+                        end_line=opened[0],
+                        end_col=opened[1] + 1,
+                    ),
+                    "this `{` is not closed",
+                ),
+            )
     return Diagnostic(span, message, hint, related)
 
 
@@ -266,7 +320,15 @@ def _unescape(raw: str, span: Span) -> str:
         if ch == "\\" and i + 1 < len(raw):
             nxt = raw[i + 1]
             if nxt not in _ESCAPES:
-                raise SpecError([Diagnostic(span, f"unknown escape `\\{nxt}` in a string", "strings allow \\n, \\t, \\\\ and \\\"")])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            span,
+                            f"unknown escape `\\{nxt}` in a string",
+                            'strings allow \\n, \\t, \\\\ and \\"',
+                        )
+                    ]
+                )
             out.append(_ESCAPES[nxt])
             i += 2
         else:
@@ -301,8 +363,15 @@ class _Build(Transformer):
         network has nodes (Python refuses to convert thousands of digits at all)."""
         text = str(tok)
         if len(text.lstrip("0")) > 15:
-            raise SpecError([Diagnostic(self._tok(tok), f"index with {len(text)} digits is too large",
-                                        "node indices are below the size of their set")])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        self._tok(tok),
+                        f"index with {len(text)} digits is too large",
+                        "node indices are below the size of their set",
+                    )
+                ]
+            )
         return int(text)
 
     # -- expressions
@@ -313,14 +382,24 @@ class _Build(Transformer):
             value: int | float = float(text)
         else:
             if len(text) > 4000:  # Python refuses to convert longer digit strings
-                raise SpecError([Diagnostic(self._s(meta), f"integer literal with {len(text)} digits is too large", "values must be at most 10^15")])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            self._s(meta),
+                            f"integer literal with {len(text)} digits is too large",
+                            "values must be at most 10^15",
+                        )
+                    ]
+                )
             value = int(text)
         return ast.Num(span=self._s(meta), value=value, text=text)
 
     @v_args(meta=True)
     def string(self, meta, c):
         raw = str(c[0])[1:-1]
-        return ast.Str(span=self._s(meta), value=_unescape(raw, self._s(meta)) if "\\" in raw else raw)
+        return ast.Str(
+            span=self._s(meta), value=_unescape(raw, self._s(meta)) if "\\" in raw else raw
+        )
 
     @v_args(meta=True)
     def true(self, meta, c):
@@ -353,13 +432,24 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def func(self, meta, c):
-        return ast.Call(span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or [])
+        return ast.Call(
+            span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or []
+        )
 
     @v_args(meta=True)
     def call(self, meta, c):
         # `relu()` and `relu` give the same children; the span tells them apart
-        has_parens = (len(c) > 1 and c[1] is not None) or (meta.end_line, meta.end_column) != (c[0].end_line, c[0].end_column)
-        return ast.Call(span=self._s(meta), name=str(c[0]), name_span=self._tok(c[0]), args=c[1] or [], has_parens=has_parens)
+        has_parens = (len(c) > 1 and c[1] is not None) or (meta.end_line, meta.end_column) != (
+            c[0].end_line,
+            c[0].end_column,
+        )
+        return ast.Call(
+            span=self._s(meta),
+            name=str(c[0]),
+            name_span=self._tok(c[0]),
+            args=c[1] or [],
+            has_parens=has_parens,
+        )
 
     def args(self, c):
         return list(c)
@@ -401,7 +491,7 @@ class _Build(Transformer):
     @v_args(meta=True)
     def nodes(self, meta, c):
         sets = [x for x in c if isinstance(x, ast.NodeSetDecl)]
-        role, op, send = c[len(sets):]
+        role, op, send = c[len(sets) :]
         return ast.NodesStmt(span=self._s(meta), sets=sets, role=role, op=op, send=send)
 
     @v_args(meta=True)
@@ -432,14 +522,25 @@ class _Build(Transformer):
     def wiring_fixed(self, meta, c):
         # `fixed` is a keyword here, so synthesise the call node it stands for.
         span = self._s(meta)
-        name_span = Span(path=span.path, line=span.line, col=span.col + 7, end_line=span.line, end_col=span.col + 12)
+        name_span = Span(
+            path=span.path,
+            line=span.line,
+            col=span.col + 7,
+            end_line=span.line,
+            end_col=span.col + 12,
+        )
         method = ast.Call(span=name_span, name="fixed", name_span=name_span, has_parens=False)
         return ast.WiringStmt(span=span, method=method, fixed=[x for x in c if x is not None])
 
     @v_args(meta=True)
     def fixed_edge(self, meta, c):
-        return ast.FixedEdge(span=self._s(meta), source=c[0], source_index=self._index(c[1]), target=c[2],
-                             target_indices=[self._index(x) for x in c[3:]])
+        return ast.FixedEdge(
+            span=self._s(meta),
+            source=c[0],
+            source_index=self._index(c[1]),
+            target=c[2],
+            target_indices=[self._index(x) for x in c[3:]],
+        )
 
     @v_args(meta=True)
     def semantics(self, meta, c):
@@ -455,7 +556,9 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def graph(self, meta, c):
-        return ast.GraphDecl(span=self._s(meta), name=None if c[0] is None else str(c[0]), body=list(c[1:]))
+        return ast.GraphDecl(
+            span=self._s(meta), name=None if c[0] is None else str(c[0]), body=list(c[1:])
+        )
 
     # -- layers
     @v_args(meta=True)
@@ -464,14 +567,24 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def layer_repeat(self, meta, c):
-        return ast.LayerRepeat(span=self._s(meta), count=c[0], var=None if c[1] is None else str(c[1]), body=list(c[2:]))
+        return ast.LayerRepeat(
+            span=self._s(meta),
+            count=c[0],
+            var=None if c[1] is None else str(c[1]),
+            body=list(c[2:]),
+        )
 
     def layers_kind(self, c):
         return str(c[0])
 
     @v_args(meta=True)
     def layers(self, meta, c):
-        return ast.LayersBlock(span=self._s(meta), role=c[0], name=None if c[1] is None else str(c[1]), body=list(c[2:]))
+        return ast.LayersBlock(
+            span=self._s(meta),
+            role=c[0],
+            name=None if c[1] is None else str(c[1]),
+            body=list(c[2:]),
+        )
 
     @v_args(meta=True)
     def branch(self, meta, c):
@@ -495,7 +608,9 @@ class _Build(Transformer):
             fields["order"].append(part)
             if part in ("branch", "shortcut"):
                 fields[f"{part}_span"] = span
-        return ast.ResidualDecl(span=self._s(meta), name=None if c[0] is None else str(c[0]), **fields)
+        return ast.ResidualDecl(
+            span=self._s(meta), name=None if c[0] is None else str(c[0]), **fields
+        )
 
     # -- network structure
     @v_args(meta=True)
@@ -508,7 +623,12 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def repeat(self, meta, c):
-        return ast.RepeatDecl(span=self._s(meta), count=c[0], var=None if c[1] is None else str(c[1]), body=list(c[2:]))
+        return ast.RepeatDecl(
+            span=self._s(meta),
+            count=c[0],
+            var=None if c[1] is None else str(c[1]),
+            body=list(c[2:]),
+        )
 
     @v_args(meta=True)
     def use(self, meta, c):
@@ -524,7 +644,9 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def sparse_exclude(self, meta, c):
-        return ast.SparseExclude(span=self._s(meta), paths=[str(x) for x in c], path_spans=[self._tok(x) for x in c])
+        return ast.SparseExclude(
+            span=self._s(meta), paths=[str(x) for x in c], path_spans=[self._tok(x) for x in c]
+        )
 
     @v_args(meta=True)
     def sparse(self, meta, c):
@@ -563,5 +685,9 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def start(self, meta, c):
-        span = self._s(meta) if not meta.empty else Span(path=self.path, line=1, col=1, end_line=1, end_col=1)
+        span = (
+            self._s(meta)
+            if not meta.empty
+            else Span(path=self.path, line=1, col=1, end_line=1, end_col=1)
+        )
         return ast.File(span=span, path=self.path, items=list(c))

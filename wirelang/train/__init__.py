@@ -41,7 +41,12 @@ class TrainOptions:
     progress: Any = None  # a wirelang.train.progress.Progress (tests pass a quiet one)
 
     def flag_overrides(self) -> dict[str, Any]:
-        flags = {"epochs": self.epochs, "batch": self.batch_size, "seed": self.seed, "data.root": self.data_root}
+        flags = {
+            "epochs": self.epochs,
+            "batch": self.batch_size,
+            "seed": self.seed,
+            "data.root": self.data_root,
+        }
         return {k: v for k, v in flags.items() if v is not None}
 
 
@@ -70,8 +75,11 @@ def train(opts: TrainOptions, say=print):
     job = distributed.env_job()
     if opts.resume is not None:
         if opts.overrides or opts.flag_overrides():
-            raise RunError("--resume continues with the run's saved settings; drop --set, --epochs, "
-                           "--batch-size, --seed and --data-root", 2)
+            raise RunError(
+                "--resume continues with the run's saved settings; drop --set, --epochs, "
+                "--batch-size, --seed and --data-root",
+                2,
+            )
         plan = load_plan(spec, Path(opts.resume), net)
         if job is not None:
             plan.world_size = job[2]
@@ -80,12 +88,22 @@ def train(opts: TrainOptions, say=print):
     else:
         overrides = {**parse_overrides(opts.overrides), **opts.flag_overrides()}
         world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
-        plan = RunPlan(spec_path=spec, net=net, config=resolve_config(net, overrides), overrides=overrides,
-                       run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
-                       device="cuda" if opts.gpus else "cpu", world_size=world, download=opts.download)
+        plan = RunPlan(
+            spec_path=spec,
+            net=net,
+            config=resolve_config(net, overrides),
+            overrides=overrides,
+            run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
+            device="cuda" if opts.gpus else "cpu",
+            world_size=world,
+            download=opts.download,
+        )
     check_batch(plan.config, plan.world_size)
     if opts.dry_run:
-        return plan.to_json() | {"run_dir": str(plan.run_dir), "batch_per_process": plan.config.batch // plan.world_size}
+        return plan.to_json() | {
+            "run_dir": str(plan.run_dir),
+            "batch_per_process": plan.config.batch // plan.world_size,
+        }
     if plan.device == "cuda":
         distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
     if opts.resume is None and (job is None or _is_launched()):
@@ -99,7 +117,9 @@ def train(opts: TrainOptions, say=print):
             return _result(plan.run_dir)
         code = distributed.launch(spec, plan.run_dir, plan.world_size, plan.device)
         if code:
-            raise RunError(f"training of {plan.run_dir} failed (a process exited with code {code})", code)
+            raise RunError(
+                f"training of {plan.run_dir} failed (a process exited with code {code})", code
+            )
         return _result(plan.run_dir)
 
     d = distributed.init(plan.device)
@@ -138,7 +158,9 @@ def _finished(run_dir: Path, say) -> bool:
 
     found = resume_point(run_dir, say=say)
     if found is not None and found[0].get("finished"):
-        say(f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do")
+        say(
+            f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do"
+        )
         return True
     return False
 
@@ -149,8 +171,12 @@ def _result(run_dir: Path):
     return RunResult(run_dir, _last_record(run_dir))
 
 
-def evaluate_run(run_dir: str | Path, split: str = "val", checkpoint: str | Path | None = None,
-                 download: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "val",
+    checkpoint: str | Path | None = None,
+    download: bool = False,
+) -> dict[str, Any]:
     """Loss, top-1 and top-5 of a run's model (best.pt, else last.pt) on its val or test split."""
     from wirelang.frontend import build
     from wirelang.runs.layout import read_config
@@ -166,7 +192,9 @@ def evaluate_run(run_dir: str | Path, split: str = "val", checkpoint: str | Path
     saved = read_config(run_dir)
     config = TrainConfig.model_validate(saved["train"])
     model = load_run_model(run_dir, checkpoint)
-    splits = load_splits(config, build(run_dir / "spec.wire"), download or bool(saved.get("download")))
+    splits = load_splits(
+        config, build(run_dir / "spec.wire"), download or bool(saved.get("download"))
+    )
     data = splits.val if split == "val" else splits.test
     if data is None:
         raise RunError(f"{run_dir} has no validation split (data.val is 0)")

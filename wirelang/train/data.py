@@ -25,15 +25,29 @@ def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Split
     image_size = None
     if d.name == "synthetic":
         # shaped after the network, so any spec can be smoke-tested; a quarter as many test images
-        options = {"train_size": d.size, "test_size": max(10, d.size // 4), "classes": net.classes,
-                   "channels": net.input.channels, "data_seed": config.seed}
+        options = {
+            "train_size": d.size,
+            "test_size": max(10, d.size // 4),
+            "classes": net.classes,
+            "channels": net.input.channels,
+            "data_seed": config.seed,
+        }
         image_size = (net.input.height, net.input.width)
     elif d.name == "imagenet":
         image_size = (net.input.height, net.input.width)
     val = int(d.val) if d.val >= 1 else float(d.val)  # a count, or a fraction of the training set
     try:
-        return build_datasets(d.name, d.root, val_size=val, augment=d.augment, download=download,
-                              seed=config.seed, train_subset=d.subset, image_size=image_size, **options)
+        return build_datasets(
+            d.name,
+            d.root,
+            val_size=val,
+            augment=d.augment,
+            download=download,
+            seed=config.seed,
+            train_subset=d.subset,
+            image_size=image_size,
+            **options,
+        )
     except DataError as err:
         raise RunError(str(err)) from None
 
@@ -46,7 +60,9 @@ class GlobalBatchSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, global_batch: int, d: Dist, seed: int):
-        super().__init__(dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.global_batch = global_batch
         self.per_rank = global_batch // d.world_size
         self.steps = len(dataset) // global_batch  # the last partial global batch is dropped
@@ -57,21 +73,32 @@ class GlobalBatchSampler(DistributedSampler):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.dataset), generator=g)[: self.steps * self.global_batch]
         # (steps, ranks, per_rank): this rank's slice of every global batch, in step order
-        mine = order.view(self.steps, self.num_replicas, self.per_rank)[self.start :, self.rank].reshape(-1)
+        mine = order.view(self.steps, self.num_replicas, self.per_rank)[
+            self.start :, self.rank
+        ].reshape(-1)
         return iter(mine.tolist())
 
     def __len__(self) -> int:
         return (self.steps - self.start) * self.per_rank
 
 
-def train_loader(ds: Dataset, config: TrainConfig, d: Dist) -> tuple[DataLoader, GlobalBatchSampler]:
+def train_loader(
+    ds: Dataset, config: TrainConfig, d: Dist
+) -> tuple[DataLoader, GlobalBatchSampler]:
     if len(ds) < config.batch:
         raise RunError(f"batch {config.batch} is larger than the training set ({len(ds)} items)", 2)
     sampler = GlobalBatchSampler(ds, config.batch, d, config.seed)
-    loader = DataLoader(ds, batch_size=sampler.per_rank, sampler=sampler, drop_last=True,
-                        num_workers=config.data.workers, pin_memory=d.device.type == "cuda",
-                        # workers seed themselves from this generator: reseeded every epoch
-                        generator=torch.Generator(), persistent_workers=False)
+    loader = DataLoader(
+        ds,
+        batch_size=sampler.per_rank,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=config.data.workers,
+        pin_memory=d.device.type == "cuda",
+        # workers seed themselves from this generator: reseeded every epoch
+        generator=torch.Generator(),
+        persistent_workers=False,
+    )
     return loader, sampler
 
 
@@ -82,8 +109,13 @@ def eval_loader(ds: Dataset | None, config: TrainConfig, d: Dist) -> DataLoader 
     n = len(ds)
     shard = Subset(ds, range(d.rank * n // d.world_size, (d.rank + 1) * n // d.world_size))
     batch = config.eval_batch or max(1, config.batch // d.world_size)
-    return DataLoader(shard, batch_size=batch, shuffle=False, num_workers=config.data.workers,
-                      pin_memory=d.device.type == "cuda")
+    return DataLoader(
+        shard,
+        batch_size=batch,
+        shuffle=False,
+        num_workers=config.data.workers,
+        pin_memory=d.device.type == "cuda",
+    )
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -91,7 +123,9 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63 - 1)
 
 
-def seed_epoch(loader: DataLoader, sampler: GlobalBatchSampler, seed: int, epoch: int, rank: int) -> None:
+def seed_epoch(
+    loader: DataLoader, sampler: GlobalBatchSampler, seed: int, epoch: int, rank: int
+) -> None:
     """Make this epoch's randomness a function of (seed, epoch, rank) alone: exact resume."""
     s = epoch_seed(seed, epoch, rank)
     sampler.set_epoch(epoch)

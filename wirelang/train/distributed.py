@@ -168,9 +168,16 @@ def launch(spec: Path, run_dir: Path, nprocs: int, device_kind: str) -> int:
     argv = [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(run_dir)]
     procs = []
     for rank in range(nprocs):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs),
-                   LOCAL_WORLD_SIZE=str(nprocs), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   **{LAUNCHED_ENV: "1"})
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(nprocs),
+            LOCAL_WORLD_SIZE=str(nprocs),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            **{LAUNCHED_ENV: "1"},
+        )
         env.setdefault("OMP_NUM_THREADS", str(threads))  # N processes share the cores
         procs.append(subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent))
     try:
@@ -187,7 +194,9 @@ def _watch(procs: list[subprocess.Popen]) -> int:
         if failed:
             rank = codes.index(failed[0])
             _stop(procs)
-            sys.stderr.write(f"error: process {rank} exited with code {failed[0]}; stopped the others\n")
+            sys.stderr.write(
+                f"error: process {rank} exited with code {failed[0]}; stopped the others\n"
+            )
             return failed[0] if failed[0] > 0 else 1
         if all(c == 0 for c in codes):
             return 0

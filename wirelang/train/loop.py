@@ -86,7 +86,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     if found is not None:
         resumed, path = found
         if resumed.get("finished"):
-            say(f"{run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do")
+            say(
+                f"{run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do"
+            )
             return RunResult(run_dir, _last_record(run_dir))
         model.load_state_dict(resumed["model"])
         ckpt.set_rng_state(resumed["rng"])
@@ -95,22 +97,37 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
         # how far the next one got (its step, each rank's counters and random state)
         within = resumed.get("within")
         if within is not None and within["world_size"] != d.world_size:
-            raise RunError(f"{path} was written inside epoch {within['epoch']} by {within['world_size']} "
-                           f"process(es); resume it with as many (--procs/--gpus {within['world_size']})", 2)
+            raise RunError(
+                f"{path} was written inside epoch {within['epoch']} by {within['world_size']} "
+                f"process(es); resume it with as many (--procs/--gpus {within['world_size']})",
+                2,
+            )
         if d.is_main:
             log.truncate_after(start_phase, start_epoch)
-        where = f"epoch {start_epoch}" if within is None else f"epoch {within['epoch']}, step {within['step']}"
+        where = (
+            f"epoch {start_epoch}"
+            if within is None
+            else f"epoch {within['epoch']}, step {within['step']}"
+        )
         say(f"resuming {run_dir} from {path.name} (phase {start_phase}, {where})")
     n_val = len(splits.val) if splits.val is not None else 0
-    say(f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test)} test, "
+    say(
+        f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test)} test, "
         f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type}), "
-        f"{model.count_params():,} parameters -> {run_dir}")
+        f"{model.count_params():,} parameters -> {run_dir}"
+    )
 
     # ---- execution: DDP across ranks, optional torch.compile, AMP on CUDA
-    ddp = DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None) if d.is_distributed else model
+    ddp = (
+        DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None)
+        if d.is_distributed
+        else model
+    )
     forward = _CompileOrEager(ddp, say) if cfg.compile else ddp
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    autocast = partial(torch.autocast, "cuda", dtype=amp_dtype) if cuda and amp_dtype else nullcontext
+    autocast = (
+        partial(torch.autocast, "cuda", dtype=amp_dtype) if cuda and amp_dtype else nullcontext
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     previous_active = model.active_masks()  # edges_swapped compares each epoch end with this
@@ -130,17 +147,31 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             if model.two_phase() == "lottery_one_shot":
                 rewind(model, initial)
             best = None  # the best checkpoint is chosen among the sparse network's epochs
-            say(f"phase 2 ({model.two_phase()}): top-k masks fixed"
-                + (", weights rewound to their initial values" if model.two_phase() == "lottery_one_shot" else ""))
+            say(
+                f"phase 2 ({model.two_phase()}): top-k masks fixed"
+                + (
+                    ", weights rewound to their initial values"
+                    if model.two_phase() == "lottery_one_shot"
+                    else ""
+                )
+            )
         optimizer = build_optimizer(model, phase.optimizer)
-        if resumed is not None and phase.number == start_phase and (first_epoch > 0 or within is not None):
+        if (
+            resumed is not None
+            and phase.number == start_phase
+            and (first_epoch > 0 or within is not None)
+        ):
             optimizer.load_state_dict(resumed["optimizer"])
             scaler.load_state_dict(resumed["scaler"])
 
         for epoch in range(first_epoch + 1, phase.epochs + 1):
             global_epoch = epoch_offset + epoch  # counts across phases: the data order's key
             seed_epoch(loader, sampler, cfg.seed, global_epoch, d.rank)
-            title = f"phase {phase.number} epoch {epoch}/{phase.epochs}" if len(plan_phases) > 1 else f"epoch {epoch}/{phase.epochs}"
+            title = (
+                f"phase {phase.number} epoch {epoch}/{phase.epochs}"
+                if len(plan_phases) > 1
+                else f"epoch {epoch}/{phase.epochs}"
+            )
             progress.start_epoch(title, steps)
             model.train()
             t0 = time.perf_counter()
@@ -155,7 +186,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 step = (epoch - 1) * steps + i  # within this phase; drives the schedule
                 lr = set_lr(optimizer, lr_factor(step, steps, phase))
                 model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
-                x = x.to(d.device, non_blocking=True).contiguous(memory_format=memory_format)  # (b, C, H, W)
+                x = x.to(d.device, non_blocking=True).contiguous(
+                    memory_format=memory_format
+                )  # (b, C, H, W)
                 y = y.to(d.device, non_blocking=True)  # (b,)
                 with autocast():
                     logits = forward(x)  # (b, classes)
@@ -164,7 +197,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 # any rank is seen by every rank at the same step, so all stop together.
                 mean_loss = all_sum(d, [loss.item()])[0] / d.world_size
                 if not math.isfinite(mean_loss):
-                    _stop_non_finite(mean_loss, epoch_offset * steps + step + 1, phase.number, epoch, run_dir, d)
+                    _stop_non_finite(
+                        mean_loss, epoch_offset * steps + step + 1, phase.number, epoch, run_dir, d
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -174,8 +209,22 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 seen += len(y)
                 progress.step(i + 1, loss_sum / seen, correct / seen, seen * d.world_size)
                 if cfg.checkpoint_steps and (i + 1) % cfg.checkpoint_steps == 0 and i + 1 < steps:
-                    _checkpoint_within(run_dir, d, model, optimizer, scaler, phase, epoch, i + 1, steps,
-                                       (loss_sum, correct, seen), cfg.seed, spec_hash, best, previous_active)
+                    _checkpoint_within(
+                        run_dir,
+                        d,
+                        model,
+                        optimizer,
+                        scaler,
+                        phase,
+                        epoch,
+                        i + 1,
+                        steps,
+                        (loss_sum, correct, seen),
+                        cfg.seed,
+                        spec_hash,
+                        best,
+                        previous_active,
+                    )
             sampler.start = 0
 
             # ---- end of epoch: measure, check the ranks agree, log, checkpoint
@@ -186,16 +235,26 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             nfe = model.nfe()  # function evaluations of the last (validation) forward pass
             mask_hash = model.mask_hash()
             if not same_everywhere(d, mask_hash):
-                raise RunError(f"the masks differ between processes after phase {phase.number} epoch {epoch}; stopped",
-                               quiet=not d.is_main)
+                raise RunError(
+                    f"the masks differ between processes after phase {phase.number} epoch {epoch}; stopped",
+                    quiet=not d.is_main,
+                )
             active = model.active_masks()
             record = {
-                "epoch": epoch, "phase": phase.number, "step": (epoch_offset + epoch) * steps, "lr": lr,
-                "train_loss": loss_total / seen, "train_top1": correct / seen,
-                "val_loss": val and val["loss"], "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+                "epoch": epoch,
+                "phase": phase.number,
+                "step": (epoch_offset + epoch) * steps,
+                "lr": lr,
+                "train_loss": loss_total / seen,
+                "train_top1": correct / seen,
+                "val_loss": val and val["loss"],
+                "val_top1": val and val["top1"],
+                "val_top5": val and val["top5"],
                 "time_s": time.perf_counter() - t0,
                 "edges_swapped": edges_swapped(previous_active, active),
-                "mask_hash": mask_hash, "seed": cfg.seed, "spec_hash": spec_hash,
+                "mask_hash": mask_hash,
+                "seed": cfg.seed,
+                "spec_hash": spec_hash,
             }
             previous_active = active
             if nfe:
@@ -207,53 +266,131 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             finished = phase is plan_phases[-1] and epoch == phase.epochs
             if finished:  # the test set is looked at once, at the very end
                 test = evaluate(model, test_loader, d, autocast, cuda and cfg.channels_last)
-                record.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
-                              best_phase=best["phase"], best_epoch=best["epoch"], best_val_top1=best["val_top1"])
+                record.update(
+                    test_loss=test["loss"],
+                    test_top1=test["top1"],
+                    test_top5=test["top5"],
+                    best_phase=best["phase"],
+                    best_epoch=best["epoch"],
+                    best_val_top1=best["val_top1"],
+                )
             progress.end_epoch(record)
-            payload = _payload(model, optimizer, scaler, phase, steps, epoch * steps, d, epoch=epoch,
-                               rng=ckpt.rng_state(), sampler={"seed": cfg.seed, "epoch": global_epoch},
-                               step=record["step"], seed=cfg.seed, spec_hash=spec_hash, mask_hash=mask_hash,
-                               best=best, finished=finished)
+            payload = _payload(
+                model,
+                optimizer,
+                scaler,
+                phase,
+                steps,
+                epoch * steps,
+                d,
+                epoch=epoch,
+                rng=ckpt.rng_state(),
+                sampler={"seed": cfg.seed, "epoch": global_epoch},
+                step=record["step"],
+                seed=cfg.seed,
+                spec_hash=spec_hash,
+                mask_hash=mask_hash,
+                best=best,
+                finished=finished,
+            )
             # The metrics line goes first: a crash before the checkpoint lands only repeats
             # this epoch on resume (lines past the checkpoint are dropped then).
-            error = _write_epoch(run_dir, log, record, payload, improved, phase.number == 1 and len(plan_phases) > 1
-                                 and epoch == phase.epochs) if d.is_main else None
+            error = (
+                _write_epoch(
+                    run_dir,
+                    log,
+                    record,
+                    payload,
+                    improved,
+                    phase.number == 1 and len(plan_phases) > 1 and epoch == phase.epochs,
+                )
+                if d.is_main
+                else None
+            )
             if not all_agree(d, error is None):
-                raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
+                raise error or RunError(
+                    "rank 0 could not write its checkpoint; stopped", quiet=True
+                )
 
     progress.close()
     if record:
-        say(f"done: test top1 {100 * record['test_top1']:.2f}%, best val top1 "
-            + ("n/a" if record["best_val_top1"] is None else f"{100 * record['best_val_top1']:.2f}%")
-            + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}")
+        say(
+            f"done: test top1 {100 * record['test_top1']:.2f}%, best val top1 "
+            + (
+                "n/a"
+                if record["best_val_top1"] is None
+                else f"{100 * record['best_val_top1']:.2f}%"
+            )
+            + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}"
+        )
     return RunResult(run_dir, record, model.eval())
 
 
-def _payload(model: nn.Module, optimizer, scaler, phase, steps: int, done: int, d: Dist, **fields: Any) -> dict:
+def _payload(
+    model: nn.Module, optimizer, scaler, phase, steps: int, done: int, d: Dist, **fields: Any
+) -> dict:
     """What every checkpoint holds (`done`: optimizer steps of this phase so far), plus `fields`:
     `epoch` (finished epochs), `rng`, `seed`, hashes, `best`, `finished`, and `within` inside an epoch."""
     return {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
         "scheduler": {"name": phase.schedule.name, "step": done, "steps_per_epoch": steps},
-        "phase": phase.number, "world_size": d.world_size,
-        "wirelang_version": __version__, "language_version": LANGUAGE_VERSION, **fields,
+        "phase": phase.number,
+        "world_size": d.world_size,
+        "wirelang_version": __version__,
+        "language_version": LANGUAGE_VERSION,
+        **fields,
     }
 
 
-def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scaler, phase, epoch: int, step: int,
-                       steps: int, counters: tuple[float, int, int], seed: int, spec_hash: str, best,
-                       previous_active: dict[str, torch.Tensor]) -> None:
+def _checkpoint_within(
+    run_dir: Path,
+    d: Dist,
+    model: nn.Module,
+    optimizer,
+    scaler,
+    phase,
+    epoch: int,
+    step: int,
+    steps: int,
+    counters: tuple[float, int, int],
+    seed: int,
+    spec_hash: str,
+    best,
+    previous_active: dict[str, torch.Tensor],
+) -> None:
     """last.pt in the middle of an epoch: a resumed run continues at `step` exactly as if it had
     never stopped (with data.workers = 0; worker processes draw their augmentation afresh)."""
     loss_sum, correct, seen = counters
-    ranks = gather_to_all(d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()})
+    ranks = gather_to_all(
+        d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()}
+    )
     error = None
     if d.is_main:
-        payload = _payload(model, optimizer, scaler, phase, steps, (epoch - 1) * steps + step, d, epoch=epoch - 1,
-                           rng=ranks[0]["rng"], seed=seed, spec_hash=spec_hash, mask_hash=model.mask_hash(),
-                           best=best, finished=False,
-                           within={"epoch": epoch, "step": step, "world_size": d.world_size, "ranks": ranks,
-                                   "previous_active": {k: v.cpu() for k, v in previous_active.items()}})
+        payload = _payload(
+            model,
+            optimizer,
+            scaler,
+            phase,
+            steps,
+            (epoch - 1) * steps + step,
+            d,
+            epoch=epoch - 1,
+            rng=ranks[0]["rng"],
+            seed=seed,
+            spec_hash=spec_hash,
+            mask_hash=model.mask_hash(),
+            best=best,
+            finished=False,
+            within={
+                "epoch": epoch,
+                "step": step,
+                "world_size": d.world_size,
+                "ranks": ranks,
+                "previous_active": {k: v.cpu() for k, v in previous_active.items()},
+            },
+        )
         try:
             ckpt.save(run_dir / ckpt.CHECKPOINTS / ckpt.LAST, payload, keep_previous=True)
         except RunError as err:
@@ -264,8 +401,9 @@ def _checkpoint_within(run_dir: Path, d: Dist, model: nn.Module, optimizer, scal
         raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
 
 
-def _write_epoch(run_dir: Path, log: MetricsLog, record: dict, payload: dict, improved: bool,
-                 end_of_phase1: bool) -> RunError | None:
+def _write_epoch(
+    run_dir: Path, log: MetricsLog, record: dict, payload: dict, improved: bool, end_of_phase1: bool
+) -> RunError | None:
     folder = run_dir / ckpt.CHECKPOINTS
     try:
         log.append(record)
@@ -292,11 +430,19 @@ def is_mask_buffer(key: str) -> bool:
     return last == "phase" or (last.startswith("fixed_") and last[6:].isdigit())
 
 
-def _stop_non_finite(value: float, step: int, phase: int, epoch: int, run_dir: Path, d: Dist) -> None:
+def _stop_non_finite(
+    value: float, step: int, phase: int, epoch: int, run_dir: Path, d: Dist
+) -> None:
     last = run_dir / ckpt.CHECKPOINTS / ckpt.LAST
-    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
-    raise RunError(f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}",
-                   quiet=not d.is_main)
+    kept = (
+        f"the last good checkpoint is {last}"
+        if last.exists()
+        else "no checkpoint had been written yet"
+    )
+    raise RunError(
+        f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}",
+        quiet=not d.is_main,
+    )
 
 
 def _last_record(run_dir: Path) -> dict[str, Any]:
@@ -316,5 +462,7 @@ class _CompileOrEager:
                 return self.compiled(x)
             except Exception as err:  # any failure inside dynamo/inductor: eager still works
                 self.compiled = None
-                self.say(f"warning: torch.compile failed ({str(err).splitlines()[0][:200]}); continuing in eager mode")
+                self.say(
+                    f"warning: torch.compile failed ({str(err).splitlines()[0][:200]}); continuing in eager mode"
+                )
         return self.eager(x)

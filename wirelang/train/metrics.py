@@ -19,8 +19,21 @@ from torch.utils.data import DataLoader
 
 from wirelang.train.distributed import Dist, all_sum
 
-REQUIRED = ("epoch", "phase", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-            "time_s", "edges_swapped", "mask_hash", "seed", "spec_hash")
+REQUIRED = (
+    "epoch",
+    "phase",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "time_s",
+    "edges_swapped",
+    "mask_hash",
+    "seed",
+    "spec_hash",
+)
 
 
 def correct_topk(logits: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
@@ -31,8 +44,13 @@ def correct_topk(logits: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5)) -> lis
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader | None, d: Dist, autocast=nullcontext,
-             channels_last: bool = False) -> dict[str, float] | None:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader | None,
+    d: Dist,
+    autocast=nullcontext,
+    channels_last: bool = False,
+) -> dict[str, float] | None:
     """Mean loss, top-1 and top-5 over the whole split (every rank's shard summed)."""
     if loader is None:
         return None
@@ -55,4 +73,7 @@ def evaluate(model: nn.Module, loader: DataLoader | None, d: Dist, autocast=null
 
 def edges_swapped(before: dict[str, Tensor], after: dict[str, Tensor]) -> dict[str, int]:
     """Per wiring, how many edges are active now that were not in `before`."""
-    return {name: int((now & ~before[name]).sum()) if name in before else 0 for name, now in after.items()}
+    return {
+        name: int((now & ~before[name]).sum()) if name in before else 0
+        for name, now in after.items()
+    }

@@ -38,7 +38,11 @@ def phases(config: TrainConfig, two_phase: str | None) -> list[Phase]:
     optimizer = p2.optimizer if p2 is not None and p2.optimizer is not None else None
     if optimizer is None:
         # fine_tune continues a trained network: a smaller step than from scratch by default
-        optimizer = config.optimizer.model_copy(update={"lr": FINE_TUNE_LR}) if two_phase == "fine_tune" else config.optimizer
+        optimizer = (
+            config.optimizer.model_copy(update={"lr": FINE_TUNE_LR})
+            if two_phase == "fine_tune"
+            else config.optimizer
+        )
     second = Phase(
         2,
         p2.epochs if p2 is not None and p2.epochs is not None else config.epochs,
@@ -54,10 +58,17 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
     if cfg.name == "sgd":
         if cfg.nesterov and cfg.momentum == 0:
             raise RunError("optimizer: nesterov needs momentum > 0", 2)
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                     nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
     for group in opt.param_groups:
         group["initial_lr"] = cfg.lr  # set_lr scales this, so the schedule never compounds
     return opt

@@ -20,7 +20,9 @@ def fancy_terminal() -> bool:
 
 def _eta(seconds: float) -> str:
     s = int(max(0.0, seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 class Progress:
@@ -40,8 +42,14 @@ class Progress:
                 TimeRemainingColumn,
             )
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=False)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._bar.start()
 
     def say(self, text: str) -> None:
@@ -63,7 +71,9 @@ class Progress:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.t0
-        stats = f"loss {loss:.4f}  top1 {100 * top1:5.2f}%  {images / max(elapsed, 1e-9):,.0f} img/s"
+        stats = (
+            f"loss {loss:.4f}  top1 {100 * top1:5.2f}%  {images / max(elapsed, 1e-9):,.0f} img/s"
+        )
         if self._bar is not None:
             self._bar.update(self._task, completed=done, stats=stats)
         elif done % self._every == 0 or done == self.steps:
@@ -75,11 +85,18 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.remove_task(self._task)
-        val = "" if record.get("val_top1") is None else (
-            f"  val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}% top5 {100 * record['val_top5']:.2f}%")
+        val = (
+            ""
+            if record.get("val_top1") is None
+            else (
+                f"  val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}% top5 {100 * record['val_top5']:.2f}%"
+            )
+        )
         swapped = sum(record.get("edges_swapped", {}).values())
-        self.say(f"{self.title}  train loss {record['train_loss']:.4f} top1 {100 * record['train_top1']:.2f}%{val}"
-                 f"  lr {record['lr']:.4g}  edges swapped {swapped}  {record['time_s']:.1f}s")
+        self.say(
+            f"{self.title}  train loss {record['train_loss']:.4f} top1 {100 * record['train_top1']:.2f}%{val}"
+            f"  lr {record['lr']:.4g}  edges swapped {swapped}  {record['time_s']:.1f}s"
+        )
 
     def close(self) -> None:
         if self._bar is not None:

@@ -78,7 +78,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise RunError(f"--set {pair}: expected key=value, e.g. --set optimizer.lr=0.05", 2)
         rep = Reporter()
         try:
-            value = to_plain(evaluate(parse_value(text.strip(), f"--set {key.strip()}"), Scope({}), rep))
+            value = to_plain(
+                evaluate(parse_value(text.strip(), f"--set {key.strip()}"), Scope({}), rep)
+            )
         except EvalError:  # already reported in `rep` (`--set optimizer.lr=1/0`)
             rep.raise_if_any()
             raise
@@ -112,8 +114,11 @@ def resolve_config(net: core.Network, overrides: dict[str, Any]) -> TrainConfig:
 def check_batch(config: TrainConfig, world_size: int) -> int:
     """The per-process batch: the global batch split evenly, or a RunError (2)."""
     if config.batch % world_size:
-        raise RunError(f"batch {config.batch} does not split evenly over {world_size} processes "
-                       f"(use a multiple of {world_size})", 2)
+        raise RunError(
+            f"batch {config.batch} does not split evenly over {world_size} processes "
+            f"(use a multiple of {world_size})",
+            2,
+        )
     return config.batch // world_size
 
 
@@ -126,19 +131,31 @@ def prepare_run(plan: RunPlan) -> None:
         write_text_atomic(plan.run_dir / SPEC, self_contained_spec(plan.spec_path))
         write_text_atomic(plan.run_dir / CONFIG, json.dumps(plan.to_json(), indent=2) + "\n")
     except OSError as err:
-        raise RunError(f"cannot create the run directory {plan.run_dir}: {err.strerror or err}") from None
+        raise RunError(
+            f"cannot create the run directory {plan.run_dir}: {err.strerror or err}"
+        ) from None
 
 
 def load_plan(spec_path: Path, run_dir: Path, net: core.Network) -> RunPlan:
     """The plan saved in `run_dir` (for --resume); refuses a spec whose meaning changed."""
     saved = read_config(run_dir)
     if spec_hash(net) != saved["spec_hash"]:
-        raise RunError(f"{spec_path} is not the spec {run_dir} was trained from (its spec_hash "
-                       f"{spec_hash(net)} differs from the run's {saved['spec_hash']}); "
-                       f"start a new run instead", 2)
-    return RunPlan(spec_path=spec_path, net=net, config=TrainConfig.model_validate(saved["train"]),
-                   overrides=saved.get("overrides", {}), run_dir=run_dir, device=saved["device"],
-                   world_size=int(saved["world_size"]), download=bool(saved.get("download", False)))
+        raise RunError(
+            f"{spec_path} is not the spec {run_dir} was trained from (its spec_hash "
+            f"{spec_hash(net)} differs from the run's {saved['spec_hash']}); "
+            f"start a new run instead",
+            2,
+        )
+    return RunPlan(
+        spec_path=spec_path,
+        net=net,
+        config=TrainConfig.model_validate(saved["train"]),
+        overrides=saved.get("overrides", {}),
+        run_dir=run_dir,
+        device=saved["device"],
+        world_size=int(saved["world_size"]),
+        download=bool(saved.get("download", False)),
+    )
 
 
 def self_contained_spec(path: Path) -> str:
@@ -152,7 +169,9 @@ def self_contained_spec(path: Path) -> str:
     from wirelang.syntax import ast
 
     program = load(path)
-    items = [item for f in program.files for item in f.items if not isinstance(item, ast.IncludeDecl)]
+    items = [
+        item for f in program.files for item in f.items if not isinstance(item, ast.IncludeDecl)
+    ]
     merged = ast.File(path=program.root.path, items=items, span=program.root.span, comments=[])
     header = f"# Self-contained copy of {program.root.path} (includes inlined), written by wirelang {__version__}.\n"
     return header + format_file(merged)

@@ -38,8 +38,14 @@ def parse_seeds(count: int | None, listed: str | None) -> list[int]:
     return seeds
 
 
-def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = None, out: str | Path | None = None,
-              say=print, **flags: Any) -> dict[str, Any]:
+def run_sweep(
+    spec: str | Path,
+    seeds: list[int],
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    say=print,
+    **flags: Any,
+) -> dict[str, Any]:
     """Train `spec` once per seed (extra `flags` go to TrainOptions); write and return the summary."""
     from wirelang.train import TrainOptions, train
 
@@ -50,10 +56,14 @@ def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = 
     for seed in seeds:
         run_dir = out / f"seed{seed}"
         say(f"sweep: seed {seed} -> {run_dir}")
-        fresh = TrainOptions(spec=spec, overrides=list(overrides or []), seed=seed, out=run_dir, **flags)
+        fresh = TrainOptions(
+            spec=spec, overrides=list(overrides or []), seed=seed, out=run_dir, **flags
+        )
         if (run_dir / "config.json").exists():
             _same_settings(fresh, run_dir)
-            opts = TrainOptions(spec=spec, resume=run_dir, procs=flags.get("procs", 0), gpus=flags.get("gpus", 0))
+            opts = TrainOptions(
+                spec=spec, resume=run_dir, procs=flags.get("procs", 0), gpus=flags.get("gpus", 0)
+            )
         else:
             opts = fresh
         try:
@@ -65,12 +75,17 @@ def run_sweep(spec: str | Path, seeds: list[int], overrides: list[str] | None = 
             say(f"sweep: seed {seed} failed: {err}")
     summary = summarize(spec, runs, failed)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "sweep.json", json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2) + "\n")
+    write_text_atomic(
+        out / "sweep.json",
+        json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2) + "\n",
+    )
     write_text_atomic(out / "sweep.md", summary["table"] + "\n")
     if failed:
         say(summary["table"])
-        raise RunError(f"{len(failed)} of {len(seeds)} seeds failed ({', '.join(map(str, failed))}); "
-                       f"the table in {out / 'sweep.md'} holds the others")
+        raise RunError(
+            f"{len(failed)} of {len(seeds)} seeds failed ({', '.join(map(str, failed))}); "
+            f"the table in {out / 'sweep.md'} holds the others"
+        )
     return summary
 
 
@@ -91,36 +106,58 @@ def _same_settings(fresh: Any, run_dir: Path) -> None:
     try:
         saved_train = validate(saved.get("train", {})).model_dump(mode="json")
     except SettingError as err:
-        raise RunError(f"{run_dir / 'config.json'}: {err.message}; give this seed another --out") from None
+        raise RunError(
+            f"{run_dir / 'config.json'}: {err.message}; give this seed another --out"
+        ) from None
     want_train = wanted.get("train", {})
-    changed += [f"{key}" for key in sorted(set(want_train) | set(saved_train))
-                if want_train.get(key) != saved_train.get(key)]
+    changed += [
+        f"{key}"
+        for key in sorted(set(want_train) | set(saved_train))
+        if want_train.get(key) != saved_train.get(key)
+    ]
     if changed:
-        raise RunError(f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
-                       "give the same spec and options to resume it, or another --out", 2)
+        raise RunError(
+            f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
+            "give the same spec and options to resume it, or another --out",
+            2,
+        )
 
 
-def summarize(spec: Path, runs: dict[int, dict[str, Any]], failed: dict[int, str] | None = None) -> dict[str, Any]:
+def summarize(
+    spec: Path, runs: dict[int, dict[str, Any]], failed: dict[int, str] | None = None
+) -> dict[str, Any]:
     """Mean and sample standard deviation (n - 1) of each reported accuracy, in percent."""
     stats: dict[str, Any] = {}
     for key in REPORTED:
         values = [100 * r[key] for r in runs.values() if r.get(key) is not None]
         if values:
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            stats[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+            stats[key] = {
+                "mean": statistics.fmean(values),
+                "std": std,
+                "n": len(values),
+                "values": values,
+            }
     header = "| spec | seeds | " + " | ".join(f"{k} (%)" for k in stats) + " |"
     rule = "|---|---|" + "---|" * len(stats)
-    cells = " | ".join(f"{s['mean']:.2f} +- {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f} (1 seed)"
-                       for s in stats.values())
+    cells = " | ".join(
+        f"{s['mean']:.2f} +- {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f} (1 seed)"
+        for s in stats.values()
+    )
     table = "\n".join([header, rule, f"| {spec.stem} | {', '.join(map(str, runs))} | {cells} |"])
     per_seed = ["", "| seed | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
     for seed, r in runs.items():
         per_seed.append(f"| {seed} | " + " | ".join(_pct(r.get(k)) for k in stats) + " |")
     for seed, why in (failed or {}).items():
         per_seed.append(f"| {seed} | " + " | ".join("failed" for _ in stats) + f" |  {why}")
-    return {"spec": str(spec), "seeds": list(runs), "stats": stats, "runs": {str(s): r for s, r in runs.items()},
-            "failed": {str(s): why for s, why in (failed or {}).items()},
-            "table": table + "\n" + "\n".join(per_seed)}
+    return {
+        "spec": str(spec),
+        "seeds": list(runs),
+        "stats": stats,
+        "runs": {str(s): r for s, r in runs.items()},
+        "failed": {str(s): why for s, why in (failed or {}).items()},
+        "table": table + "\n" + "\n".join(per_seed),
+    }
 
 
 def _pct(value: float | None) -> str:
