@@ -23,7 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from wirelang.runs.layout import BEST, CHECKPOINTS, LAST, PREV, RunError
+from wirelang.runs.layout import (
+    BEST,
+    CHECKPOINTS,
+    LAST,
+    METRICS,
+    PREV,
+    RunError,
+    first_line,
+    read_metrics,
+)
 
 
 class CorruptCheckpoint(Exception):
@@ -75,7 +84,7 @@ def save(path: Path, payload: dict[str, Any], keep_previous: bool = False) -> No
     except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as RuntimeError
         with contextlib.suppress(OSError):
             tmp.unlink()
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        reason = getattr(err, "strerror", None) or first_line(err)
         raise RunError(
             f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept"
         ) from None
@@ -99,13 +108,28 @@ def read(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except Exception as err:  # a truncated zip, a foreign file: all mean "cannot be trusted"
-        raise CorruptCheckpoint(f"{path} is unreadable ({str(err).splitlines()[0]})") from None
+        raise CorruptCheckpoint(f"{path} is unreadable ({first_line(err)})") from None
     if not isinstance(data, dict) or "checksum" not in data:
         raise CorruptCheckpoint(f"{path} is not a wirelang checkpoint")
     checksum = data.pop("checksum")
     if checksum != digest(data):
         raise CorruptCheckpoint(f"{path} fails its checksum (corrupt or truncated)")
+    bad = non_finite(data.get("model", {}))
+    if bad:
+        raise CorruptCheckpoint(f"{path} holds non-finite weights ({bad})")
     return data
+
+
+def non_finite(state: dict[str, Any]) -> str | None:
+    """The first floating tensor of a state_dict with a NaN or an infinity, by name."""
+    for name, t in state.items():
+        if (
+            isinstance(t, torch.Tensor)
+            and t.is_floating_point()
+            and not bool(torch.isfinite(t).all())
+        ):
+            return name
+    return None
 
 
 def read_first_good(paths: list[Path], say=print) -> tuple[dict[str, Any], Path] | None:
@@ -124,36 +148,87 @@ def read_first_good(paths: list[Path], say=print) -> tuple[dict[str, Any], Path]
     return None
 
 
-def resume_point(run_dir: Path, say=print) -> tuple[dict[str, Any], Path] | None:
-    """The checkpoint a resumed run continues from: last.pt, else prev.pt; None for a new run."""
+def resume_point(
+    run_dir: Path, say=print, spec_hash: str | None = None
+) -> tuple[dict[str, Any], Path] | None:
+    """The checkpoint a resumed run continues from: last.pt, else prev.pt; None for a new run.
+
+    Refused (RunError): a folder whose checkpoints are all corrupt, a checkpoint of another
+    network than `spec_hash`, and a run that logged finished epochs but has no checkpoint left
+    (starting it again would silently repeat them)."""
     folder = Path(run_dir) / CHECKPOINTS
     if not (folder / LAST).exists() and (folder / PREV).exists():  # a crash between two renames
         say(f"warning: {folder / LAST} is missing; using {PREV}")
     found = read_first_good([folder / LAST, folder / PREV], say)
     if found is None and any((folder / n).exists() for n in (LAST, PREV)):
         raise RunError(f"every checkpoint in {folder} is corrupt; start a new run")
+    if found is None and read_metrics(run_dir):
+        raise RunError(
+            f"{run_dir} logged {len(read_metrics(run_dir))} epoch(s) in {METRICS} but holds no "
+            f"{LAST} or {PREV} to continue from; start a new run"
+        )
+    if (
+        found is not None
+        and spec_hash is not None
+        and found[0].get("spec_hash") not in (None, spec_hash)
+    ):
+        raise RunError(
+            f"{found[1]} is a checkpoint of another network (spec hash {found[0]['spec_hash']}, "
+            f"the run's is {spec_hash}); start a new run"
+        )
+    return found
+
+
+def _epoch_of(payload: dict[str, Any]) -> tuple[int, int]:
+    return (int(payload.get("phase", 1)), int(payload.get("epoch", 0)))
+
+
+def best_checkpoint(run_dir: str | Path, say=print) -> tuple[dict[str, Any], Path]:
+    """The checkpoint a finished run is used from: its best epoch, as the newest good last.pt
+    (or prev.pt) records it. best.pt is used only when it holds that epoch: a run stopped
+    between writing last.pt and best.pt leaves an older best.pt behind, and the newest
+    checkpoint then is the best one itself. A folder without last/prev uses best.pt alone."""
+    folder = Path(run_dir) / CHECKPOINTS
+    last = read_first_good([folder / LAST, folder / PREV], say)
+    best_file = folder / BEST
+    if last is not None:
+        payload, path = last
+        wanted = payload.get("best")
+        if not wanted or (int(wanted["phase"]), int(wanted["epoch"])) == _epoch_of(payload):
+            return payload, path
+        wanted_at = (int(wanted["phase"]), int(wanted["epoch"]))
+        try:
+            best = read(best_file)
+        except (FileNotFoundError, CorruptCheckpoint) as err:
+            say(f"warning: {best_file} cannot be used ({err}); using {path.name}")
+            return payload, path
+        if _epoch_of(best) != wanted_at:
+            say(
+                f"warning: {best_file} holds epoch {_epoch_of(best)[1]}, not the best epoch "
+                f"{wanted_at[1]} (a run stopped while writing it); using {path.name}"
+            )
+            return payload, path
+        return best, best_file
+    found = read_first_good([best_file], say)
+    if found is None:
+        raise RunError(f"{run_dir} has no good checkpoint (looked in {folder})")
     return found
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a finished run is used from: best.pt, else last.pt, else prev.pt."""
-    folder = Path(run_dir) / CHECKPOINTS
-    for name in (BEST, LAST, PREV):
-        if (folder / name).exists():
-            return folder / name
-    raise RunError(f"{run_dir} has no checkpoint yet (looked in {folder})")
+    """The file `best_checkpoint` chooses (for messages and labels)."""
+    return best_checkpoint(run_dir, say=lambda _: None)[1]
 
 
 # ---------------------------------------------------------------------------- models
-def load_weights_into(model: nn.Module, path: str | Path, say=print) -> dict[str, Any]:
-    """Load a checkpoint's weights (and masks) into `model`; `path` is a run dir or a .pt file."""
+def load_weights_into(
+    model: nn.Module, path: str | Path, say=print, spec_hash: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint's weights (and masks) into `model`; `path` is a run dir (its best
+    checkpoint) or a .pt file. With `spec_hash`, a checkpoint of another network is refused."""
     path = Path(path)
     if path.is_dir():
-        folder = path / CHECKPOINTS
-        found = read_first_good([folder / n for n in (BEST, LAST, PREV)], say)
-        if found is None:
-            raise RunError(f"{path} has no good checkpoint (looked in {folder})")
-        payload = found[0]
+        payload, path = best_checkpoint(path, say)
     else:
         try:
             payload = read(path)
@@ -161,11 +236,16 @@ def load_weights_into(model: nn.Module, path: str | Path, say=print) -> dict[str
             raise RunError(f"no such checkpoint: {path}") from None
         except CorruptCheckpoint as err:
             raise RunError(str(err)) from None
+    if spec_hash is not None and payload.get("spec_hash") not in (None, spec_hash):
+        raise RunError(
+            f"{path} is a checkpoint of another network (spec hash {payload['spec_hash']}, "
+            f"this network's is {spec_hash})"
+        )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
         raise RunError(
-            f"{path}: the checkpoint does not fit this network ({str(err).splitlines()[0]})"
+            f"{path}: the checkpoint does not fit this network ({first_line(err)})"
         ) from None
     return payload
 

@@ -32,6 +32,12 @@ class RunError(Exception):
         self.exit_code, self.quiet = exit_code, quiet
 
 
+def first_line(err: BaseException) -> str:
+    """An exception in one line for a message (its type when it says nothing)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def default_run_dir(spec_path: Path) -> Path:
     return Path("runs") / f"{spec_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 

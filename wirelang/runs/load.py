@@ -13,6 +13,7 @@ from torch import nn
 from wirelang.backend.api import WiredModel, compile_network
 from wirelang.frontend import build
 from wirelang.ir import core
+from wirelang.ir.meaning import spec_hash
 from wirelang.runs.checkpoint import find_checkpoint, load_weights_into
 from wirelang.runs.layout import SPEC, check_run_dir, read_config, read_metrics
 
@@ -50,8 +51,11 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     config = read_config(run_dir)
-    model = compile_network(build(run_dir / SPEC), seed=int(config["train"].get("seed", 0)))
-    load_weights_into(model, checkpoint if checkpoint is not None else run_dir)
+    net = build(run_dir / SPEC)
+    model = compile_network(net, seed=int(config["train"].get("seed", 0)))
+    load_weights_into(
+        model, checkpoint if checkpoint is not None else run_dir, spec_hash=spec_hash(net)
+    )
     return model.eval()
 
 

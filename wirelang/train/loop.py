@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from wirelang.backend.api import compile_network
 from wirelang.runs import checkpoint as ckpt
-from wirelang.runs.layout import MetricsLog, RunError, read_metrics
+from wirelang.runs.layout import MetricsLog, RunError, first_line, read_metrics
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
 from wirelang.train.distributed import (
     Dist,
@@ -80,7 +80,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     steps = len(loader)  # optimizer steps per epoch, the same on every rank
 
     # ---- resume: continue after the last good checkpoint (none in a fresh run)
-    found = ckpt.resume_point(run_dir, say=say)
+    found = ckpt.resume_point(run_dir, say=say, spec_hash=spec_hash)
     start_phase, start_epoch, best, resumed, within = 1, 0, None, None, None
     log = MetricsLog(run_dir)
     if found is not None:
@@ -439,8 +439,12 @@ def _stop_non_finite(
         if last.exists()
         else "no checkpoint had been written yet"
     )
+    # Training is deterministic: resuming with the same settings diverges at the same step.
     raise RunError(
-        f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}",
+        f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}. "
+        "The same settings diverge again: start a new run with a lower learning rate "
+        "(--set optimizer.lr=...), a warm-up (--set warmup=1), or a normalising operator on the "
+        "nodes that feed back into themselves",
         quiet=not d.is_main,
     )
 
@@ -463,6 +467,6 @@ class _CompileOrEager:
             except Exception as err:  # any failure inside dynamo/inductor: eager still works
                 self.compiled = None
                 self.say(
-                    f"warning: torch.compile failed ({str(err).splitlines()[0][:200]}); continuing in eager mode"
+                    f"warning: torch.compile failed ({first_line(err)[:200]}); continuing in eager mode"
                 )
         return self.eager(x)

@@ -1,0 +1,112 @@
+"""A run folder someone damaged, or a run that was killed between two writes: every reader
+falls back or refuses with a message, never silently restarts or uses a stale file."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from test_train import resume, run, weights, write_spec
+from typer.testing import CliRunner
+
+from wirelang.cli.commands import app
+from wirelang.runs import checkpoint as ckpt
+from wirelang.runs.layout import BEST, CHECKPOINTS, LAST, PREV, RunError, read_metrics
+from wirelang.runs.load import load_run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Three epochs with a validation split (so best.pt can be an earlier epoch than last.pt)."""
+    root = tmp_path_factory.mktemp("trained")
+    spec = write_spec(root, epochs=3, train_extra="")
+    run(spec, root / "run")
+    return spec, root / "run"
+
+
+def copy_run(trained, tmp_path):
+    spec, src = trained
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return spec, dst
+
+
+def test_a_stale_best_is_not_used(trained, tmp_path, capsys):
+    # killed after last.pt (epoch 3, the new best) but before best.pt: best.pt is an older epoch
+    spec, r = copy_run(trained, tmp_path)
+    last = ckpt.read(r / CHECKPOINTS / LAST)
+    stale = dict(ckpt.read(r / CHECKPOINTS / PREV))  # epoch 2
+    last["best"] = {"phase": 1, "epoch": 3, "val_top1": 1.0}
+    ckpt.save(r / CHECKPOINTS / LAST, last)
+    stale["best"] = {"phase": 1, "epoch": 2, "val_top1": 0.5}
+    ckpt.save(r / CHECKPOINTS / BEST, stale)
+    payload, path = ckpt.best_checkpoint(r)
+    assert path.name == LAST and payload["epoch"] == 3
+    loaded = load_run(r)
+    for k, v in last["model"].items():
+        assert torch.equal(loaded.model.state_dict()[k].cpu(), v), k
+
+
+def test_best_is_used_when_it_holds_the_best_epoch(trained, tmp_path):
+    spec, r = copy_run(trained, tmp_path)
+    last = ckpt.read(r / CHECKPOINTS / LAST)
+    best = ckpt.read(r / CHECKPOINTS / BEST)
+    assert (best["phase"], best["epoch"]) == (last["best"]["phase"], last["best"]["epoch"])
+    assert ckpt.best_checkpoint(r)[1].name == (LAST if best["epoch"] == last["epoch"] else BEST)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped"])
+def test_a_damaged_last_falls_back_to_prev_on_resume(trained, tmp_path, damage, capsys):
+    spec, r = copy_run(trained, tmp_path)
+    path = r / CHECKPOINTS / LAST
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        i = len(data) // 2
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :])
+    found = ckpt.resume_point(r, say=print)
+    assert found is not None and found[1].name == PREV
+    assert "using prev.pt instead" in capsys.readouterr().out
+    # and a damaged best.pt never stops eval / inspect: the newest good checkpoint is used
+    (r / CHECKPOINTS / BEST).write_bytes(b"")
+    assert CliRunner().invoke(app, ["inspect", str(r)]).exit_code == 0
+
+
+def test_no_checkpoint_left_refuses_to_restart_silently(trained, tmp_path):
+    spec, r = copy_run(trained, tmp_path)
+    (r / CHECKPOINTS / LAST).unlink()
+    (r / CHECKPOINTS / PREV).unlink()
+    epochs = [row["epoch"] for row in read_metrics(r)]
+    with pytest.raises(
+        RunError, match="logged 3 epoch\\(s\\) in metrics.jsonl but holds no last.pt or prev.pt"
+    ):
+        resume(spec, r)
+    assert [row["epoch"] for row in read_metrics(r)] == epochs  # nothing appended
+
+
+def test_a_checkpoint_of_another_network_is_refused(trained, tmp_path):
+    spec, r = copy_run(trained, tmp_path)
+    for name in (LAST, PREV, BEST):
+        payload = ckpt.read(r / CHECKPOINTS / name)
+        payload["spec_hash"] = "0123456789abcdef"
+        ckpt.save(r / CHECKPOINTS / name, payload)
+    with pytest.raises(RunError, match="is a checkpoint of another network"):
+        resume(spec, r)
+    r2 = CliRunner().invoke(app, ["eval", str(r)])
+    assert r2.exit_code == 1 and "is a checkpoint of another network" in r2.output
+
+
+def test_non_finite_weights_are_never_used(trained, tmp_path, capsys):
+    spec, r = copy_run(trained, tmp_path)
+    payload = ckpt.read(r / CHECKPOINTS / LAST)
+    name = next(k for k, v in payload["model"].items() if v.is_floating_point())
+    payload["model"][name] = payload["model"][name].clone().fill_(float("nan"))
+    ckpt.save(r / CHECKPOINTS / LAST, payload)  # a valid checksum over NaN weights
+    found = ckpt.resume_point(r, say=print)
+    assert found is not None and found[1].name == PREV
+    assert f"holds non-finite weights ({name})" in capsys.readouterr().out
+    assert weights(r / CHECKPOINTS / PREV).keys() == found[0]["model"].keys()
