@@ -23,6 +23,7 @@ from wirelang.diagnostics import SpecError, SpecWarning, render, render_error
 from wirelang.version import LANGUAGE_VERSION, __version__
 
 app = typer.Typer(
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -207,7 +208,9 @@ def _run_errors(fn, *args, **kwargs):
 
 @app.command()
 def train(
-    spec: Annotated[Path, typer.Argument(help="The .wire spec to train.")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="The .wire spec to train (with --resume: the run's own).")
+    ] = None,
     gpus: Annotated[
         int, typer.Option("--gpus", help="CUDA devices; N > 1 runs DDP over NCCL.")
     ] = 0,
@@ -236,8 +239,18 @@ def train(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the resolved settings and exit.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", help="torch threads of a one-process CPU run (default: the usable cores)."
+        ),
+    ] = None,
 ) -> None:
-    """Train a spec on CPU (default), one or many GPUs, or several CPU processes."""
+    """Train a spec on CPU (default), one or many GPUs, or several CPU processes.
+
+    Example: wirelang train specs/quickstart.wire --epochs 1 --out runs/q; then
+    wirelang train --resume runs/q continues it after a crash.
+    """
     from wirelang.train import TrainOptions
     from wirelang.train import train as train_run
 
@@ -254,6 +267,7 @@ def train(
         gpus=gpus,
         procs=procs,
         dry_run=dry_run,
+        threads=threads,
     )
     result = _run_errors(train_run, opts)
     if dry_run:
@@ -272,12 +286,18 @@ def eval_(
         bool, typer.Option("--download", help="Download the dataset if it is missing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="Where the run's dataset is now, if it moved.")
+    ] = None,
 ) -> None:
-    """Evaluate a trained run on its validation or test split."""
+    """Evaluate a trained run on its validation or test split.
+
+    Example: wirelang eval runs/quickstart --split test --data-root /data/fashion-mnist
+    """
     from wirelang.train import evaluate_run
 
     with _quiet_spec_warnings():
-        r = _run_errors(evaluate_run, run, split, checkpoint, download)
+        r = _run_errors(evaluate_run, run, split, checkpoint, download, data_root)
     if as_json:
         sys.stdout.write(json.dumps(r) + "\n")
     else:

@@ -38,12 +38,45 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def default_run_dir(spec_path: Path) -> Path:
     return Path("runs") / f"{spec_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def never_started(run_dir: Path) -> bool:
+    """A run folder that failed before its first checkpoint and its first logged epoch (a
+    missing dataset, a bad flag): nothing in it is worth keeping, so it may be started again."""
+    if not run_dir.is_dir():
+        return False
+    if not {p.name for p in run_dir.iterdir()} <= {SPEC, CONFIG, CHECKPOINTS, METRICS}:
+        return False
+    folder = run_dir / CHECKPOINTS
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        return False
+    return not read_metrics(run_dir)
+
+
 def check_fresh_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    """A new run may go to `run_dir`: it is absent, empty, or a start that failed."""
+    if (
+        run_dir.exists()
+        and (not run_dir.is_dir() or any(run_dir.iterdir()))
+        and not never_started(run_dir)
+    ):
         raise RunError(
             f"{run_dir} already exists and is not empty "
             f"(resume it with --resume {run_dir}, or choose another --out)",

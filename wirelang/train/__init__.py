@@ -26,7 +26,7 @@ __all__ = ["RunError", "TrainOptions", "evaluate_run", "train"]
 class TrainOptions:
     """The command line of `wirelang train`, as data."""
 
-    spec: str | Path
+    spec: str | Path | None  # None with `resume`: the run's own spec.wire
     overrides: list[str] = field(default_factory=list)  # `--set key=value`
     epochs: int | None = None
     batch_size: int | None = None
@@ -38,6 +38,7 @@ class TrainOptions:
     gpus: int = 0
     procs: int = 0
     dry_run: bool = False
+    threads: int | None = None  # torch threads of a single CPU process (default: usable cores)
     progress: Any = None  # a wirelang.train.progress.Progress (tests pass a quiet one)
 
     def flag_overrides(self) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def train(opts: TrainOptions, say=print):
     Raises SpecError for a broken spec and RunError for everything else a user can cause.
     """
     from wirelang.frontend import build
-    from wirelang.runs.layout import check_fresh_dir, default_run_dir
+    from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, usable_cores
     from wirelang.train import distributed
     from wirelang.train.runs import (
         check_batch,
@@ -66,7 +67,11 @@ def train(opts: TrainOptions, say=print):
         resolve_config,
     )
 
-    spec = Path(opts.spec)
+    if opts.spec is None and opts.resume is None:
+        raise RunError("give a spec to train, or --resume RUN", 2)
+    spec = Path(opts.spec) if opts.spec is not None else Path(opts.resume) / SPEC
+    if opts.threads is not None and opts.threads < 1:
+        raise RunError("--threads takes a count >= 1", 2)
     if opts.gpus and opts.procs:
         raise RunError("--gpus and --procs exclude each other (--procs runs CPU processes)", 2)
     if opts.gpus < 0 or opts.procs < 0:
@@ -99,6 +104,10 @@ def train(opts: TrainOptions, say=print):
             download=opts.download,
         )
     check_batch(plan.config, plan.world_size)
+    if plan.device == "cpu" and plan.world_size == 1 and job is None:
+        # One process on the CPU: as many threads as cores it may use (affinity, cgroup quota),
+        # never the machine's whole count when a container or taskset allows fewer.
+        plan.threads = opts.threads or usable_cores()
     if opts.dry_run:
         return plan.to_json() | {
             "run_dir": str(plan.run_dir),
@@ -122,6 +131,11 @@ def train(opts: TrainOptions, say=print):
             )
         return _result(plan.run_dir)
 
+    if plan.threads is not None:
+        import torch
+
+        torch.set_num_threads(plan.threads)
+        say(f"threads: {plan.threads}")
     d = distributed.init(plan.device)
     try:
         if opts.resume is None:
@@ -176,10 +190,13 @@ def evaluate_run(
     split: str = "val",
     checkpoint: str | Path | None = None,
     download: bool = False,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Loss, top-1 and top-5 of a run's model (best.pt, else last.pt) on its val or test split."""
+    """Loss, top-1 and top-5 of a run's model (its best checkpoint) on its val or test split.
+
+    `data_root`: where the run's dataset is now, when it moved since training."""
     from wirelang.frontend import build
-    from wirelang.runs.layout import read_config
+    from wirelang.runs.layout import SPEC, read_config
     from wirelang.runs.load import load_run_model
     from wirelang.train.data import eval_loader, load_splits
     from wirelang.train.distributed import Dist
@@ -191,10 +208,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     saved = read_config(run_dir)
     config = TrainConfig.model_validate(saved["train"])
+    if data_root is not None:
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"root": str(data_root)})}
+        )
     model = load_run_model(run_dir, checkpoint)
-    splits = load_splits(
-        config, build(run_dir / "spec.wire"), download or bool(saved.get("download"))
-    )
+    splits = load_splits(config, build(run_dir / SPEC), download or bool(saved.get("download")))
     data = splits.val if split == "val" else splits.test
     if data is None:
         raise RunError(f"{run_dir} has no validation split (data.val is 0)")

@@ -32,7 +32,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from wirelang.backend.api import compile_network
 from wirelang.runs import checkpoint as ckpt
-from wirelang.runs.layout import MetricsLog, RunError, first_line, read_metrics
+from wirelang.runs.layout import (
+    BEST,
+    CHECKPOINTS,
+    LAST,
+    PHASE1_LAST,
+    MetricsLog,
+    RunError,
+    first_line,
+    read_metrics,
+)
 from wirelang.train.data import eval_loader, load_splits, seed_epoch, train_loader
 from wirelang.train.distributed import (
     Dist,
@@ -392,7 +401,7 @@ def _checkpoint_within(
             },
         )
         try:
-            ckpt.save(run_dir / ckpt.CHECKPOINTS / ckpt.LAST, payload, keep_previous=True)
+            ckpt.save(run_dir / CHECKPOINTS / LAST, payload, keep_previous=True)
         except RunError as err:
             error = err
         except OSError as err:
@@ -404,14 +413,14 @@ def _checkpoint_within(
 def _write_epoch(
     run_dir: Path, log: MetricsLog, record: dict, payload: dict, improved: bool, end_of_phase1: bool
 ) -> RunError | None:
-    folder = run_dir / ckpt.CHECKPOINTS
+    folder = run_dir / CHECKPOINTS
     try:
         log.append(record)
-        ckpt.save(folder / ckpt.LAST, payload, keep_previous=True)
+        ckpt.save(folder / LAST, payload, keep_previous=True)
         if improved:
-            ckpt.save(folder / ckpt.BEST, payload)
+            ckpt.save(folder / BEST, payload)
         if end_of_phase1:
-            ckpt.save(folder / ckpt.PHASE1_LAST, payload)
+            ckpt.save(folder / PHASE1_LAST, payload)
     except RunError as err:
         return err
     except OSError as err:
@@ -433,7 +442,7 @@ def is_mask_buffer(key: str) -> bool:
 def _stop_non_finite(
     value: float, step: int, phase: int, epoch: int, run_dir: Path, d: Dist
 ) -> None:
-    last = run_dir / ckpt.CHECKPOINTS / ckpt.LAST
+    last = run_dir / CHECKPOINTS / LAST
     kept = (
         f"the last good checkpoint is {last}"
         if last.exists()

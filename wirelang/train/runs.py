@@ -41,6 +41,9 @@ class RunPlan:
     device: str = "cpu"  # "cpu" | "cuda"
     world_size: int = 1
     download: bool = False
+    threads: int | None = (
+        None  # torch threads of a single CPU process; None: not this process's to set
+    )
 
     @property
     def spec_hash(self) -> str:
@@ -57,6 +60,7 @@ class RunPlan:
             "device": self.device,
             "world_size": self.world_size,
             "download": self.download,
+            "threads": self.threads,
             "wirelang_version": __version__,
             "language_version": LANGUAGE_VERSION,
         }
