@@ -84,7 +84,9 @@ def test_eval_finds_data_that_moved(tmp_path, spec):
     assert json.loads(r.output.strip().splitlines()[-1])["items"] == 10
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["compile"], ["train"], ["eval"], ["inspect"], ["export"]])
+@pytest.mark.parametrize(
+    "command", [[], ["check"], ["compile"], ["train"], ["eval"], ["inspect"], ["export"]]
+)
 def test_short_help(command):
     r = cli(*command, "-h")
     assert r.exit_code == 0 and "Usage: " in r.output
