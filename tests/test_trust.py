@@ -258,3 +258,24 @@ def test_huge_indices_are_located_errors(tmp_path, where):
     path = tmp_path / "big.wire"
     path.write_text(NET.replace("edges forward(a, h, o)", body))
     assert "index with 4400 digits is too large" in errors_of(path)
+
+
+# ---------------------------------------------------------------------------- specs that cannot run
+@pytest.mark.parametrize(
+    ("semantics", "message"),
+    [
+        ("discrete(steps=1e9)", "1,000,000,000 steps are more than the limit of 10,000"),
+        ("continuous(time=1e-300)", "the integration time 1e-300 is outside [1e-06, 1e+06]"),
+        ("continuous(time=1, rtol=0)", "`rtol` 0 is outside [1e-12, 1]"),
+        (
+            "continuous(time=1, solver=rk4, step_size=1e-9)",
+            "step_size 1e-09 makes more than 10,000 solver steps",
+        ),
+    ],
+)
+def test_semantics_that_cannot_run_are_located_errors(tmp_path, semantics, message):
+    path = tmp_path / "sem.wire"
+    text = NET.replace("edges forward(a, h, o)", "edges all(a, h, o)")
+    text = text.replace("nodes o[3] output", "nodes o[3] output op(instancenorm)")
+    path.write_text(text.replace("budget 12", f"budget 12\n    semantics {semantics}"))
+    assert f"sem.wire:13:15: {message}" in errors_of(path)
