@@ -214,8 +214,8 @@ def test_linear_feedback_is_a_located_warning(
         "loop.wire:9:5: note: edges `z -> z` declared here\n"
         "   9 |     edges all(a, b, z, self_loops=true)\n"
         "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
-        "  = help: give these nodes a normalising operator, e.g. `op(instancenorm)`, or leave these edges out of "
-        "the candidates\n"
+        "  = help: give these nodes a normalising operator, e.g. `op(batchnorm)` (an `instancenorm` on output "
+        "sets needs a `centercrop` before a global `avgpool`), or leave these edges out of the candidates\n"
     )
     # compile says it too, and still compiles
     result = CliRunner().invoke(app, ["compile", "--json", "loop.wire"])

@@ -279,3 +279,34 @@ def test_semantics_that_cannot_run_are_located_errors(tmp_path, semantics, messa
     text = text.replace("nodes o[3] output", "nodes o[3] output op(instancenorm)")
     path.write_text(text.replace("budget 12", f"budget 12\n    semantics {semantics}"))
     assert f"sem.wire:13:15: {message}" in errors_of(path)
+
+
+def test_output_sets_that_cannot_depend_on_the_input_are_flagged(tmp_path):
+    path = tmp_path / "const.wire"
+    path.write_text(
+        NET.replace("nodes o[3] output", "nodes o[3] output op(batchnorm, instancenorm)")
+    )
+    r = CliRunner().invoke(app, ["check", str(path)])
+    assert r.exit_code == 0
+    assert (
+        "const.wire:10:11: warning: the output sets `o` of graph `g` end in an instance norm"
+        in r.output
+    )
+    assert "these channels do not depend on the input" in r.output
+    assert "const.wire:15:5: note: the global average pool" in r.output
+    # a crop before the pool keeps the maps' spatial variation: nothing to say
+    path.write_text(
+        NET.replace("nodes o[3] output", "nodes o[3] output op(instancenorm)").replace(
+            "avgpool, linear(classes)", "centercrop(2), avgpool, linear(classes)"
+        )
+    )
+    r = CliRunner().invoke(app, ["check", str(path)])
+    assert r.exit_code == 0 and "warning" not in r.output
+    # the model really is constant in its input without the crop, as the warning says
+    from wirelang.backend.api import compile_network
+
+    path.write_text(NET.replace("nodes o[3] output", "nodes o[3] output op(instancenorm)"))
+    model = compile_network(build(path)).eval()
+    with torch.no_grad():
+        a, b = model(torch.randn(2, 1, 6, 6)), model(torch.randn(2, 1, 6, 6) * 5)
+    assert torch.allclose(a, b, atol=1e-5)

@@ -46,7 +46,33 @@ def resolve_k(budget: core.Budget, candidates: int, what: str, rep: Reporter) ->
 
 def check_graphs(net: core.Network, rep: Reporter) -> core.Network:
     items = [(_graph(i, rep) if isinstance(i, core.Graph) else i) for i in net.items]
+    _warn_constant_outputs(items, rep)
     return net.model_copy(update={"items": items})
+
+
+def _warn_constant_outputs(items: list, rep: Reporter) -> None:
+    """Warn when a graph's output sets end in an instance norm that a global average pool reads
+    next: the spatial mean of an instance-normalised map is the norm's bias, the same for every
+    input, so those channels carry nothing to the classifier."""
+    for g, nxt in zip(items, items[1:], strict=False):
+        if not isinstance(g, core.Graph) or not isinstance(nxt, core.Layer):
+            continue
+        if nxt.op != "avgpool" or nxt.params.get("k") is not None:
+            continue
+        constant = [
+            s for s in g.sets if s.role == "output" and s.op and s.op[-1].op == "instancenorm"
+        ]
+        if not constant:
+            continue
+        names = ", ".join(f"`{s.name}`" for s in constant)
+        rep.warn(
+            constant[0].span,
+            f"the output sets {names} of graph `{g.name}` end in an instance norm and the next layer "
+            "averages each whole map: the mean of an instance-normalised map is the norm's bias, so "
+            "these channels do not depend on the input",
+            "crop before pooling (`centercrop(3), avgpool`), or end the sets with `batchnorm`",
+            related=[(nxt.span, "the global average pool")],
+        )
 
 
 def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
@@ -146,7 +172,10 @@ def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
     """
     loose = {s.name for s in g.sets if not any(layer.op in BOUNDING for layer in [*s.op, *s.send])}
     time = "discrete" if g.semantics.kind == "discrete" else "continuous"
-    hint = "give these nodes a normalising operator, e.g. `op(instancenorm)`, or leave these edges out of the candidates"
+    hint = (
+        "give these nodes a normalising operator, e.g. `op(batchnorm)` (an `instancenorm` on output "
+        "sets needs a `centercrop` before a global `avgpool`), or leave these edges out of the candidates"
+    )
 
     def warn(names: list[str], what: str, chain: str, related) -> None:
         sets = ", ".join(f"`{n}`" for n in names)

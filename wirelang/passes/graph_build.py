@@ -323,7 +323,11 @@ def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Sem
     if problem is not None:
         rep.error(call.span, *problem)
         return None
-    if name == "continuous" and params["solver"] in methods.FIXED_STEP_SOLVERS and params.get("step_size") is None:
+    if (
+        name == "continuous"
+        and params["solver"] in methods.FIXED_STEP_SOLVERS
+        and params.get("step_size") is None
+    ):
         params["step_size"] = params["time"] / 10  # ten steps unless told otherwise
     return core.Semantics(span=stmt.span, kind=name, params=params)
 
@@ -338,20 +342,28 @@ TOLERANCE_RANGE = (1e-12, 1.0)
 def _semantics_problem(name: str, params: dict) -> tuple[str, str] | None:
     """(message, hint) when a semantics parameter is outside what can run, else None."""
     if name == "discrete" and params["steps"] > MAX_STEPS:
-        return (f"{params['steps']:,} steps are more than the limit of {MAX_STEPS:,}",
-                "a discrete-time graph runs every step in each forward pass")
+        return (
+            f"{params['steps']:,} steps are more than the limit of {MAX_STEPS:,}",
+            "a discrete-time graph runs every step in each forward pass",
+        )
     if name != "continuous":
         return None
     time = params["time"]
     if not TIME_RANGE[0] <= time <= TIME_RANGE[1]:
-        return (f"the integration time {time:g} is outside [{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}]",
-                "the paper integrates over time=1")
+        return (
+            f"the integration time {time:g} is outside [{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}]",
+            "the paper integrates over time=1",
+        )
     for key in ("rtol", "atol"):
         if not TOLERANCE_RANGE[0] <= params[key] <= TOLERANCE_RANGE[1]:
-            return (f"`{key}` {params[key]:g} is outside [{TOLERANCE_RANGE[0]:g}, {TOLERANCE_RANGE[1]:g}]",
-                    "the paper uses rtol=1e-3, atol=1e-3")
+            return (
+                f"`{key}` {params[key]:g} is outside [{TOLERANCE_RANGE[0]:g}, {TOLERANCE_RANGE[1]:g}]",
+                "the paper uses rtol=1e-3, atol=1e-3",
+            )
     step = params.get("step_size")
     if step is not None and (step <= 0 or time / step > MAX_STEPS):
-        return (f"step_size {step:g} makes more than {MAX_STEPS:,} solver steps over time {time:g}",
-                f"use a step_size of at least {time / MAX_STEPS:g}")
+        return (
+            f"step_size {step:g} makes more than {MAX_STEPS:,} solver steps over time {time:g}",
+            f"use a step_size of at least {time / MAX_STEPS:g}",
+        )
     return None
