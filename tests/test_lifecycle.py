@@ -95,3 +95,20 @@ def test_short_help(command):
 def test_threads_must_be_positive(spec):
     r = cli("train", spec, "--threads", "0")
     assert r.exit_code == 2 and "--threads takes a count >= 1" in r.output
+
+
+def test_piped_tables_keep_every_column():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelang", "compile", "specs/cifar_tiny.wire"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "candidates" in r.stdout and "semantics" in r.stdout and "254,960" in r.stdout
+    assert "…" not in r.stdout and "..." not in r.stdout

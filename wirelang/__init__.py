@@ -38,6 +38,10 @@ def load(path_or_run, weights=None):
 def sparsify(model, budget, method="dnw", exclude=(), pooled=False, seed=0):
     """Make the conv and linear weights of an existing model DNW-sparse (in place); returns it.
 
+    `budget` is a fraction when it is a float (0.1 keeps 10% of each layer's weights, 1.0 keeps
+    them all) and a count of weights per layer when it is an int (so `budget=1` keeps ONE weight
+    per layer; write 1.0 for dense). With `pooled=True` the budget covers all layers together.
+
     >>> import torchvision, wirelang
     >>> m = wirelang.sparsify(torchvision.models.resnet50(), budget=0.1, exclude=["conv1"])
     """

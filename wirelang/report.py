@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -13,8 +15,14 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
+def plain_console() -> Console:
+    """The terminal's width on a terminal; piped or redirected, wide enough that no table cell
+    or number is cut short (rich assumes 80 columns otherwise)."""
+    return Console() if sys.stdout.isatty() else Console(width=10_000, no_color=True)
+
+
 def print_summary(info: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or plain_console()
     c, h, w = info["input"]
     console.print(
         f"[bold]{info['name']}[/bold]: input {c}x{h}x{w}, {info['classes']} classes, "

@@ -191,12 +191,11 @@ def _series(values: list[int], keep: int = 6) -> str:
 
 
 def print_report(info: dict[str, Any], console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from wirelang.report import human
+    from wirelang.report import human, plain_console
 
-    console = console or Console()
+    console = console or plain_console()
     console.print(
         f"[bold]{info['network']}[/bold] ({info['run']}): {human(info['params'])} effective parameters, "
         f"{human(info['macs'])} multiply-adds (at the budget: {human(info['at_budget']['params'])}, "
