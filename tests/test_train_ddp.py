@@ -198,7 +198,10 @@ def test_a_dead_rank_stops_the_job(tmp_path):
     launcher.wait(timeout=60)
     assert launcher.returncode != 0
     assert time.monotonic() - killed_at < 30
-    assert "process 1 exited" in launcher.stderr.read().decode()
+    said = launcher.stderr.read().decode()
+    assert "error: process 1 was killed by signal 9 (SIGKILL); stopped the others" in said
+    assert "Traceback" not in said and "gloo" not in said
+    assert launcher.returncode == 128 + 9
     for pid in kids:  # no rank is left behind
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -127,7 +127,9 @@ def train(opts: TrainOptions, say=print):
         code = distributed.launch(spec, plan.run_dir, plan.world_size, plan.device)
         if code:
             raise RunError(
-                f"training of {plan.run_dir} failed (a process exited with code {code})", code
+                # the launcher has said which process failed, and how
+                f"training of {plan.run_dir} stopped; continue it with --resume {plan.run_dir}",
+                code,
             )
         return _result(plan.run_dir)
 
@@ -155,6 +157,11 @@ def train(opts: TrainOptions, say=print):
         progress = opts.progress or Progress(enabled=d.is_main)
         try:
             return run(plan, d, progress)
+        except RuntimeError:
+            if not d.is_distributed:
+                raise
+            # a peer died mid-collective: one line for this rank, not a gloo/NCCL traceback
+            raise RunError(f"process {d.rank}: lost contact with the other processes") from None
         finally:
             progress.close()  # a live progress bar must not outlive an error
     finally:

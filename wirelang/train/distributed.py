@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from wirelang.runs.layout import LAUNCHED_ENV, RunError
+from wirelang.runs.layout import LAUNCHED_ENV, RunError, usable_cores
 
 # Seconds a collective may wait for the other ranks (a checkpoint write on rank 0 included).
 TIMEOUT_S = float(os.environ.get("WIRELANG_DIST_TIMEOUT", "600"))
@@ -164,7 +164,7 @@ def launch(spec: Path, run_dir: Path, nprocs: int, device_kind: str) -> int:
     Returns the exit code of the job: 0, or the code of the first process that failed.
     """
     port = free_port()
-    threads = max(1, (os.cpu_count() or 1) // nprocs) if device_kind == "cpu" else 1
+    threads = max(1, usable_cores() // nprocs) if device_kind == "cpu" else 1
     argv = [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(run_dir)]
     procs = []
     for rank in range(nprocs):
@@ -192,15 +192,29 @@ def _watch(procs: list[subprocess.Popen]) -> int:
         codes = [p.poll() for p in procs]
         failed = [c for c in codes if c not in (None, 0)]
         if failed:
-            rank = codes.index(failed[0])
-            _stop(procs)
-            sys.stderr.write(
-                f"error: process {rank} exited with code {failed[0]}; stopped the others\n"
+            # a rank killed by a signal is the cause when there is one (its peers fail after
+            # it, possibly within the same poll); else the first rank that failed
+            first = next(
+                (i for i, c in enumerate(codes) if c is not None and c < 0), codes.index(failed[0])
             )
-            return failed[0] if failed[0] > 0 else 1
+            code = codes[first]
+            _stop(procs)
+            sys.stderr.write(f"error: process {first} {_how_it_ended(code)}; stopped the others\n")
+            return code if code > 0 else 128 - code
         if all(c == 0 for c in codes):
             return 0
         time.sleep(0.2)
+
+
+def _how_it_ended(code: int) -> str:
+    """`exited with code 1`, or `was killed by signal 9 (SIGKILL)` for a negative Popen code."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-code}{name}"
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
