@@ -470,6 +470,7 @@ def build_table(notes_extra: str = "") -> str:
         "",
     ]
     lines += swap_notes or ["- no DNW run yet."]
+    lines += authors_section(results)
     lines += earlier_series(results)
     lines += ["", "## Configuration (per setting; identical for DNW and random)", ""]
     lines += [
@@ -555,6 +556,57 @@ def paired_verdict(diffs: list[float], vdiffs: list[float], setting: str) -> str
         f"{verdict}. Test: DNW - random = {100 * m:+.2f} +- {100 * se:.2f} points (mean +- standard error "
         f"over {n} paired seeds), {ahead}. {val}"
     )
+
+
+AUTHORS = RESULTS / "authors"
+
+
+def authors_section(results: list[dict]) -> list[str]:
+    """The authors' own static network (benchmarks/authors_dnw.py) beside wirelang's, per seed,
+    at the static_full schedule (the same data, augmentation, batch order and schedule)."""
+    runs = [json.loads(p.read_text()) for p in sorted(AUTHORS.glob("static-*.json"))]
+    if not runs:
+        return []
+    chash = config_hash("static_full")
+    ours = {
+        (r["wiring"], r["seed"]): r
+        for r in results
+        if r["setting"] == "static_full" and r["config_hash"] == chash
+    }
+    theirs = {(r["graph"], r["seed"]): r for r in runs}
+    lines = [
+        "",
+        "## The authors' code on the same data (static, every training image, 4 epochs)",
+        "",
+        "`benchmarks/authors_dnw.py`: the authors' `StaticNeuralGraph` (allenai/dnw) with their DNW and their "
+        "random graph, trained by wirelang's data pipeline and schedule (same images, augmentation, batch order, "
+        "per-step cosine, SGD). Test top-1 on all 10,000 test images. `in DAG`: how many of the graph's 32,000 "
+        "ranked edges lie where the authors' static forward pass reads them.",
+        "",
+        "| seed | authors DNW | authors random (in DAG) | wirelang DNW | wirelang random | authors DNW - random "
+        "| wirelang DNW - random | wirelang DNW - authors DNW |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def pct(r, key="test_top1", scale=1.0):
+        return f"{scale * r[key]:.2f}" if r is not None else "-"
+
+    def diff(a, b, sa=1.0, sb=1.0):
+        return (
+            f"{sa * a['test_top1'] - sb * b['test_top1']:+.2f}"
+            if a is not None and b is not None
+            else "-"
+        )
+
+    for seed in sorted({s for _, s in theirs} | {s for _, s in ours}):
+        ad, ar = theirs.get(("dnw", seed)), theirs.get(("random", seed))
+        wd, wr = ours.get(("dnw", seed)), ours.get(("random", seed))
+        rand = f"{pct(ar)} ({ar['edges_in_dag']:,})" if ar is not None else "-"
+        lines.append(
+            f"| {seed} | {pct(ad)} | {rand} | {pct(wd, scale=100)} | {pct(wr, scale=100)} "
+            f"| {diff(ad, ar)} | {diff(wd, wr, 100, 100)} | {diff(wd, ad, 100, 1)} |"
+        )
+    return lines
 
 
 def earlier_series(results: list[dict]) -> list[str]:
