@@ -310,3 +310,70 @@ def test_output_sets_that_cannot_depend_on_the_input_are_flagged(tmp_path):
     with torch.no_grad():
         a, b = model(torch.randn(2, 1, 6, 6)), model(torch.randn(2, 1, 6, 6) * 5)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- hostile image folders
+def bomb_png(path: Path, side: int = 30_000) -> None:
+    """A tiny PNG whose header claims side x side pixels (PIL refuses it on open)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", side, side)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "dangling", "fifo", "bomb", "directory"])
+def test_a_bad_image_file_is_named_never_waited_on(tmp_path, kind):
+    from test_data import write_png
+
+    from wirelang.data.folder import load_rgb
+    from wirelang.data.registry import DataError
+
+    path = tmp_path / "x.png"
+    if kind == "truncated":
+        write_png(path, (1, 2, 3))
+        path.write_bytes(path.read_bytes()[:30])
+    elif kind == "dangling":
+        path.symlink_to(tmp_path / "gone.png")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "bomb":
+        bomb_png(path)
+    else:
+        path.mkdir()
+    with pytest.raises(DataError) as err:
+        load_rgb(str(path))
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_training_on_a_corrupt_image_stops_with_its_name(tmp_path):
+    from test_data import write_image_folder
+
+    root = tmp_path / "imgs"
+    write_image_folder(root, classes=("cat", "dog"), per_class=(4, 2))
+    bad = root / "train" / "dog" / "dog_1.png"
+    bad.write_bytes(b"not an image at all")
+    spec = tmp_path / "img.wire"
+    text = NET.replace("input image(1, 6, 6)", "input image(3, 8, 8)").replace(
+        "classes 2",
+        "classes 1000",  # imagenet fixes the class count today
+    )
+    text = text.replace(
+        "  head {", "  train {\n    data imagenet(val=0)\n    batch 4\n    epochs 1\n  }\n  head {"
+    )
+    spec.write_text(text)
+    r = CliRunner().invoke(
+        app, ["train", str(spec), "--out", str(tmp_path / "run"), "--data-root", str(root)]
+    )
+    assert r.exit_code == 1, r.output
+    assert f"error: {bad}: cannot read image" in r.output
+    assert "Traceback" not in r.output

@@ -7,6 +7,8 @@ validation split used during training is held out of `root/train` by `build_data
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,13 +29,22 @@ from .registry import (
 
 
 def load_rgb(path: str) -> Any:
-    """ImageFolder loader that names the file when an image cannot be decoded."""
+    """ImageFolder loader that names the file when an image cannot be read: a dangling link, a
+    FIFO or device (never waited on), a truncated or corrupt file, or a decompression bomb
+    (PIL's pixel limit is kept)."""
     from PIL import Image  # lazy: only needed once items are actually read
 
     try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except OSError as exc:  # includes PIL.UnidentifiedImageError
+        # O_NONBLOCK: opening a FIFO named like an image must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise DataError(f"{path}: not a regular file")
+            with Image.open(f) as image:
+                return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused, too many pixels ({exc})") from None
+    except OSError as exc:  # includes PIL.UnidentifiedImageError and truncated files
         raise DataError(f"{path}: cannot read image ({exc})") from None
 
 

@@ -151,12 +151,15 @@ def train(opts: TrainOptions, say=print):
             if not distributed.all_agree(d, error is None):
                 raise error or RunError("rank 0 could not prepare the run directory", quiet=True)
             plan.run_dir = Path(distributed.broadcast_text(d, str(plan.run_dir)))
+        from wirelang.data import DataError
         from wirelang.train.loop import run
         from wirelang.train.progress import Progress
 
         progress = opts.progress or Progress(enabled=d.is_main)
         try:
             return run(plan, d, progress)
+        except DataError as err:  # an unreadable image met mid-epoch: name it, no traceback
+            raise RunError(str(err)) from None
         except RuntimeError:
             if not d.is_distributed:
                 raise
