@@ -48,6 +48,7 @@ class DataConfig(_Config):
         "fashion_mnist",
         "fashion_mnist_small",
         "synthetic",
+        "folder",
     ]
     root: str | None = None
     val: Annotated[float, Field(ge=0)] = 0.1  # a fraction of the training set (< 1) or a count

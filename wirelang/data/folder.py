@@ -156,3 +156,105 @@ class ImageNetSource(DatasetSource):
         train = TransformedDataset(train_base, train_tf) if augment else train_eval
         test = TransformedDataset(test_base, eval_tf)
         return SourceData(train=train, train_eval=train_eval, test=test, info=info)
+
+
+def folder_transforms(
+    size: tuple[int, int], channels: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]:
+    """(train, eval) transforms for images of any size and mode: grey or colour converted to
+    `channels`, the short side resized to 8/7 of the input's larger side, then a random (train, with a
+    horizontal flip) or centre (eval) crop to the input's size."""
+    from torchvision import transforms as T
+
+    mode = "L" if channels == 1 else "RGB"
+    resize = round(max(size) * 8 / 7)  # the short side: every crop then fits
+    convert = T.Lambda(lambda image: image.convert(mode))
+    train = T.Compose(
+        [
+            convert,
+            T.Resize(resize),
+            T.RandomCrop(size),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+    evaluate = T.Compose(
+        [convert, T.Resize(resize), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
+    )
+    return train, evaluate
+
+
+def channel_stats(
+    base: Any, size: tuple[int, int], channels: int, limit: int = 1000
+) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of up to `limit` training images (evenly spaced, so the same
+    images every time), after the eval resize and crop."""
+    _, plain = folder_transforms(size, channels, (0.0,) * channels, (1.0,) * channels)
+    step = max(1, len(base) // limit)
+    xs = torch.stack([plain(base[i][0]) for i in range(0, len(base), step)[:limit]])
+    mean = xs.mean(dim=(0, 2, 3))
+    std = xs.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel is not divided by zero
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+
+
+@register_dataset("folder")
+class FolderSource(DatasetSource):
+    """Your own images: `root/<class>/<image>` (every image for training; `data.val` holds
+    some out for validation; no test split), or `root/train/<class>/...` with an optional
+    `root/test/<class>/...` (or `root/val/...`) as the test split. Any number of classes (it
+    must equal the network's `classes`), images of any size, grey or colour."""
+
+    info = DatasetInfo("folder", 3, 224, 224, 0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    how_to_get = (
+        'Pass --data-root DIR (or `data folder(root="DIR")`) pointing to DIR/<class>/<image> files.'
+    )
+
+    def load(
+        self,
+        root: Path | None,
+        *,
+        augment: bool,
+        download: bool,
+        image_size: tuple[int, int] | None,
+        channels: int = 3,
+        classes: int | None = None,
+        **options: Any,
+    ) -> SourceData:
+        reject_options("folder", options)
+        if root is None or not root.is_dir():
+            raise DataError(f"folder: {root} is not a folder. {self.how_to_get}")
+        split_root = (root / "train").is_dir()
+        train_base = image_folder(root / "train" if split_root else root)
+        test_dir = next(
+            (root / n for n in ("test", "val") if split_root and (root / n).is_dir()), None
+        )
+        test_base = image_folder(test_dir) if test_dir is not None else None
+        if classes is not None and len(train_base.classes) != classes:
+            names = ", ".join(train_base.classes[:8]) + (
+                ", ..." if len(train_base.classes) > 8 else ""
+            )
+            raise DataError(
+                f"folder: {train_base.root} has {len(train_base.classes)} class folders ({names}) but the "
+                f"network declares `classes {classes}`; write `classes {len(train_base.classes)}`"
+            )
+        if test_base is not None and test_base.classes != train_base.classes:
+            raise DataError(
+                f"{test_dir}: class folders differ from {train_base.root}; labels would not line up"
+            )
+        size = image_size or (self.info.height, self.info.width)
+        mean, std = channel_stats(train_base, size, channels)
+        info = replace(
+            self.info,
+            channels=channels,
+            height=size[0],
+            width=size[1],
+            classes=len(train_base.classes),
+            mean=mean,
+            std=std,
+        )
+        train_tf, eval_tf = folder_transforms(size, channels, mean, std)
+        train_eval = TransformedDataset(train_base, eval_tf)
+        train = TransformedDataset(train_base, train_tf) if augment else train_eval
+        test = TransformedDataset(test_base, eval_tf) if test_base is not None else None
+        return SourceData(train=train, train_eval=train_eval, test=test, info=info)

@@ -45,7 +45,7 @@ class Splits:
 
     train: Dataset
     val: Dataset | None
-    test: Dataset
+    test: Dataset | None  # None: a folder of your own images without a test split
     info: DatasetInfo
 
 
@@ -60,7 +60,7 @@ class SourceData:
 
     train: Dataset
     train_eval: Dataset
-    test: Dataset
+    test: Dataset | None
     info: DatasetInfo
 
 

@@ -65,6 +65,7 @@ def train(opts: TrainOptions, say=print):
         parse_overrides,
         prepare_run,
         resolve_config,
+        save_plan,
     )
 
     if opts.spec is None and opts.resume is None:
@@ -79,13 +80,19 @@ def train(opts: TrainOptions, say=print):
     net = build(spec)
     job = distributed.env_job()
     if opts.resume is not None:
-        if opts.overrides or opts.flag_overrides():
+        if opts.overrides or {k for k in opts.flag_overrides() if k != "data.root"}:
             raise RunError(
                 "--resume continues with the run's saved settings; drop --set, --epochs, "
-                "--batch-size, --seed and --data-root",
+                "--batch-size and --seed (--data-root may say where the data is now)",
                 2,
             )
         plan = load_plan(spec, Path(opts.resume), net)
+        if opts.data_root is not None:  # where the files are is not what the run computes
+            plan.config = plan.config.model_copy(
+                update={"data": plan.config.data.model_copy(update={"root": str(opts.data_root)})}
+            )
+            if job is None or _is_launched():
+                save_plan(plan)  # launched ranks and later resumes read it from config.json
         if job is not None:
             plan.world_size = job[2]
         elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
@@ -226,6 +233,10 @@ def evaluate_run(
     splits = load_splits(config, build(run_dir / SPEC), download or bool(saved.get("download")))
     data = splits.val if split == "val" else splits.test
     if data is None:
-        raise RunError(f"{run_dir} has no validation split (data.val is 0)")
+        raise RunError(
+            f"{run_dir} has no validation split (data.val is 0)"
+            if split == "val"
+            else f"{run_dir} has no test split (its data folder has no test/ or val/ folder)"
+        )
     result = evaluate(model, eval_loader(data, config, Dist()), Dist())
     return {"split": split, "items": len(data), **result}

@@ -35,6 +35,9 @@ def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Split
         image_size = (net.input.height, net.input.width)
     elif d.name == "imagenet":
         image_size = (net.input.height, net.input.width)
+    elif d.name == "folder":  # your own images, shaped and counted by the network
+        image_size = (net.input.height, net.input.width)
+        options = {"channels": net.input.channels, "classes": net.classes}
     val = int(d.val) if d.val >= 1 else float(d.val)  # a count, or a fraction of the training set
     try:
         return build_datasets(

@@ -82,23 +82,25 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     model.to(memory_format=memory_format)
     plan_phases = phases(cfg, model.two_phase())
 
+    # ---- resume: continue after the last good checkpoint (none in a fresh run); a finished
+    # run says so before it looks for its data
+    found = ckpt.resume_point(run_dir, say=say, spec_hash=spec_hash)
+    if found is not None and found[0].get("finished"):
+        say(
+            f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do"
+        )
+        return RunResult(run_dir, _last_record(run_dir))
+
     # ---- data: the val split is held out of training; the test set is only reported
     splits = load_splits(cfg, plan.net, plan.download)
     loader, sampler = train_loader(splits.train, cfg, d)
     val_loader, test_loader = eval_loader(splits.val, cfg, d), eval_loader(splits.test, cfg, d)
     steps = len(loader)  # optimizer steps per epoch, the same on every rank
 
-    # ---- resume: continue after the last good checkpoint (none in a fresh run)
-    found = ckpt.resume_point(run_dir, say=say, spec_hash=spec_hash)
     start_phase, start_epoch, best, resumed, within = 1, 0, None, None, None
     log = MetricsLog(run_dir)
     if found is not None:
         resumed, path = found
-        if resumed.get("finished"):
-            say(
-                f"{run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do"
-            )
-            return RunResult(run_dir, _last_record(run_dir))
         model.load_state_dict(resumed["model"])
         ckpt.set_rng_state(resumed["rng"])
         start_phase, start_epoch, best = resumed["phase"], resumed["epoch"], resumed["best"]
@@ -121,7 +123,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
         say(f"resuming {run_dir} from {path.name} (phase {start_phase}, {where})")
     n_val = len(splits.val) if splits.val is not None else 0
     say(
-        f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test)} test, "
+        f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test or ())} test, "
         f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type}), "
         f"{model.count_params():,} parameters -> {run_dir}"
     )
@@ -276,9 +278,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             if finished:  # the test set is looked at once, at the very end
                 test = evaluate(model, test_loader, d, autocast, cuda and cfg.channels_last)
                 record.update(
-                    test_loss=test["loss"],
-                    test_top1=test["top1"],
-                    test_top5=test["top5"],
+                    test_loss=test and test["loss"],  # None: a data folder without a test split
+                    test_top1=test and test["top1"],
+                    test_top5=test and test["top5"],
                     best_phase=best["phase"],
                     best_epoch=best["epoch"],
                     best_val_top1=best["val_top1"],
@@ -324,7 +326,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     progress.close()
     if record:
         say(
-            f"done: test top1 {100 * record['test_top1']:.2f}%, best val top1 "
+            "done: test top1 "
+            + ("n/a" if record["test_top1"] is None else f"{100 * record['test_top1']:.2f}%")
+            + ", best val top1 "
             + (
                 "n/a"
                 if record["best_val_top1"] is None

@@ -133,11 +133,16 @@ def prepare_run(plan: RunPlan) -> None:
     try:
         (plan.run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan.run_dir / SPEC, self_contained_spec(plan.spec_path))
-        write_text_atomic(plan.run_dir / CONFIG, json.dumps(plan.to_json(), indent=2) + "\n")
+        save_plan(plan)
     except OSError as err:
         raise RunError(
             f"cannot create the run directory {plan.run_dir}: {err.strerror or err}"
         ) from None
+
+
+def save_plan(plan: RunPlan) -> None:
+    """Rewrite config.json (a resumed run told where its data is now)."""
+    write_text_atomic(plan.run_dir / CONFIG, json.dumps(plan.to_json(), indent=2) + "\n")
 
 
 def load_plan(spec_path: Path, run_dir: Path, net: core.Network) -> RunPlan:
