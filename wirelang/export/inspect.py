@@ -62,7 +62,7 @@ def graph_report(model, g: core.Graph, pools: dict[str, core.Pool]) -> dict[str,
     macs = round(edge_macs) + live_macs
     steps = g.semantics.steps if g.semantics.kind != "continuous" else 1  # per evaluation
     budget = mask.pool.k if mask.pool is not None else mask.k
-    at_budget = cost.graph_cost(g, pools)
+    at_budget = cost.graph_cost(g, pools).rounded()
     return {
         "name": g.name,
         "semantics": g.semantics.kind,
