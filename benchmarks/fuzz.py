@@ -1,33 +1,53 @@
 """Mutation fuzzing of the checker: no input may crash it, hang it, or point outside the file.
 
-    python benchmarks/fuzz.py --cases 5000 [--seed 0] [--out benchmarks/results/fuzz.md]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/fuzz.py --cases 10000 [--seed 0]
 
-Each case takes a shipped spec (`specs/*.wire`), applies one to three mutations (a line deleted,
-duplicated or swapped; the file truncated; a number replaced by 0, -1, 1e308 or a 401-digit
-integer; a word replaced by another word of the corpus or a registered name; a stray bracket; a NUL byte; bytes that are not UTF-8; a random byte flipped), writes it
-next to a copy of `specs/lib/` so that its includes resolve, and runs `check_file` in-process.
+Each case takes a shipped spec (`specs/*.wire`, as written or with its includes inlined) and
+applies one to three mutations. Small ones: a line deleted, duplicated or swapped; the file
+truncated; a number replaced by 0, -1, 1e308 or a 401-digit integer; a word replaced by another
+word of the corpus or a registered name; a stray bracket; a NUL byte; bytes that are not UTF-8;
+a random byte flipped. Depth and size ones: a number replaced by an expression nested hundreds
+or thousands of levels deep (parentheses, sums, negations, lists, calls) or a block nested as
+deep; a numeral of thousands of digits (integer, decimal, exponent) in one or every numeric
+position; a name thousands of characters long; a long include path; an include of a FIFO,
+/dev/zero, a directory, a dangling symlink or a file outside the folder; a huge repeat count or
+node count. The case is written next to a copy of `specs/lib/` (so that its includes resolve)
+and checked with `check_file` in a worker process whose address space is limited
+(MEMORY_LIMIT above what it holds at start) and which is killed after HANG_LIMIT seconds.
 The only acceptable outcomes are success or diagnostics located in the file (or in an included
-file) at a line that exists, within one second. Anything else is printed with its input and
-makes the exit status 1. `tests/test_fuzz.py` runs the same mutations under hypothesis.
+file) at a line that exists, within TIME_LIMIT of wall time. Anything else (a traceback, a hang,
+a worker killed by the memory limit, a foreign location) is printed with its input and makes
+the exit status 1. The report is appended to `benchmarks/results/fuzz.md` as a dated section.
+`tests/test_fuzz.py` runs the same mutations in-process under hypothesis.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import functools
+import multiprocessing
+import os
 import random
 import re
+import resource
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.wire"))
 TIME_LIMIT = 1.0  # seconds per check, wall clock
+HANG_LIMIT = 20.0  # seconds after which the worker is killed and the case counts as a hang
+PARSE_BYTES = 20_000  # bytes of a token-dense spec parsed per TIME_LIMIT (see `time_limit`)
+MEMORY_LIMIT = 2 * 2**30  # bytes of address space a worker may add to what it holds at start
 
 # `choose(n)` returns an integer in [0, n): random.randrange or a hypothesis draw, so that the
 # benchmark and the property test share one set of mutations.
@@ -123,7 +143,123 @@ def flip_byte(data: bytes, choose: Choose) -> bytes:
     return data[:i] + bytes([data[i] ^ (1 + choose(255))]) + data[i + 1 :]
 
 
-MUTATIONS: tuple[Callable[[bytes, Choose], bytes], ...] = (
+# ---------------------------------------------------------------- depth and size mutations
+# Depths around the parser's limit (150) and far beyond it; sizes around Python's limit on
+# converting integers to text (4,300 digits) and far beyond it.
+DEPTHS = (50, 149, 150, 151, 1000, 20000)
+DIGITS = (1000, 4300, 4301, 20000, 200000)
+NAME_LENGTHS = (255, 256, 5000, 200000)
+PATH_LENGTHS = (255, 256, 4096, 5000, 100000)
+REPEATS = (b"10^9", b"10^18", b"2^64", b"1e308", b"-1", b"10^5000", b"1" + b"0" * 5000)
+# Made by `workspace()` next to the cases: special files an include may name.
+SPECIAL_INCLUDES = (
+    b"fifo.wire",
+    b"zero.wire",  # a symlink to /dev/zero
+    b"folder.wire",  # a directory
+    b"dangling.wire",  # a symlink to nothing
+    b"loop.wire",  # a symlink to itself
+    b"/dev/zero",
+    b"/dev/null",
+    b"/proc/self/environ",
+    b"/proc/self/mem",
+    b"../../../../../../etc/passwd",
+    b"lib",
+    b".",
+    b"",
+    b"lib/tiny.wire\x00.wire",
+)
+
+
+def _replace_numbers(data: bytes, choose: Choose, text: bytes) -> bytes:
+    """`text` in place of one number, or (one time in four) of every number."""
+    found = list(NUMBER.finditer(data))
+    if not found:
+        return _insert_item(data, b"let fuzzed = " + text)
+    if choose(4) == 0:
+        return NUMBER.sub(lambda m: text, data)
+    m = found[choose(len(found))]
+    return data[: m.start()] + text + data[m.end() :]
+
+
+def _insert_item(data: bytes, line: bytes) -> bytes:
+    """`line` as the first item inside the network (or at the top of a file without one)."""
+    m = re.search(rb"network[^{\n]*\{[^\n]*\n", data)
+    i = m.end() if m else 0
+    return data[:i] + b"  " + line + b"\n" + data[i:]
+
+
+def deep_nesting(data: bytes, choose: Choose) -> bytes:
+    d = DEPTHS[choose(len(DEPTHS))]
+    forms = (
+        b"(" * d + b"1" + b")" * d,
+        b" + ".join([b"1"] * d),
+        b"- " * d + b"1",
+        b"[" * d + b"1" + b"]" * d,
+        b"max(" * d + b"1" + b", 2)" * d,
+        b"-(" * d + b"1" + b")" * d,
+    )
+    form = choose(len(forms) + 1)
+    if form == len(forms):  # blocks rather than expressions
+        return _insert_item(data, b"repeat 1 { " * d + b"layers { relu }" + b" }" * d)
+    return _replace_numbers(data, choose, forms[form])
+
+
+def huge_numeral(data: bytes, choose: Choose) -> bytes:
+    n = DIGITS[choose(len(DIGITS))]
+    forms = (
+        b"7" * n,
+        b"0." + b"0" * n + b"1",
+        b"1e" + b"9" * n,
+        b"1e-" + b"9" * n,
+        b"1" * n + b".5",
+        b"0" * n + b"3",
+    )
+    return _replace_numbers(data, choose, forms[choose(len(forms))])
+
+
+def long_name(data: bytes, choose: Choose) -> bytes:
+    found = list(WORD.finditer(data))
+    name = b"n" + b"a" * (NAME_LENGTHS[choose(len(NAME_LENGTHS))] - 1)
+    if not found:
+        return data + name
+    m = found[choose(len(found))]
+    return data[: m.start()] + name + data[m.end() :]
+
+
+def _include(data: bytes, path: bytes) -> bytes:
+    return b'include "' + path + b'"\n' + data
+
+
+def long_include(data: bytes, choose: Choose) -> bytes:
+    n = PATH_LENGTHS[choose(len(PATH_LENGTHS))]
+    forms = (
+        b"a" * n + b".wire",
+        b"a/" * (n // 2) + b"x.wire",
+        b"../" * (n // 3) + b"x.wire",
+        b"lib/" + b"./" * (n // 2) + b"tiny.wire",
+        b"/" + b"b" * n + b"/c.wire",
+    )
+    return _include(data, forms[choose(len(forms))])
+
+
+def special_include(data: bytes, choose: Choose) -> bytes:
+    return _include(data, SPECIAL_INCLUDES[choose(len(SPECIAL_INCLUDES))])
+
+
+def big_repeat(data: bytes, choose: Choose) -> bytes:
+    count = REPEATS[choose(len(REPEATS))]
+    found = list(re.finditer(rb"(repeat\s+)([^{\n]+)(\{)", data)) + list(
+        re.finditer(rb"(\[)([0-9]+)(\])", data)
+    )
+    if not found or choose(3) == 0:
+        inner = b"layers { relu }" if choose(2) else b"repeat " + count + b" { layers { relu } }"
+        return _insert_item(data, b"repeat " + count + b" { " + inner + b" }")
+    m = found[choose(len(found))]
+    return data[: m.start(2)] + count + (b" " if m.group(3) == b"{" else b"") + data[m.end(2) :]
+
+
+Mutation = Callable[[bytes, Choose], bytes]
+SMALL_MUTATIONS: tuple[Mutation, ...] = (
     delete_line,
     duplicate_line,
     swap_lines,
@@ -135,24 +271,62 @@ MUTATIONS: tuple[Callable[[bytes, Choose], bytes], ...] = (
     not_utf8,
     flip_byte,
 )
+DEPTH_AND_SIZE_MUTATIONS: tuple[Mutation, ...] = (
+    deep_nesting,
+    huge_numeral,
+    long_name,
+    long_include,
+    special_include,
+    big_repeat,
+)
+MUTATIONS = SMALL_MUTATIONS + DEPTH_AND_SIZE_MUTATIONS
 
 
-def mutate(data: bytes, choose: Choose) -> tuple[bytes, list[str]]:
+def mutate(
+    data: bytes, choose: Choose, kinds: tuple[Mutation, ...] = MUTATIONS
+) -> tuple[bytes, list[str]]:
     """One to three mutations; returns the new bytes and the names of the mutations applied."""
     applied = []
     for _ in range(1 + choose(3)):
-        mutation = MUTATIONS[choose(len(MUTATIONS))]
+        mutation = kinds[choose(len(kinds))]
         data = mutation(data, choose)
         applied.append(mutation.__name__)
     return data, applied
 
 
 def workspace() -> Path:
-    """A temporary folder holding a copy of `specs/lib/`, where mutated specs are written."""
+    """A temporary folder holding a copy of `specs/lib/` and the special files of
+    SPECIAL_INCLUDES, where mutated specs are written."""
     folder = Path(tempfile.mkdtemp(prefix="wirelang-fuzz-"))
     if (ROOT / "specs" / "lib").is_dir():
         shutil.copytree(ROOT / "specs" / "lib", folder / "lib")
+    os.mkfifo(folder / "fifo.wire")
+    (folder / "zero.wire").symlink_to("/dev/zero")
+    (folder / "folder.wire").mkdir()
+    (folder / "dangling.wire").symlink_to(folder / "missing.wire")
+    (folder / "loop.wire").symlink_to(folder / "loop.wire")
     return folder
+
+
+@functools.cache
+def corpus() -> tuple[tuple[str, bytes], ...]:
+    """Every shipped spec as written, and with its includes inlined (so that mutations reach
+    the numbers and names of the library's templates too)."""
+    from wirelang.train.runs import self_contained_spec
+
+    written = [(p.name, p.read_bytes()) for p in SPECS]
+    inlined = [(f"{p.stem}+inlined.wire", self_contained_spec(p).encode()) for p in SPECS]
+    return tuple(written + inlined)
+
+
+def time_limit(data: bytes) -> float:
+    """TIME_LIMIT, plus TIME_LIMIT per PARSE_BYTES of input.
+
+    Checking is linear in the input, but lark's parser handles some 10,000 to 50,000 tokens a
+    second here, and a token-dense mutation (`1 + 1 + ...`, `max(max(...`) holds a token every
+    two bytes: a 95 kB case takes 1.6 s to be refused, a 626 kB one 10 s. Anything slower than
+    linear exceeds this limit quickly."""
+    return TIME_LIMIT * (1 + len(data) / PARSE_BYTES)
 
 
 def check_bytes(data: bytes, path: Path, diagnosed: list[int] | None = None) -> str | None:
@@ -171,12 +345,13 @@ def check_bytes(data: bytes, path: Path, diagnosed: list[int] | None = None) -> 
     except Exception as err:  # noqa: BLE001 - any other exception is the finding
         return f"crash: {type(err).__name__}: {err}"
     elapsed = time.perf_counter() - start
-    if elapsed > TIME_LIMIT:  # once more: a busy machine can stall one run, a slow input stays slow
+    limit = time_limit(data)
+    if elapsed > limit:  # once more: a busy machine can stall one run, a slow input stays slow
         start = time.perf_counter()
         check_file(path)
         elapsed = min(elapsed, time.perf_counter() - start)
-        if elapsed > TIME_LIMIT:
-            return f"too slow: {elapsed:.2f} s"
+        if elapsed > limit:
+            return f"too slow: {elapsed:.2f} s (limit {limit:.1f} s)"
     lines = {path.resolve(): data.count(b"\n") + 1}
     for lib in (path.parent / "lib").glob("*.wire"):
         lines[lib.resolve()] = lib.read_bytes().count(b"\n") + 1
@@ -206,58 +381,154 @@ class Outcome:
     diagnosed: int = 0  # rejected with located diagnostics
     seconds: float = 0.0
     failures: list[tuple[str, list[str], str, bytes]] = field(default_factory=list)
+    # per mutation kind: cases it took part in, and how those ended
+    by_kind: dict[str, Counter] = field(default_factory=dict)
+
+
+def _address_space() -> int:
+    """Bytes of virtual memory this process holds now (VmSize)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _serve(conn: Connection, folder: Path) -> None:
+    """A worker: check each case it is sent, under a limit on its address space."""
+    limit = _address_space() + MEMORY_LIMIT
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    warm_up()
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        data, name = job
+        counts: list[int] = []
+        problem = check_bytes(data, folder / name, counts)
+        conn.send((problem, counts[0] if counts else 0))
+
+
+class Worker:
+    """One checking process; replaced when it hangs or dies (the case is then a failure)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.start()
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("fork")  # the parent holds no threads or torch
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, self.folder), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def check(self, data: bytes, name: str) -> tuple[str | None, int]:
+        self.conn.send((data, name))
+        if self.conn.poll(HANG_LIMIT + 2 * time_limit(data)):
+            try:
+                return self.conn.recv()
+            except EOFError:
+                pass
+        else:
+            self.proc.kill()  # our own worker, by its handle
+            self.proc.join()
+            self.start()
+            return f"hang: no answer within {HANG_LIMIT + 2 * time_limit(data):.0f} s", 0
+        self.proc.join()
+        code = self.proc.exitcode
+        self.start()
+        return f"worker died (exit code {code}; memory limit or a crash in C)", 0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
 
 
 def run(cases: int, seed: int) -> Outcome:
-    warm_up()
     rng = random.Random(seed)
+    sources = corpus()
     folder = workspace()
-    sources = [(p.name, p.read_bytes()) for p in SPECS]
-    out, counts = Outcome(cases=cases), []
+    worker = Worker(folder)
+    out = Outcome(cases=cases)
     start = time.perf_counter()
     try:
         for i in range(cases):
             name, original = sources[rng.randrange(len(sources))]
             data, applied = mutate(original, rng.randrange)
-            problem = check_bytes(data, folder / f"case{i}.wire", counts)
+            problem, diagnostics = worker.check(data, f"case{i}.wire")
+            outcome = "failed" if problem else ("diagnosed" if diagnostics else "passed")
+            for kind in set(applied):
+                out.by_kind.setdefault(kind, Counter())[outcome] += 1
             if problem is not None:
                 out.failures.append((name, applied, problem, data))
+            elif diagnostics:
+                out.diagnosed += 1
+            else:
+                out.passed += 1
+            (folder / f"case{i}.wire").unlink(missing_ok=True)
     finally:
+        worker.close()
         shutil.rmtree(folder, ignore_errors=True)
     out.seconds = time.perf_counter() - start
-    out.passed = sum(1 for n in counts if n == 0)
-    out.diagnosed = len(counts) - out.passed
     return out
 
 
-def report(seed: int, out: Outcome) -> str:
+def _shown(data: bytes, limit: int = 3000) -> str:
+    text = data.decode("utf-8", "replace")
+    return (
+        text
+        if len(text) <= limit
+        else text[:limit] + f"\n... ({len(text) - limit} more characters)"
+    )
+
+
+def report(seed: int, out: Outcome, when: str | None = None) -> str:
+    when = when or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Checker fuzzing",
+        f"## {when}: {out.cases} cases with depth and size mutations",
         "",
-        f"`python benchmarks/fuzz.py --cases {out.cases} --seed {seed}`: mutations of the {len(SPECS)} shipped specs "
-        "(`specs/*.wire`), each checked in-process with `wirelang.frontend.check_file`. Mutations: "
-        + ", ".join(m.__name__ for m in MUTATIONS)
-        + " (one to three per case).",
+        f"`OMP_NUM_THREADS=1 nice -n 10 python benchmarks/fuzz.py --cases {out.cases} --seed {seed}`: "
+        f"mutations of the {len(SPECS)} shipped specs (`specs/*.wire`, as written and with their "
+        "includes inlined), one to three per case, each case checked with "
+        "`wirelang.frontend.check_file` in a worker process limited to "
+        f"{MEMORY_LIMIT // 2**30} GiB of address space above its start and killed after "
+        f"{HANG_LIMIT:g} s (a hang). Time limit per case: {TIME_LIMIT:g} s plus {TIME_LIMIT:g} s "
+        f"per {PARSE_BYTES // 1000} kB of input (lark parses a token-dense spec at about that rate).",
         "",
         "| cases | passed | rejected with located diagnostics | failures | wall time | per case |",
         "|---:|---:|---:|---:|---:|---:|",
         f"| {out.cases} | {out.passed} | {out.diagnosed} | {len(out.failures)} | {out.seconds:.1f} s | "
         f"{1000 * out.seconds / max(out.cases, 1):.1f} ms |",
         "",
+        "Cases by mutation kind (a case with several kinds counts under each):",
+        "",
+        "| mutation | cases | passed | diagnosed | failures |",
+        "|---|---:|---:|---:|---:|",
     ]
+    for m in MUTATIONS:
+        c = out.by_kind.get(m.__name__, Counter())
+        lines.append(
+            f"| {m.__name__} | {sum(c.values())} | {c['passed']} | {c['diagnosed']} | {c['failed']} |"
+        )
+    lines.append("")
     if not out.failures:
         lines.append(
-            "Result: every case either passed the checker or gave located diagnostics inside the file, "
-            f"each within {TIME_LIMIT:g} s; no crash."
+            "Result: every case either passed the checker or gave located diagnostics inside the "
+            "file, within its time limit; no traceback, no hang, no memory blowup, no crash."
         )
+        lines.append("")
     for name, applied, problem, data in out.failures[:20]:
         lines += [
-            f"## {name} ({', '.join(applied)})",
+            f"### {name} ({', '.join(applied)})",
             "",
             problem,
             "",
             "```",
-            data.decode("utf-8", "replace"),
+            _shown(data),
             "```",
             "",
         ]
@@ -275,7 +546,8 @@ def main() -> int:
     text = report(args.seed, out)
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    before = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Checker fuzzing\n"
+    args.out.write_text(before.rstrip("\n") + "\n\n" + text, encoding="utf-8")
     return 1 if out.failures else 0
 
 

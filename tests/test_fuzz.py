@@ -52,9 +52,41 @@ def test_the_corpus_is_there() -> None:
 @given(data=st.data())
 def test_mutated_specs_never_crash(folder: Path, data: st.DataObject) -> None:
     spec = data.draw(st.sampled_from(fuzz.SPECS), label="spec")
-    mutated, applied = fuzz.mutate(spec.read_bytes(), lambda n: data.draw(st.integers(0, n - 1)))
+    # the small mutations here; the depth and size ones (slower per case) are sampled below
+    mutated, applied = fuzz.mutate(
+        spec.read_bytes(), lambda n: data.draw(st.integers(0, n - 1)), fuzz.SMALL_MUTATIONS
+    )
     problem = fuzz.check_bytes(mutated, folder / "case.wire")
     assert problem is None, f"{spec.name} after {applied}: {problem}"
+
+
+@pytest.mark.parametrize("mutation", fuzz.DEPTH_AND_SIZE_MUTATIONS, ids=lambda m: m.__name__)
+def test_depth_and_size_mutations_never_crash(folder: Path, mutation) -> None:
+    """Each depth and size mutation, a few seeded draws on a small spec."""
+    import random
+
+    rng = random.Random(mutation.__name__)
+    for _ in range(4):
+        mutated = mutation(CIFAR, rng.randrange)
+        problem = fuzz.check_bytes(mutated, folder / "case.wire")
+        assert problem is None, f"{mutation.__name__}: {problem[:300]}"
+
+
+def test_special_files_are_there(folder: Path) -> None:
+    import stat
+
+    assert stat.S_ISFIFO((folder / "fifo.wire").lstat().st_mode)
+    assert (folder / "folder.wire").is_dir()
+    assert (folder / "dangling.wire").is_symlink() and not (folder / "dangling.wire").exists()
+
+
+@pytest.mark.parametrize("special", fuzz.SPECIAL_INCLUDES, ids=lambda b: b.decode(errors="replace"))
+def test_special_includes_are_located_errors(folder: Path, special: bytes) -> None:
+    from wirelang.frontend import check_file
+
+    (folder / "case.wire").write_bytes(b'include "' + special + b'"\n' + CIFAR)
+    diags = check_file(folder / "case.wire")
+    assert diags and all(d.span.line == 1 for d in diags), [d.message for d in diags]
 
 
 # Inputs that crashed the checker once (found by benchmarks/fuzz.py), and a few edge cases.
@@ -78,6 +110,15 @@ REGRESSIONS = {
         b"  head {", b"  repeat 10000 { repeat 10000 { layers { relu } } }\n  head {"
     ),
     "ten million nodes": CIFAR.replace(b"h4[92]", b"h4[10^7]"),
+    # OSError (ENAMETOOLONG) from the hint for a missing include: found by the depth and size
+    # mutations of benchmarks/fuzz.py
+    "include path too long to look up": b'include "' + b"a/" * 3000 + b'x.wire"\n' + CIFAR,
+    "20,000 nested parentheses": CIFAR.replace(
+        b"classes 10", b"classes " + b"(" * 20000 + b"1" + b")" * 20000
+    ),
+    "5,000-digit repeat count": CIFAR.replace(
+        b"  use tiny", b"  repeat 1" + b"0" * 5000 + b" { layers { relu } }\n  use tiny"
+    ),
 }
 
 
@@ -101,4 +142,5 @@ def test_benchmark_report() -> None:
     out = fuzz.run(cases=5, seed=0)
     assert out.cases == 5 and out.passed + out.diagnosed == 5 and not out.failures
     text = fuzz.report(0, out)
-    assert "`python benchmarks/fuzz.py --cases 5 --seed 0`" in text and "no crash" in text
+    assert "python benchmarks/fuzz.py --cases 5 --seed 0`" in text and "no crash" in text
+    assert "| deep_nesting |" in text

@@ -199,9 +199,12 @@ def _includes(
 def _missing_hint(written: str, folder: Path) -> str:
     """The closest existing file to a missing include, or where include paths start from."""
     target = folder / written
-    siblings = (
-        sorted(p.name for p in target.parent.glob("*.wire")) if target.parent.is_dir() else []
-    )
+    try:
+        siblings = (
+            sorted(p.name for p in target.parent.glob("*.wire")) if target.parent.is_dir() else []
+        )
+    except OSError:  # a name too long to look up (ENAMETOOLONG): no close match to offer
+        siblings = []
     close = difflib.get_close_matches(target.name, siblings, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{(Path(written).parent / close[0]).as_posix()}`?"
