@@ -123,6 +123,23 @@ def network_cost(net: core.Network) -> Cost:
     return total.rounded()
 
 
+def _evaluation_counts(g: core.Graph, pools: Pools) -> dict:
+    """The semantics' parameters, evaluations per forward pass and the multiply-adds of one
+    evaluation and of one forward pass (None where an adaptive solver decides the count)."""
+    per_eval = graph_cost(g.model_copy(update={"semantics": _static(g)}), pools).rounded().macs
+    n = g.semantics.evaluations
+    return {
+        "semantics_params": dict(g.semantics.params),
+        "evaluations_per_forward": n,
+        "macs_per_evaluation": per_eval,
+        "macs_per_forward": None if n is None else per_eval * n,
+    }
+
+
+def _static(g: core.Graph) -> core.Semantics:
+    return core.Semantics(span=g.semantics.span, kind="static")
+
+
 def summary(net: core.Network) -> dict:
     """The `wirelang compile --json` object."""
     pools = {p.name: p for p in net.pools}
@@ -140,6 +157,7 @@ def summary(net: core.Network) -> dict:
             "wiring": g.wiring.method,
             "params": c.params,
             "macs": c.macs,
+            **_evaluation_counts(g, pools),
         }
         if g.budget.kind == "pooled":
             entry["pool"] = g.budget.pool
@@ -151,6 +169,7 @@ def summary(net: core.Network) -> dict:
         "classes": net.classes,
         "params": total.params,
         "macs": total.macs,
+        "macs_per_forward": _network_macs_per_forward(net, total.macs, graphs),
         "graphs": graphs,
         "pools": [
             {
@@ -182,9 +201,24 @@ def summary(net: core.Network) -> dict:
             "pooled budgets: counts assume edges spread over the members in proportion to their candidates"
         )
     if any(g.semantics.kind == "continuous" for g in net.graphs()):
-        notes.append("continuous time: multiply-adds are per function evaluation of the ODE")
+        notes.append(
+            "continuous time: `macs` counts one function evaluation of the ODE; `macs_per_forward` "
+            "multiplies it by the fixed-step solver's evaluations (null for adaptive solvers)"
+        )
     if any(g.semantics.kind == "discrete" for g in net.graphs()):
         notes.append("discrete time: multiply-adds include every step")
     if notes:
         out["notes"] = notes
     return out
+
+
+def _network_macs_per_forward(net: core.Network, macs: int, graphs: list[dict]) -> int | None:
+    """`macs` with each continuous graph's per-evaluation count multiplied by its evaluations."""
+    extra = 0
+    for entry in graphs:
+        if entry["semantics"] != "continuous":
+            continue
+        if entry["macs_per_forward"] is None:
+            return None
+        extra += entry["macs_per_forward"] - entry["macs"]
+    return macs + extra

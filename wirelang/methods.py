@@ -6,6 +6,8 @@ names; a test checks both registries list the same methods.
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 
 from wirelang.ops import ParamSpec
@@ -104,6 +106,41 @@ ODE_SOLVERS = (
     "implicit_adams",
 )
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+
+# Derivative evaluations per step of torchdiffeq's fixed-grid solvers. `explicit_adams` needs three
+# past derivatives, so its first ADAMS_WARMUP steps are rk4 steps (4 evaluations each);
+# `implicit_adams` iterates its corrector until it converges, a data-dependent count, so it has
+# none (its `nfe` is measured). tests/test_evaluations.py compares these with the solver's count.
+EVALUATIONS_PER_STEP = {"euler": 1, "midpoint": 2, "rk4": 4, "explicit_adams": 1}
+ADAMS_WARMUP = 2
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def fixed_grid_steps(time: float, step_size: float) -> int:
+    """Steps torchdiffeq's fixed-grid solvers take over [0, time]: its grid has
+    ceil(time / step_size + 1) points, computed in float32 (the states' dtype), the last moved
+    onto `time`. float32 is mimicked here so the count matches the solver's to the step."""
+    return math.ceil(_f32(_f32(_f32(time) / _f32(step_size)) + 1.0)) - 1
+
+
+def evaluations_per_forward(kind: str, params: dict) -> int | None:
+    """How many times one forward pass evaluates a graph: 1 static, T in discrete time, and in
+    continuous time with a fixed-step solver steps x evaluations per step; None for adaptive
+    solvers (and implicit Adams), whose count depends on the data."""
+    if kind == "static":
+        return 1
+    if kind == "discrete":
+        return int(params["steps"])
+    per_step = EVALUATIONS_PER_STEP.get(str(params["solver"]))
+    if per_step is None or params.get("step_size") is None:
+        return None
+    steps = fixed_grid_steps(float(params["time"]), float(params["step_size"]))
+    warmup = min(steps, ADAMS_WARMUP) if params["solver"] == "explicit_adams" else 0
+    return per_step * (steps - warmup) + EVALUATIONS_PER_STEP["rk4"] * warmup
+
 
 SEMANTICS: dict[str, MethodSpec] = {
     m.name: m
