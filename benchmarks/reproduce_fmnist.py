@@ -249,10 +249,52 @@ def meaning_hash(spec: str, data: str, schedule: str, epochs: int, batch: int) -
     net = _build(REPO / spec)
     overrides = parse_overrides([f"data={data}", f"schedule={schedule}"])
     overrides.update({"epochs": epochs, "batch": batch})
-    config = resolve_config(net, overrides).model_dump(mode="json")
-    config["data"].pop("root", None)  # where the files are is not what the run computes
+    config = series_view(resolve_config(net, overrides))
     text = json.dumps({"network": network_meaning(net), "train": config}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# The training settings the recorded series were hashed with. A setting wirelang gains later
+# enters the hash only when a run moves it off its default, so adding a setting (gradient
+# clipping, say) to wirelang does not orphan every recorded run; setting it starts a new series.
+SERIES_KEYS = frozenset(
+    {
+        "amp",
+        "batch",
+        "channels_last",
+        "checkpoint_steps",
+        "compile",
+        "data",
+        "epochs",
+        "eval_batch",
+        "label_smoothing",
+        "optimizer",
+        "phase2",
+        "schedule",
+        "seed",
+        "warmup",
+    }
+)
+SERIES_DATA_KEYS = frozenset({"augment", "name", "subset", "val", "workers", "size"})
+
+
+def series_view(config) -> dict:
+    """A resolved TrainConfig as the series hash sees it (see SERIES_KEYS); `data.root`, where
+    the files are, is not what the run computes."""
+
+    def later_defaults(model, keys: frozenset[str]) -> list[str]:
+        fields = type(model).model_fields
+        return [
+            k
+            for k in fields
+            if k not in keys
+            and getattr(model, k) == fields[k].get_default(call_default_factory=True)
+        ]
+
+    out = config.model_dump(mode="json", exclude=set(later_defaults(config, SERIES_KEYS)))
+    data_drop = set(later_defaults(config.data, SERIES_DATA_KEYS)) | {"root"}
+    out["data"] = {k: v for k, v in out["data"].items() if k not in data_drop}
+    return out
 
 
 def _build(path: Path):
