@@ -4,6 +4,10 @@ wirelang's DNW and random graphs.
     git -C /work/.mirror/allenai+dnw/repo archive HEAD models genutil | tar -x -C /tmp/dnw-authors
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/authors_dnw.py --authors /tmp/dnw-authors \
         --graph dnw --seed 0          # or --graph random
+    # their discrete-time graph (T = 5) and their continuous one (quarter size, rk4 step 0.25)
+    # on the reduced data of benchmarks/reproduce_fmnist.py's `discrete` and `continuous`:
+    ... --setting discrete --subset 4096 --val 1000 --graph dnw --seed 0
+    ... --setting continuous --size quarter --solver rk4 --step-size 0.25 --subset 4096 --val 1000
 
 The model is the authors' `StaticNeuralGraph` from allenai/dnw, imported unchanged from a local
 copy of their repository (nothing of it is copied into wirelang). This adapter only supplies what
@@ -48,18 +52,32 @@ class Flags(dict):
     __getattr__ = dict.__getitem__
 
 
-def authors_model(authors: Path, graph: str, seed: int) -> torch.nn.Module:
+# Their three tiny classifiers, and the sizes: the paper's 800-node network, or the quarter-size
+# one (200 nodes, 8 from the stem, 25 outputs, 5% of 200 x 200 = 2,000 edges) that
+# benchmarks/specs/lib/small_cyclic.wire uses for continuous time on this CPU.
+CLASSES = {
+    "static": "StaticNeuralGraph",
+    "discrete": "DiscreteTimeNeuralGraph",
+    "continuous": "ContinuousTimeNeuralGraph",
+}
+SIZES = {"full": (800, 32, 100), "quarter": (200, 8, 25)}
+
+
+def authors_model(
+    authors: Path, graph: str, seed: int, setting: str = "static", size: str = "full"
+) -> torch.nn.Module:
+    dim, downsample, feature = SIZES[size]
     flags = Flags(
         in_channels=1,
         image_size=28,
         output_size=10,  # the Fashion-MNIST adaptation
-        dim=800,
-        downsample_dim=32,
-        feature_dim=100,
-        layers=5,
+        dim=dim,
+        downsample_dim=downsample,
+        feature_dim=feature,
+        layers=5,  # the static network's blocks; discrete time's T
         prune_rate=0.95,
         graph=graph,
-        setting="static",
+        setting=setting,
         device="cpu",
     )
     # Their modules do `from genutil.config import FLAGS` at import time; supply that module
@@ -69,10 +87,22 @@ def authors_model(authors: Path, graph: str, seed: int) -> torch.nn.Module:
     sys.modules["genutil"] = types.ModuleType("genutil")
     sys.modules["genutil.config"] = config
     sys.path.insert(0, str(authors))
-    from models.graphs.neuralgraph import StaticNeuralGraph  # noqa: PLC0415 (needs FLAGS first)
+    from models.graphs import neuralgraph  # noqa: PLC0415 (needs FLAGS first)
 
     torch.manual_seed(seed)
-    return StaticNeuralGraph()
+    return getattr(neuralgraph, CLASSES[setting])()
+
+
+def fixed_step_solver(model: torch.nn.Module, method: str, step_size: float) -> None:
+    """Swap their ODE block's adaptive dopri5 (rtol = atol = 1e-3) for a fixed-step solver, the
+    one wirelang's continuous benchmark uses (its cost per batch is bounded on a CPU)."""
+    import functools
+
+    from torchdiffeq import odeint
+
+    model.odesolve.solver = functools.partial(
+        odeint, method=method, options={"step_size": step_size}
+    )
 
 
 def used_region(
@@ -129,7 +159,23 @@ def main() -> None:
         help="DNW ranks |w| over the whole 800 x 800 matrix (the authors' code) or only where the "
         "DAG reads it (as wirelang ranks only declared candidates): one difference, isolated",
     )
+    p.add_argument("--setting", choices=tuple(CLASSES), default="static")
+    p.add_argument(
+        "--size", choices=tuple(SIZES), default="full", help="quarter: 200 nodes, 2,000 edges"
+    )
+    p.add_argument(
+        "--subset", type=int, default=None, help="train on the first N images (wirelang's subset)"
+    )
+    p.add_argument("--val", type=int, default=0, help="held-out images, as wirelang's data.val")
+    p.add_argument(
+        "--solver",
+        default=None,
+        help="continuous time: a fixed-step solver with --step-size instead of their dopri5",
+    )
+    p.add_argument("--step-size", type=float, default=0.25)
     args = p.parse_args()
+    if args.rank == "dag" and args.setting != "static":
+        p.error("--rank dag is about the static DAG only")
 
     from wirelang.data import build_datasets
     from wirelang.train.data import GlobalBatchSampler
@@ -138,11 +184,18 @@ def main() -> None:
     from wirelang.train_config import OptimizerConfig, ScheduleConfig
 
     splits = build_datasets(
-        "fashion_mnist", args.data_root, val_size=0, augment=True, seed=args.seed
+        "fashion_mnist",
+        args.data_root,
+        val_size=args.val,
+        augment=True,
+        seed=args.seed,
+        train_subset=args.subset,
     )
-    model = authors_model(args.authors, args.graph, args.seed)
+    model = authors_model(args.authors, args.graph, args.seed, args.setting, args.size)
     if args.rank == "dag":
         rank_dag_only(model)
+    if args.setting == "continuous" and args.solver is not None:
+        fixed_step_solver(model, args.solver, args.step_size)
     opt_cfg = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
     phase = Phase(1, args.epochs, opt_cfg, ScheduleConfig(name="cosine"), 0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -152,7 +205,13 @@ def main() -> None:
         splits.train, batch_size=args.batch, sampler=sampler, drop_last=True
     )
 
-    name = f"static-{args.graph}-seed{args.seed}" + ("-rankdag" if args.rank == "dag" else "")
+    name = (
+        f"{args.setting}-{args.graph}-seed{args.seed}"
+        + ("-rankdag" if args.rank == "dag" else "")
+        + ("" if args.size == "full" else f"-{args.size}")
+        + ("" if args.subset is None else f"-subset{args.subset}-val{args.val}-e{args.epochs}")
+        + ("" if args.solver is None else f"-{args.solver}{args.step_size:g}")
+    )
     run = RUN_ROOT / name
     run.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "swapped": [], "seconds": 0.0}
@@ -163,7 +222,12 @@ def main() -> None:
         state = json.loads((run / "state.json").read_text())
         print(f"resumed {name} after epoch {state['epoch']}")
 
-    used = used_region()
+    dim, _, feature = SIZES[args.size]
+    used = (
+        used_region()
+        if args.setting == "static"
+        else torch.ones(dim, dim, dtype=torch.bool)  # cyclic: every entry is read
+    )
     for epoch in range(state["epoch"], args.epochs):
         start = time.time()
         before = effective(model)
@@ -193,7 +257,13 @@ def main() -> None:
 
     mask = effective(model)
     result = {
-        "model": "allenai/dnw StaticNeuralGraph",
+        "model": f"allenai/dnw {CLASSES[args.setting]}",
+        "setting": args.setting,
+        "size": args.size,
+        "subset": args.subset,
+        "val": args.val,
+        "solver": args.solver or ("dopri5" if args.setting == "continuous" else None),
+        "step_size": args.step_size if args.solver else None,
         "rank": args.rank,
         "graph": args.graph,
         "seed": args.seed,
@@ -207,18 +277,8 @@ def main() -> None:
         "edges_swapped_per_epoch": state["swapped"],
         "wall_seconds": round(state["seconds"]),
         "command": " ".join(
-            [
-                "python",
-                "benchmarks/authors_dnw.py",
-                "--authors",
-                "DIR",
-                "--graph",
-                args.graph,
-                "--seed",
-                str(args.seed),
-                "--epochs",
-                str(args.epochs),
-            ]
+            ["python", "benchmarks/authors_dnw.py"]
+            + ["DIR" if a == str(args.authors) else a for a in sys.argv[1:]]
         ),
     }
     OUT.mkdir(parents=True, exist_ok=True)
