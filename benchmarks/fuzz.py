@@ -150,6 +150,9 @@ DEPTHS = (50, 149, 150, 151, 1000, 20000)
 DIGITS = (1000, 4300, 4301, 20000, 200000)
 NAME_LENGTHS = (255, 256, 5000, 200000)
 PATH_LENGTHS = (255, 256, 4096, 5000, 100000)
+# A cap on the every-number variant: lark parses some 20,000 to 50,000 tokens a second, so a
+# token-dense multi-megabyte case takes minutes to be refused (linear, but it would stall the run).
+EVERY_NUMBER_BYTES = 1_000_000
 REPEATS = (b"10^9", b"10^18", b"2^64", b"1e308", b"-1", b"10^5000", b"1" + b"0" * 5000)
 # Made by `workspace()` next to the cases: special files an include may name.
 SPECIAL_INCLUDES = (
@@ -171,11 +174,12 @@ SPECIAL_INCLUDES = (
 
 
 def _replace_numbers(data: bytes, choose: Choose, text: bytes) -> bytes:
-    """`text` in place of one number, or (one time in four) of every number."""
+    """`text` in place of one number, or (one time in four, when the result stays below
+    EVERY_NUMBER_BYTES) of every number."""
     found = list(NUMBER.finditer(data))
     if not found:
         return _insert_item(data, b"let fuzzed = " + text)
-    if choose(4) == 0:
+    if choose(4) == 0 and len(found) * len(text) <= EVERY_NUMBER_BYTES:
         return NUMBER.sub(lambda m: text, data)
     m = found[choose(len(found))]
     return data[: m.start()] + text + data[m.end() :]
@@ -465,11 +469,19 @@ def run(cases: int, seed: int) -> Outcome:
                 out.by_kind.setdefault(kind, Counter())[outcome] += 1
             if problem is not None:
                 out.failures.append((name, applied, problem, data))
+                print(f"case {i}: {name} {applied}: {problem[:300]}", file=sys.stderr, flush=True)
             elif diagnostics:
                 out.diagnosed += 1
             else:
                 out.passed += 1
             (folder / f"case{i}.wire").unlink(missing_ok=True)
+            if (i + 1) % 500 == 0:
+                print(
+                    f"{i + 1} cases, {len(out.failures)} failures, "
+                    f"{time.perf_counter() - start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         worker.close()
         shutil.rmtree(folder, ignore_errors=True)

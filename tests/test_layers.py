@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "wirelang.ops",
             "wirelang.methods",
             "wirelang.cost",
+            "wirelang.memory",
             "wirelang.fmt",
             "wirelang.frontend",
             "wirelang.train_config",

@@ -377,3 +377,71 @@ def test_training_on_a_corrupt_image_stops_with_its_name(tmp_path):
     assert r.exit_code == 1, r.output
     assert f"error: {bad}: cannot read image" in r.output
     assert "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------------------- pools that starve a member
+# Two convs in one pool: the first reads 64 channels (fan-in 64, weights drawn up to 0.125), the
+# second 512 channels over 3x3 (fan-in 4608, up to 0.0147). Ranked together by |w| at 5%, the
+# first member's 32,768 weights hold the pool's 16,384 largest: the second keeps none.
+STARVING = """\
+network starving {
+  input image(64, 4, 4)
+  classes 10
+  pool shared 5%
+  stem {
+    conv(512, k=1), batchnorm, relu
+    conv(64, k=3), batchnorm, relu
+  }
+  head {
+    avgpool, linear(classes)
+  }
+  sparse {
+    layers conv
+    budget pooled shared
+    wiring dnw
+  }
+}
+"""
+
+
+def test_a_pool_that_starves_a_member_is_flagged(tmp_path):
+    path = tmp_path / "starving.wire"
+    path.write_text(STARVING)
+    r = CliRunner().invoke(app, ["check", str(path)])
+    assert r.exit_code == 0, r.output
+    assert (
+        "starving.wire:4:3: warning: pool `shared` ranks its members' weights together, and at "
+        "initialisation 1 of its 2 members are expected to keep less than a tenth of the pool's "
+        "5%: `stem.3` 0% (their weights start smaller, drawn for a larger fan-in)"
+    ) in " ".join(r.output.split())
+    assert "starving.wire:7:5: note: `stem.3` draws from the pool here" in r.output
+    assert (
+        "help: if each member should keep its own share, give members their own budget "
+        "(`budget 5%` instead of `budget pooled shared`)"
+    ) in " ".join(r.output.split())
+    # the suggested fix builds and silences the warning; a method that does not rank the pool
+    # together has nothing to warn about either
+    for fixed in (
+        STARVING.replace("budget pooled shared", "budget 5%").replace("  pool shared 5%\n", ""),
+        STARVING.replace("wiring dnw", "wiring random"),
+    ):
+        path.write_text(fixed)
+        r = CliRunner().invoke(app, ["check", str(path)])
+        assert r.exit_code == 0 and "warning" not in r.output, r.output
+
+
+def test_expected_pool_shares_match_the_compiled_model(tmp_path):
+    """The analytic shares against the top k of a model's real initial weights."""
+    from wirelang.backend.api import compile_network
+    from wirelang.passes.pool_shares import expected_shares, pool_members
+
+    path = tmp_path / "starving.wire"
+    path.write_text(STARVING.replace("pool shared 5%", "pool shared 20%"))
+    net = build(path)
+    members = pool_members(net, net.pools[0])
+    shares = expected_shares(members, net.pools[0].budget.k)
+    active = compile_network(net).active_masks()
+    for m in members:
+        real = float(active[m.name].float().mean())
+        assert abs(real - shares[m.name]) < 0.02, (m.name, real, shares[m.name])
+    assert 0 < shares["stem.3"] < 0.2 < shares["stem.0"]

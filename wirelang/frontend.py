@@ -19,6 +19,7 @@ from wirelang.passes.check import check_graphs, check_pools
 from wirelang.passes.expand import expand
 from wirelang.passes.limits import check_limits
 from wirelang.passes.load import load
+from wirelang.passes.pool_shares import warn_starved_members
 from wirelang.passes.settings import check_train
 from wirelang.passes.shapes import infer_shapes
 from wirelang.passes.sparse import apply_sparse
@@ -39,6 +40,7 @@ def passes(extras: dict) -> list[tuple[str, Pass]]:
             ),
         ),
         ("pools", check_pools),
+        ("pool shares", warn_starved_members),
         ("train", check_train),
     ]
 

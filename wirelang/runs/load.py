@@ -16,6 +16,7 @@ from wirelang.ir import core
 from wirelang.ir.meaning import spec_hash
 from wirelang.runs.checkpoint import find_checkpoint, load_weights_into
 from wirelang.runs.layout import SPEC, check_run_dir, read_config, read_metrics
+from wirelang.runs.memory import check_memory
 
 
 @dataclass
@@ -52,6 +53,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     check_run_dir(run_dir)
     config = read_config(run_dir)
     net = build(run_dir / SPEC)
+    check_memory(net)
     model = compile_network(net, seed=int(config["train"].get("seed", 0)))
     load_weights_into(
         model, checkpoint if checkpoint is not None else run_dir, spec_hash=spec_hash(net)
@@ -76,11 +78,15 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
 
 
 def load(path_or_run: str | Path, weights: str | Path | None = None) -> nn.Module:
-    """A spec (.wire) or a run directory as a model; `weights` loads a run's checkpoint into a spec."""
+    """A spec (.wire) or a run directory as a model; `weights` loads a run's checkpoint into a spec.
+
+    A network larger than the memory available is refused (RunError) before it is allocated."""
     path = Path(path_or_run)
     if path.is_dir():
         return load_run_model(path)
-    model = compile_network(build(path))
+    net = build(path)
+    check_memory(net)
+    model = compile_network(net)
     if weights is not None:
         load_weights_into(model, Path(weights))
     return model

@@ -58,6 +58,7 @@ def train(opts: TrainOptions, say=print):
     """
     from wirelang.frontend import build
     from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, usable_cores
+    from wirelang.runs.memory import check_memory
     from wirelang.train import distributed
     from wirelang.train.runs import (
         check_batch,
@@ -122,6 +123,8 @@ def train(opts: TrainOptions, say=print):
         }
     if plan.device == "cuda":
         distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
+    if job is None:  # refuse before allocating (the launcher checks for all its processes)
+        check_memory(plan.net, plan.config, plan.device, plan.world_size)
     if opts.resume is None and (job is None or _is_launched()):
         check_fresh_dir(plan.run_dir)
 
