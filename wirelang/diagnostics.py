@@ -16,13 +16,17 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Span:
+    """Where an object came from: 1-based line and column, end exclusive.
 
-class Span(BaseModel):
-    """Where an object came from: 1-based line and column, end exclusive."""
+    A plain frozen dataclass, not a pydantic model: the parser makes one per syntax node (a
+    large frozen spec has hundreds of thousands), and validating each cost more than the rest
+    of building the node. The IR's pydantic models hold spans as they are and serialise them
+    to the same fields.
+    """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     path: str
     line: int
     col: int
@@ -31,6 +35,10 @@ class Span(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.col}"
+
+    def model_dump(self) -> dict:
+        """The span as a dict, as the syntax tree's `model_dump` shows nested nodes."""
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
 UNKNOWN = Span(path="<unknown>", line=1, col=1, end_line=1, end_col=2)

@@ -16,7 +16,7 @@ from lark.exceptions import (
 )
 
 from wirelang.diagnostics import Diagnostic, Span, SpecError, remember_source
-from wirelang.syntax import ast, grammar
+from wirelang.syntax import ast, fast, grammar
 from wirelang.syntax.grammar import parser
 
 # How a terminal is called in an error message, when it is not a literal word or symbol.
@@ -34,8 +34,22 @@ _FRIENDLY = {
 
 def parse_text(text: str, path: str) -> ast.File:
     remember_source(path, text)
+    # The bulk lines (`let`s, fixed edges) are read by `fast`, the rest by lark. Should that
+    # text not parse, or a claimed line stand where its statement may not, lark alone reads
+    # the original, so that every error is reported exactly as it always was.
+    blanked, claims = fast.scan(text, path)
+    if claims:
+        try:
+            file = _parse_file(blanked, path, more_errors=False)
+            return fast.graft(file, claims, MAX_TREE_DEPTH)
+        except (SpecError, fast.Unclaimable):
+            pass
+    return _parse_file(text, path)
+
+
+def _parse_file(text: str, path: str, more_errors: bool = True) -> ast.File:
     comments: list[ast.Comment] = []
-    tree = _parse(text, path, comments)
+    tree = _parse(text, path, comments, more_errors=more_errors)
     try:
         file = _Build(path).transform(tree)
     except VisitError as err:  # a builder check on a literal (integer too large, ...)
@@ -102,7 +116,12 @@ def parse_value(text: str, path: str = "<--set>") -> ast.Expr:
 
 
 def _parse(
-    text: str, path: str, comments: list[ast.Comment], line_offset: int = 0, col_offset: int = 0
+    text: str,
+    path: str,
+    comments: list[ast.Comment],
+    line_offset: int = 0,
+    col_offset: int = 0,
+    more_errors: bool = True,
 ) -> Tree:
     lark: Lark = parser()
     if not text.endswith("\n"):
@@ -112,7 +131,7 @@ def _parse(
         tree = lark.parse(text)
     except UnexpectedInput as err:
         found = [_syntax_error(err, text, path, lark, line_offset, col_offset)]
-        if not line_offset:  # a file, not a `--set` value: look for the next mistakes too
+        if not line_offset and more_errors:  # a file, not a `--set` value: look further
             found += _more_syntax_errors(text, err, path, lark)
         raise SpecError(found) from None
     comments.extend(
@@ -378,21 +397,18 @@ class _Build(Transformer):
     @v_args(meta=True)
     def number(self, meta, c):
         text = str(c[0])
-        if "." in text or "e" in text or "E" in text:
-            value: int | float = float(text)
-        else:
-            if len(text) > 4000:  # Python refuses to convert longer digit strings
-                raise SpecError(
-                    [
-                        Diagnostic(
-                            self._s(meta),
-                            f"integer literal with {len(text)} digits is too large",
-                            "values must be at most 10^15",
-                        )
-                    ]
-                )
-            value = int(text)
-        return ast.Num(span=self._s(meta), value=value, text=text)
+        # Python refuses to convert longer digit strings.
+        if not ("." in text or "e" in text or "E" in text) and len(text) > 4000:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        self._s(meta),
+                        f"integer literal with {len(text)} digits is too large",
+                        "values must be at most 10^15",
+                    )
+                ]
+            )
+        return ast.Num(span=self._s(meta), value=fast.number_value(text), text=text)
 
     @v_args(meta=True)
     def string(self, meta, c):

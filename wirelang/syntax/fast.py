@@ -1,0 +1,358 @@
+"""Bulk lines of a spec read without lark: `let NAME = expr` and fixed edges `a[i] -> b[j, k]`.
+
+lark's LALR parser costs several microseconds per token in pure Python, which holds the front end
+to a few hundred KB/s; the bulk of a large spec (a frozen export's tens of thousands of fixed
+edges, a long list of `let`s) is made of whole lines of two simple forms. `scan` reads those lines
+with regular expressions and a small expression parser, builds their syntax nodes with the spans
+lark would give them, and blanks them (each keeps its indentation and its newline, so every other
+token keeps its line and column). lark then parses the blanked text, which holds the structure,
+and `graft` puts the claimed statements back into the tree, in source order.
+
+This never changes what the language accepts. A line is claimed only when it is exactly one such
+statement (no comment, no line continuation before it, nothing unusual in it); anything else is
+left to lark. The blanked text parses whenever the original does, and `graft` refuses (raises
+`Unclaimable`) when a claimed line is not where its statement may stand (a `let` inside `layers`,
+an edge outside `wiring fixed`) or would nest too deep; the caller then parses the original text
+with lark alone, so every error keeps its exact message and place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from wirelang.diagnostics import Span
+from wirelang.syntax import ast
+
+_WS = r"[\t \f]*"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# At most 15 digits: longer indices are an error that lark's path reports (see `_Build._index`).
+_INT = r"[0-9]{1,15}"
+
+# `src[.member][i] -> dst[.member][j, k, ...]`, alone on its line.
+_EDGE = re.compile(
+    rf"({_WS})({_NAME})(?:{_WS}\.{_WS}({_INT}))?{_WS}\[{_WS}({_INT}){_WS}\]{_WS}->{_WS}"
+    rf"({_NAME})(?:{_WS}\.{_WS}({_INT}))?{_WS}\[{_WS}({_INT}(?:{_WS},{_WS}{_INT})*){_WS}\]{_WS}$"
+)
+_DIGITS = re.compile(r"[0-9]+")
+_LET = re.compile(rf"({_WS})let(?![A-Za-z0-9_]){_WS}({_NAME}){_WS}={_WS}")
+
+# The tokens of an expression. Strings with escapes and numbers of more than 300 characters are
+# left to lark (which unescapes them or reports them); so is any character not listed here.
+_TOKEN = re.compile(
+    r"(?P<ws>[\t \f]+)"
+    r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    rf"|(?P<name>{_NAME})"
+    r'|(?P<str>"[^"\\\n]*")'
+    r"|(?P<op>[-+*/^()\[\],=%])"
+)
+
+# Deeper expressions are left to lark and its depth check (`parse.MAX_TREE_DEPTH`).
+_MAX_EXPR_DEPTH = 60
+
+
+class Unclaimable(Exception):
+    """A claimed line is not where its statement may stand: parse the original text instead."""
+
+
+@dataclass
+class Claim:
+    """One statement read without lark: its line, its node, and its depth in lark's tree."""
+
+    line: int
+    node: ast.LetStmt | ast.FixedEdge
+    depth: int
+
+
+def _span(path: str, line: int, col: int, end: int) -> Span:
+    return Span(path=path, line=line, col=col, end_line=line, end_col=end)
+
+
+def _set_ref(path: str, line: int, start: int, name: str, member: str | None, end: int):
+    return ast.SetRef(
+        span=_span(path, line, start + 1, end + 1),
+        name=name,
+        member=None if member is None else int(member),
+    )
+
+
+def _edge(m: re.Match, path: str, line: int) -> ast.FixedEdge:
+    # A set reference ends after its member, or its name when it has none.
+    src_end = m.end(3) if m.group(3) is not None else m.end(2)
+    dst_end = m.end(6) if m.group(6) is not None else m.end(5)
+    close = m.string.rindex("]")
+    return ast.FixedEdge(
+        span=_span(path, line, m.start(2) + 1, close + 2),
+        source=_set_ref(path, line, m.start(2), m.group(2), m.group(3), src_end),
+        source_index=int(m.group(4)),
+        target=_set_ref(path, line, m.start(5), m.group(5), m.group(6), dst_end),
+        target_indices=[int(x) for x in _DIGITS.findall(m.group(7))],
+    )
+
+
+class _NoClaim(Exception):
+    """This line is not one the fast path reads; lark will."""
+
+
+class _Expr:
+    """A recursive-descent reader of one line's expression, mirroring `grammars/wire.lark`'s
+    `expr` rules. Each `_x` method returns (node, start, end, depth): start and end are the
+    0-based columns of its container (its outermost parentheses, which lark's positions count
+    for the node that holds it), depth its height in lark's tree."""
+
+    def __init__(self, text: str, start: int, path: str, line: int):
+        self.path, self.line = path, line
+        self.toks: list[tuple[str, str, int, int]] = []
+        pos, n = start, len(text)
+        while pos < n:
+            m = _TOKEN.match(text, pos)
+            if m is None:
+                raise _NoClaim
+            kind = m.lastgroup
+            if kind != "ws":
+                value = m.group()
+                if kind == "op" or (kind == "name" and value in ("true", "false")):
+                    kind = value  # punctuation and keywords are their own kinds
+                elif kind == "num" and len(value) > 300:
+                    raise _NoClaim
+                self.toks.append((kind, value, pos, m.end()))
+            pos = m.end()
+        self.toks.append(("$end", "", n, n))
+        # Each bracket, minus sign or power nests the reader a few Python frames deeper:
+        # a line with this many is left to lark, far from the interpreter's recursion limit.
+        if sum(t[0] in ("(", "[", "-", "^") for t in self.toks) > 100:
+            raise _NoClaim
+        self.i = 0
+
+    def span(self, start: int, end: int) -> Span:
+        return Span(
+            path=self.path, line=self.line, col=start + 1, end_line=self.line, end_col=end + 1
+        )
+
+    def peek(self) -> str:
+        return self.toks[self.i][0]
+
+    def take(self, kind: str) -> tuple[str, str, int, int]:
+        tok = self.toks[self.i]
+        if tok[0] != kind:
+            raise _NoClaim
+        self.i += 1
+        return tok
+
+    def whole(self):
+        out = self.expr()
+        if self.peek() != "$end":
+            raise _NoClaim
+        return out
+
+    def expr(self):
+        left = self.product()
+        while self.peek() in ("+", "-"):
+            op = self.toks[self.i][0]
+            self.i += 1
+            right = self.product()
+            left = self.binop(op, left, right)
+        return left
+
+    def product(self):
+        left = self.unary()
+        while self.peek() in ("*", "/"):
+            op = self.toks[self.i][0]
+            self.i += 1
+            right = self.unary()
+            left = self.binop(op, left, right)
+        return left
+
+    def binop(self, op: str, left, right):
+        node, start, _, d1 = left
+        rnode, _, end, d2 = right
+        depth = 1 + max(d1, d2)
+        if depth > _MAX_EXPR_DEPTH:
+            raise _NoClaim
+        return (
+            ast.BinOp(span=self.span(start, end), op=op, left=node, right=rnode),
+            start,
+            end,
+            depth,
+        )
+
+    def unary(self):
+        if self.peek() == "-":
+            start = self.toks[self.i][2]
+            self.i += 1
+            node, _, end, d = self.unary()
+            if d + 1 > _MAX_EXPR_DEPTH:
+                raise _NoClaim
+            return ast.Neg(span=self.span(start, end), operand=node), start, end, d + 1
+        base = self.atom()
+        if self.peek() == "^":
+            self.i += 1
+            return self.binop("^", base, self.unary())
+        return base
+
+    def atom(self):
+        kind, value, start, end = self.toks[self.i]
+        self.i += 1
+        if kind == "num":
+            return (
+                ast.Num(span=self.span(start, end), value=number_value(value), text=value),
+                start,
+                end,
+                1,
+            )
+        if kind == "str":
+            return ast.Str(span=self.span(start, end), value=value[1:-1]), start, end, 1
+        if kind in ("true", "false"):
+            return ast.Bool(span=self.span(start, end), value=kind == "true"), start, end, 1
+        if kind == "name":
+            if self.peek() != "(":
+                return ast.Name(span=self.span(start, end), name=value), start, end, 1
+            self.i += 1
+            args, depth = ([], 1) if self.peek() == ")" else self.args()
+            close = self.take(")")[3]
+            call = ast.Call(
+                span=self.span(start, close),
+                name=value,
+                name_span=self.span(start, end),
+                args=args,
+            )
+            return call, start, close, depth
+        if kind == "[":
+            items, depth = [], 0
+            if self.peek() != "]":
+                while True:
+                    node, _, _, d = self.expr()
+                    items.append(node)
+                    depth = max(depth, d)
+                    if self.peek() != ",":
+                        break
+                    self.i += 1
+            close = self.take("]")[3]
+            return ast.ListExpr(span=self.span(start, close), items=items), start, close, 1 + depth
+        if kind == "(":
+            node, _, _, depth = self.expr()
+            close = self.take(")")[3]
+            return node, start, close, depth  # parentheses widen the container only
+        raise _NoClaim
+
+    def args(self) -> tuple[list[ast.Arg], int]:
+        """`arg ("," arg)*` and the depth of the `func` node above them (func, args, arg,
+        value, then the expression)."""
+        out, depth = [], 0
+        while True:
+            kind, value, start, _ = self.toks[self.i]
+            name = None
+            if kind == "name" and self.toks[self.i + 1][0] == "=":
+                name = value
+                self.i += 2
+            node, vstart, end, d = self.expr()
+            if self.peek() == "%":
+                end = self.toks[self.i][3]
+                self.i += 1
+                node = ast.Percent(span=self.span(vstart, end), value=node)
+            out.append(
+                ast.Arg(span=self.span(start if name else vstart, end), name=name, value=node)
+            )
+            depth = max(depth, d)
+            if self.peek() != ",":
+                break
+            self.i += 1
+        return out, depth + 4
+
+
+def number_value(text: str) -> int | float:
+    """A NUMBER token's value (the builder's rule; its length is checked there)."""
+    if "." in text or "e" in text or "E" in text:
+        return float(text)
+    return int(text)
+
+
+def _let(m: re.Match, text: str, path: str, line: int) -> Claim:
+    indent = len(m.group(1))
+    node, _, end, depth = _Expr(text, m.end(), path, line).whole()
+    stmt = ast.LetStmt(
+        span=Span(path=path, line=line, col=indent + 1, end_line=line, end_col=end + 1),
+        name=m.group(2),
+        value=node,
+    )
+    return Claim(line, stmt, depth + 1)
+
+
+def scan(text: str, path: str) -> tuple[str, list[Claim]]:
+    """The text with every claimed line blanked, and the claims in line order."""
+    if "\r" in text or ("->" not in text and "let" not in text):
+        return text, []
+    lines = text.split("\n")
+    claims: list[Claim] = []
+    continued = False  # the line before ended in `\`: this one continues its statement
+    for i, raw in enumerate(lines):
+        was_continued, continued = continued, raw.rstrip(" \t\f").endswith("\\")
+        if was_continued or continued or "#" in raw:
+            continue
+        if "->" in raw:
+            m = _EDGE.match(raw)
+            if m is None:
+                continue
+            claims.append(Claim(i + 1, _edge(m, path, i + 1), 2))  # fixed_edge, set_ref
+        else:
+            m = _LET.match(raw)
+            if m is None:
+                continue
+            try:
+                claims.append(_let(m, raw, path, i + 1))
+            except _NoClaim:
+                continue
+        lines[i] = m.group(1)
+    if not claims:
+        return text, []
+    return "\n".join(lines), claims
+
+
+# Where a claimed statement may stand: the nodes whose body holds it, and the field.
+_LET_BODIES = (ast.NetworkDecl, ast.TemplateDecl, ast.RepeatDecl, ast.GraphDecl)
+
+
+def graft(file: ast.File, claims: list[Claim], max_depth: int) -> ast.File:
+    """The tree with each claimed statement in its place (see the module docstring)."""
+    items = _graft_list(file.items, claims, 0, len(claims), ast.LetStmt, 1, max_depth)
+    return file.model_copy(update={"items": items})
+
+
+def _graft_list(items, claims, lo, hi, allowed, depth, max_depth) -> list:
+    """`items` (a body at lark depth `depth`) with claims[lo:hi], which lie inside it."""
+    out = []
+    c = lo
+    for item in items:
+        first, last = item.span.line, item.span.end_line
+        while c < hi and claims[c].line < first:
+            _place(out, claims[c], allowed, depth, max_depth)
+            c += 1
+        inner = c
+        while c < hi and claims[c].line <= last:
+            c += 1
+        if c > inner:
+            item = _graft_node(item, claims, inner, c, depth + 1, max_depth)
+        out.append(item)
+    while c < hi:
+        _place(out, claims[c], allowed, depth, max_depth)
+        c += 1
+    return out
+
+
+def _place(out: list, claim: Claim, allowed, depth: int, max_depth: int) -> None:
+    if not isinstance(claim.node, allowed) or depth + claim.depth > max_depth:
+        raise Unclaimable
+    out.append(claim.node)
+
+
+def _graft_node(node, claims, lo, hi, depth, max_depth):
+    """`node` (at lark depth `depth`) with claims[lo:hi], which lie within its lines."""
+    if not all(node.span.line < claims[i].line < node.span.end_line for i in (lo, hi - 1)):
+        raise Unclaimable
+    if isinstance(node, _LET_BODIES):
+        body = _graft_list(node.body, claims, lo, hi, ast.LetStmt, depth, max_depth)
+        return node.model_copy(update={"body": body})
+    if isinstance(node, ast.WiringStmt) and node.fixed is not None:
+        fixed = _graft_list(node.fixed, claims, lo, hi, ast.FixedEdge, depth, max_depth)
+        return node.model_copy(update={"fixed": fixed})
+    raise Unclaimable
