@@ -116,6 +116,9 @@ REGRESSIONS = {
     "20,000 nested parentheses": CIFAR.replace(
         b"classes 10", b"classes " + b"(" * 20000 + b"1" + b")" * 20000
     ),
+    "200,000-digit numeral": CIFAR.replace(b"classes 10", b"classes " + b"7" * 200000),
+    "200,000-character name": CIFAR.replace(b"network cifar_tiny", b"network n" + b"a" * 200000),
+    "100,000-character include path": b'include "' + b"a" * 100000 + b'.wire"\n' + CIFAR,
     "5,000-digit repeat count": CIFAR.replace(
         b"  use tiny", b"  repeat 1" + b"0" * 5000 + b" { layers { relu } }\n  use tiny"
     ),
