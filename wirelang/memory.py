@@ -24,13 +24,11 @@ counted (images are held as uint8: CIFAR-10's training set is 150 MB).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from wirelang.ir import core
-from wirelang.methods import FIXED_STEP_SOLVERS
 from wirelang.passes.check import sparse_candidates
 from wirelang.passes.limits import ENV_VAR, format_bytes, layer_weights, max_bytes, set_weights
 
@@ -45,7 +43,6 @@ RUNTIME_BYTES = 550 * 10**6  # a Python process with torch and wirelang loaded (
 # Evaluations per forward pass an adaptive solver keeps for backward: its count depends on the
 # data; dopri5 at the default tolerances took 20 to 30 on the shipped continuous specs.
 ADAPTIVE_EVALUATIONS = 26
-STAGES = {"euler": 1, "midpoint": 2, "rk4": 4, "explicit_adams": 1, "implicit_adams": 1}
 AVAILABLE_ENV = "WIRELANG_MEMORY_AVAILABLE"  # bytes this machine offers (overrides the probe)
 
 
@@ -93,18 +90,14 @@ def stored_weights(net: core.Network) -> tuple[int, int, int]:
 
 
 def graph_evaluations(g: core.Graph) -> int:
-    """Evaluations of the graph whose activations one forward pass keeps for backward."""
+    """Evaluations of the graph whose activations one forward pass keeps for backward: its
+    evaluations per forward pass (`Semantics.evaluations`), one with the adjoint method (it
+    recomputes them backwards), ADAPTIVE_EVALUATIONS where an adaptive solver decides."""
     sem = g.semantics
-    if sem.kind != "continuous":
-        return sem.steps
-    if sem.params.get("adjoint"):
-        return 1  # the adjoint method recomputes them backwards
-    solver, step = str(sem.params.get("solver")), sem.params.get("step_size")
-    if solver in FIXED_STEP_SOLVERS:
-        time = float(sem.params["time"])
-        steps = math.ceil(time / float(step)) if step else 10  # step_size defaults to time / 10
-        return steps * STAGES.get(solver, 1)
-    return ADAPTIVE_EVALUATIONS
+    if sem.kind == "continuous" and sem.params.get("adjoint"):
+        return 1
+    n = sem.evaluations
+    return ADAPTIVE_EVALUATIONS if n is None else n
 
 
 def _numel(shape: core.Shape | None) -> int:
