@@ -9,6 +9,7 @@ them). Nothing here imports torch, so `wirelang check` stays fast.
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +57,23 @@ def build(
     `verify(pass_name, network)` runs after each pass (the tests use it to check invariants).
     `include_paths`: folders besides the spec's project that its includes may read.
     """
+    # A large spec makes hundreds of thousands of small objects and no reference cycles; the
+    # cyclic collector's passes over them took a fifth of the time. It is paused while building.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(path, text, verify, include_paths)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build(
+    path: str | Path,
+    text: str | None,
+    verify: Callable[[str, core.Network], None] | None,
+    include_paths: Sequence[str | Path],
+) -> core.Network:
     program = load(path, text, include_paths)
     net, rep, extras = expand(program)
     # Shapes are worth inferring after errors in the train block, but not after a dropped

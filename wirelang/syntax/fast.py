@@ -37,15 +37,18 @@ _EDGE = re.compile(
 _DIGITS = re.compile(r"[0-9]+")
 _LET = re.compile(rf"({_WS})let(?![A-Za-z0-9_]){_WS}({_NAME}){_WS}={_WS}")
 
-# The tokens of an expression. Strings with escapes and numbers of more than 300 characters are
-# left to lark (which unescapes them or reports them); so is any character not listed here.
-_TOKEN = re.compile(
-    r"(?P<ws>[\t \f]+)"
-    r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
-    rf"|(?P<name>{_NAME})"
-    r'|(?P<str>"[^"\\\n]*")'
-    r"|(?P<op>[-+*/^()\[\],=%])"
+# The tokens of an expression, each with the blanks before it. Strings with escapes and numbers
+# of more than 300 characters are left to lark (which unescapes them or reports them); so is
+# any character not listed here.
+_TOKENS = re.compile(
+    r"([\t \f]*)(?:"
+    r"((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    rf"|({_NAME})"
+    r'|("[^"\\\n]*")'
+    r"|([-+*/^()\[\],=%]))"
 )
+_KEYWORDS = ("true", "false")
+_NESTING = ("(", "[", "-", "^")
 
 # Deeper expressions are left to lark and its depth check (`parse.MAX_TREE_DEPTH`).
 _MAX_EXPR_DEPTH = 60
@@ -103,25 +106,30 @@ class _Expr:
     def __init__(self, text: str, start: int, path: str, line: int):
         self.path, self.line = path, line
         self.toks: list[tuple[str, str, int, int]] = []
-        pos, n = start, len(text)
-        while pos < n:
-            m = _TOKEN.match(text, pos)
-            if m is None:
-                raise _NoClaim
-            kind = m.lastgroup
-            if kind != "ws":
-                value = m.group()
-                if kind == "op" or (kind == "name" and value in ("true", "false")):
-                    kind = value  # punctuation and keywords are their own kinds
-                elif kind == "num" and len(value) > 300:
+        end = len(text.rstrip(" \t\f"))
+        pos, nesting = start, 0
+        # findall skips what no token matches: then the tokens do not reach the end.
+        for ws, num, name, string, op in _TOKENS.findall(text, start, end):
+            pos += len(ws)
+            if num:
+                if len(num) > 300:
                     raise _NoClaim
-                self.toks.append((kind, value, pos, m.end()))
-            pos = m.end()
-        self.toks.append(("$end", "", n, n))
-        # Each bracket, minus sign or power nests the reader a few Python frames deeper:
-        # a line with this many is left to lark, far from the interpreter's recursion limit.
-        if sum(t[0] in ("(", "[", "-", "^") for t in self.toks) > 100:
+                kind, value = "num", num
+            elif name:
+                value = name
+                kind = name if name in _KEYWORDS else "name"
+            elif string:
+                kind, value = "str", string
+            else:
+                kind = value = op
+                # Each bracket, minus sign or power nests the reader a few Python frames
+                # deeper: a line with many is left to lark, far from the recursion limit.
+                nesting += op in _NESTING
+            self.toks.append((kind, value, pos, pos + len(value)))
+            pos += len(value)
+        if pos != end or nesting > 100:
             raise _NoClaim
+        self.toks.append(("$end", "", end, end))
         self.i = 0
 
     def span(self, start: int, end: int) -> Span:
@@ -282,6 +290,8 @@ def scan(text: str, path: str) -> tuple[str, list[Claim]]:
     """The text with every claimed line blanked, and the claims in line order."""
     if "\r" in text or ("->" not in text and "let" not in text):
         return text, []
+    if not text.endswith("\n"):  # as lark's caller ends it: a claimed last line is not the end
+        text += "\n"
     lines = text.split("\n")
     claims: list[Claim] = []
     continued = False  # the line before ended in `\`: this one continues its statement
