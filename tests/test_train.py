@@ -116,6 +116,7 @@ def test_run_directory_metrics_and_load(tmp_path):
         "spec.wire",
         "config.json",
         "metrics.jsonl",
+        "metrics.csv",
         "checkpoints",
     }
     records = read_metrics(out)

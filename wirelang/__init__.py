@@ -3,15 +3,22 @@
     >>> import wirelang
     >>> model = wirelang.load("specs/cifar_tiny.wire")      # an nn.Module
     >>> net = wirelang.check("specs/cifar_tiny.wire")       # the checked IR, torch-free
+    >>> result = wirelang.train("my.wire", train_data=train_set, val_data=val_set, out="runs/m")
+    >>> model = wirelang.load(result.run_dir)               # the run's best checkpoint
 
 Heavy modules (torch) are imported only when a function that needs them is called.
 """
 
 from __future__ import annotations
 
+# `wirelang.train` is the training package, and calling it is `wirelang.train.fit`: one name
+# for `wirelang.train(spec, train_data=...)` and `from wirelang.train import TrainOptions`
+# (a function of that name would be replaced by the package as soon as it is imported, and
+# `import wirelang.train as t` would give the function). Importing the package is torch-free.
+from wirelang import train
 from wirelang.version import LANGUAGE_VERSION, __version__
 
-__all__ = ["LANGUAGE_VERSION", "__version__", "check", "load", "sparsify"]
+__all__ = ["LANGUAGE_VERSION", "__version__", "check", "load", "sparsify", "train"]
 
 
 def check(path, include_paths=()):

@@ -49,6 +49,7 @@ class DataConfig(_Config):
         "fashion_mnist_small",
         "synthetic",
         "folder",
+        "python",  # datasets passed to `wirelang.train(...)`; nothing to load by name
     ]
     root: str | None = None
     val: Annotated[float, Field(ge=0)] = 0.1  # a fraction of the training set (< 1) or a count
@@ -99,6 +100,17 @@ class TrainConfig(_Config):
     # Also write last.pt every N optimizer steps inside an epoch (0: at epoch ends only), so a
     # killed ImageNet-size run loses minutes, not an epoch.
     checkpoint_steps: Annotated[int, Field(ge=0)] = 0
+    # timm's staples. Global gradient norm bound (0: no clipping).
+    clip_grad: NonNegFloat = 0.0
+    # Decay of an exponential moving average of the weights, updated after every optimizer step
+    # (0: none); the average is evaluated, and is the model the checkpoints hand out.
+    ema: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # Batches per optimizer step: gradients of `accumulate` batches are summed (each scaled by
+    # 1/accumulate), so that batch 8 with accumulate 2 takes the step of batch 16.
+    accumulate: Annotated[int, Field(ge=1)] = 1
+    # A row of metrics.csv (and TensorBoard scalars) every N optimizer steps.
+    log_every: Annotated[int, Field(ge=1)] = 10
+    tensorboard: bool = False  # also log to TensorBoard (pip install 'wirelang[tensorboard]')
     phase2: PhaseConfig | None = None
 
     @model_validator(mode="before")

@@ -245,6 +245,13 @@ def train(
             "--threads", help="torch threads of a one-process CPU run (default: the usable cores)."
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="cpu, cuda or cuda:N (default cpu; cuda with --gpus). Saved in config.json.",
+        ),
+    ] = None,
 ) -> None:
     """Train a spec on CPU (default), one or many GPUs, or several CPU processes.
 
@@ -268,6 +275,7 @@ def train(
         procs=procs,
         dry_run=dry_run,
         threads=threads,
+        device=device,
     )
     result = _run_errors(train_run, opts)
     if dry_run:
@@ -289,6 +297,7 @@ def eval_(
     data_root: Annotated[
         str | None, typer.Option("--data-root", help="Where the run's dataset is now, if it moved.")
     ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Evaluate a trained run on its validation or test split.
 
@@ -297,7 +306,7 @@ def eval_(
     from wirelang.train import evaluate_run
 
     with _quiet_spec_warnings():
-        r = _run_errors(evaluate_run, run, split, checkpoint, download, data_root)
+        r = _run_errors(evaluate_run, run, split, checkpoint, download, data_root, device)
     if as_json:
         sys.stdout.write(json.dumps(r) + "\n")
     else:

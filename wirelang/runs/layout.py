@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 SPEC, CONFIG, METRICS = "spec.wire", "config.json", "metrics.jsonl"
+STEP_METRICS, TENSORBOARD = "metrics.csv", "tensorboard"  # per-step scalars (see train/metrics)
 CHECKPOINTS = "checkpoints"
 LAST, PREV, BEST, PHASE1_LAST = "last.pt", "prev.pt", "best.pt", "phase1_last.pt"
 
@@ -62,7 +63,14 @@ def never_started(run_dir: Path) -> bool:
     missing dataset, a bad flag): nothing in it is worth keeping, so it may be started again."""
     if not run_dir.is_dir():
         return False
-    if not {p.name for p in run_dir.iterdir()} <= {SPEC, CONFIG, CHECKPOINTS, METRICS}:
+    if not {p.name for p in run_dir.iterdir()} <= {
+        SPEC,
+        CONFIG,
+        CHECKPOINTS,
+        METRICS,
+        STEP_METRICS,
+        TENSORBOARD,
+    }:
         return False
     folder = run_dir / CHECKPOINTS
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

@@ -1,8 +1,20 @@
-"""Training: `wirelang train`, `wirelang eval` and `wirelang sweep` as library functions.
+"""Training: `wirelang train`, `wirelang eval` and `wirelang sweep` as library functions, and
+`wirelang.train(spec, train_data=..., val_data=...)` on your own torch datasets: calling this
+package calls `fit` (see its docstring).
+
+    >>> import torch, wirelang
+    >>> from torch.utils.data import TensorDataset
+    >>> data = TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 2, (64,)))
+    >>> r = wirelang.train("tiny.wire", train_data=data, val_data=data, out="runs/t", epochs=2)
+    >>> model = wirelang.load(r.run_dir)                                 # the best checkpoint
+    >>> wirelang.train(resume="runs/t", train_data=data, val_data=data)  # after a crash
+
+The command line's trainer, as data:
 
     >>> from wirelang.train import TrainOptions, train
     >>> result = train(TrainOptions(spec="specs/quickstart.wire", epochs=1))
     >>> result.final["val_top1"], result.run_dir
+
 
 One module per job: runs (run directory, settings, resume), distributed (processes), data
 (splits and samplers), optim (optimizer, schedules, phases), loop (the training loop),
@@ -12,6 +24,8 @@ checkpoint, metrics, progress, sweep. torch is imported only by the functions th
 from __future__ import annotations
 
 import os
+import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +33,7 @@ from typing import Any
 from wirelang.runs.layout import RunError
 from wirelang.train.runs import RunPlan
 
-__all__ = ["RunError", "TrainOptions", "evaluate_run", "train"]
+__all__ = ["RunError", "TrainOptions", "evaluate_run", "fit", "train"]
 
 
 @dataclass
@@ -39,6 +53,9 @@ class TrainOptions:
     procs: int = 0
     dry_run: bool = False
     threads: int | None = None  # torch threads of a single CPU process (default: usable cores)
+    settings: dict[str, Any] = field(default_factory=dict)  # dotted key -> plain value (Python)
+    device: str | None = None  # cpu, cuda or cuda:N (default: cpu, or cuda with --gpus)
+    data: Any = None  # a wirelang.train.data.GivenData: datasets passed from Python
     progress: Any = None  # a wirelang.train.progress.Progress (tests pass a quiet one)
 
     def flag_overrides(self) -> dict[str, Any]:
@@ -78,10 +95,15 @@ def train(opts: TrainOptions, say=print):
         raise RunError("--gpus and --procs exclude each other (--procs runs CPU processes)", 2)
     if opts.gpus < 0 or opts.procs < 0:
         raise RunError("--gpus and --procs take a count >= 0", 2)
+    device = _device(opts)
     net = build(spec)
     job = distributed.env_job()
     if opts.resume is not None:
-        if opts.overrides or {k for k in opts.flag_overrides() if k != "data.root"}:
+        if (
+            opts.overrides
+            or opts.settings
+            or {k for k in opts.flag_overrides() if k != "data.root"}
+        ):
             raise RunError(
                 "--resume continues with the run's saved settings; drop --set, --epochs, "
                 "--batch-size and --seed (--data-root may say where the data is now)",
@@ -98,8 +120,19 @@ def train(opts: TrainOptions, say=print):
             plan.world_size = job[2]
         elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
             plan.device, plan.world_size = ("cuda", opts.gpus) if opts.gpus else ("cpu", opts.procs)
+        if opts.device is not None:
+            plan.device = device
+        _resume_given(plan, opts.data)
     else:
-        overrides = {**parse_overrides(opts.overrides), **opts.flag_overrides()}
+        overrides = {
+            **parse_overrides(opts.overrides),
+            **opts.settings,
+            **opts.flag_overrides(),
+        }
+        if opts.data is not None:  # datasets from Python: nothing to load by name
+            overrides["data"] = {"name": "python", "workers": opts.data.workers}
+            if opts.batch_size is None and opts.data.batch is not None:
+                overrides["batch"] = opts.data.batch
         world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
         plan = RunPlan(
             spec_path=spec,
@@ -107,11 +140,21 @@ def train(opts: TrainOptions, say=print):
             config=resolve_config(net, overrides),
             overrides=overrides,
             run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
-            device="cuda" if opts.gpus else "cpu",
+            device=device,
             world_size=world,
             download=opts.download,
+            given=opts.data,
         )
     check_batch(plan.config, plan.world_size)
+    if plan.given is not None:  # before the run folder exists: shapes, labels, enough items
+        from wirelang.train.data import check_train_size
+
+        plan.given.check(plan.net)
+        check_train_size(len(plan.given.train), plan.config)
+    if plan.config.tensorboard:
+        from wirelang.train.metrics import require_tensorboard
+
+        require_tensorboard()
     if plan.device == "cpu" and plan.world_size == 1 and job is None:
         # One process on the CPU: as many threads as cores it may use (affinity, cgroup quota),
         # never the machine's whole count when a container or taskset allows fewer.
@@ -123,6 +166,8 @@ def train(opts: TrainOptions, say=print):
         }
     if plan.device == "cuda":
         distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
+    elif plan.device.startswith("cuda:"):
+        distributed.check_device(plan.device)
     if job is None:  # refuse before allocating (the launcher checks for all its processes)
         check_memory(plan.net, plan.config, plan.device, plan.world_size)
     if opts.resume is None and (job is None or _is_launched()):
@@ -181,6 +226,148 @@ def train(opts: TrainOptions, say=print):
         distributed.teardown(d)
 
 
+def fit(
+    spec_or_model: Any = None,
+    train_data: Any = None,
+    val_data: Any = None,
+    test_data: Any = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    verbose: bool = True,
+    **settings: Any,
+):
+    """Train a spec on your own torch datasets; the run folder is the one `wirelang train`
+    writes (config.json, spec.wire, metrics.jsonl, metrics.csv, checkpoints/). Returns a
+    `RunResult`: `run_dir`, `final` (the last metrics line) and `model` (trained, eval mode).
+
+    `spec_or_model`: a .wire path, or its IR (`wirelang.check(path)`). `train_data`, `val_data`,
+    `test_data`: a map-style `Dataset` of (float image tensor (C, H, W), int label), or a
+    `DataLoader` of one (its dataset, batch size, workers and collate function are used; the
+    order is drawn by wirelang from the seed, so that resuming is exact). Shapes and labels are
+    checked against the spec's `input` and `classes` before the run folder is created. Without
+    `val_data` the best checkpoint is the last; without `test_data` there are no test figures.
+
+    `**settings`: train settings by name, over the spec's `train` block (`clip_grad=1.0`,
+    `ema=0.999`, `accumulate=4`, `optimizer={"lr": 0.05}`, `schedule="cosine"`).
+
+    `resume=RUN` (no spec, no settings) continues a run after a crash or to its end; pass the
+    same datasets again. A run trained this way loads with `wirelang.load(RUN)`.
+
+    Raises `wirelang.diagnostics.SpecError` for a broken spec and `RunError` for the rest.
+    """
+    from wirelang.train.data import GivenData
+    from wirelang.train.progress import Progress
+
+    spec = None if spec_or_model is None else _spec_path(spec_or_model)
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        flat.update(_dotted(key, value))
+    opts = TrainOptions(
+        spec=spec,
+        settings=flat,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        out=out,
+        resume=resume,
+        threads=threads,
+        device=device,
+        data=GivenData.of(train_data, val_data, test_data),
+        progress=Progress(enabled=verbose and int(os.environ.get("RANK", "0")) == 0),
+    )
+    return train(opts, say=print if verbose else lambda _: None)
+
+
+def _spec_path(spec_or_model: Any) -> Path:
+    """The .wire file of a spec path or of an IR built from one (unchanged since)."""
+    from wirelang.frontend import build
+    from wirelang.ir import core
+    from wirelang.ir.meaning import spec_hash
+
+    if isinstance(spec_or_model, str | Path):
+        return Path(spec_or_model)
+    if isinstance(spec_or_model, core.Network):
+        path = Path(spec_or_model.span.path)
+        if not path.is_file() or spec_hash(build(path)) != spec_hash(spec_or_model):
+            raise RunError(
+                f"this network is not the one {path} describes (changed after it was "
+                "checked, or the file moved); train from a .wire file",
+                2,
+            )
+        return path
+    raise RunError(
+        "wirelang.train takes a .wire path or its IR (wirelang.check(path)), not a "
+        f"{type(spec_or_model).__name__}; a model to sparsify is trained with your own loop",
+        2,
+    )
+
+
+def _dotted(key: str, value: Any) -> dict[str, Any]:
+    """`optimizer={"lr": 0.05}` -> {"optimizer.lr": 0.05}: a group's other settings stay."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for sub, v in value.items():
+            out.update(_dotted(f"{key}.{sub}", v))
+        return out
+    return {key: list(value) if isinstance(value, tuple) else value}
+
+
+def _device(opts: TrainOptions) -> str:
+    """The device flag checked against --gpus / --procs and the machine (a usage error, 2)."""
+    from wirelang.train import distributed
+
+    if opts.device is None:
+        return "cuda" if opts.gpus else "cpu"
+    distributed.check_device(opts.device)
+    if opts.gpus and opts.device == "cpu" or opts.procs and opts.device != "cpu":
+        raise RunError(
+            f"--device {opts.device} contradicts "
+            + (f"--gpus {opts.gpus}" if opts.gpus else f"--procs {opts.procs} (CPU processes)"),
+            2,
+        )
+    if opts.gpus > 1 and opts.device != "cuda":
+        raise RunError(
+            f"--device {opts.device} names one device; --gpus {opts.gpus} uses cuda:0 to "
+            f"cuda:{opts.gpus - 1} (write --device cuda, or leave it out)",
+            2,
+        )
+    return opts.device
+
+
+def _resume_given(plan: RunPlan, given: Any) -> None:
+    """A run trained on datasets from Python resumes with the same datasets passed again."""
+    from wirelang.runs.layout import read_config
+
+    from_python = plan.config.data.name == "python"
+    if given is None:
+        return  # a run from Python says what to pass when it looks for its data
+    if not from_python:
+        raise RunError(
+            f"{plan.run_dir} trains on `{plan.config.data.name}`, not on datasets passed from "
+            "Python; resume it without train_data",
+            2,
+        )
+    saved = read_config(plan.run_dir).get("python_data") or {}
+    now = given.describe()
+    for split in ("train", "val", "test"):
+        was, new = saved.get(split), now[split]
+        if (was and was["items"]) != (new and new["items"]):
+            raise RunError(
+                f"{plan.run_dir} was trained with {split}_data of "
+                f"{was['items'] if was else 'no'} items; this {split}_data has "
+                f"{new['items'] if new else 'no'} items (pass the same datasets to resume)",
+                2,
+            )
+    given.check(plan.net)
+    plan.given = given
+
+
 def _is_launched() -> bool:
     from wirelang.runs.layout import LAUNCHED_ENV
 
@@ -211,20 +398,26 @@ def evaluate_run(
     checkpoint: str | Path | None = None,
     download: bool = False,
     data_root: str | Path | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Loss, top-1 and top-5 of a run's model (its best checkpoint) on its val or test split.
 
-    `data_root`: where the run's dataset is now, when it moved since training."""
+    `data_root`: where the run's dataset is now, when it moved since training. `device`: cpu,
+    cuda or cuda:N."""
+    import torch
+
     from wirelang.frontend import build
     from wirelang.runs.layout import SPEC, read_config
     from wirelang.runs.load import load_run_model
     from wirelang.train.data import eval_loader, load_splits
-    from wirelang.train.distributed import Dist
+    from wirelang.train.distributed import Dist, check_device
     from wirelang.train.metrics import evaluate
     from wirelang.train_config import TrainConfig
 
     if split not in ("val", "test"):
         raise RunError(f"--split must be val or test, not {split!r}", 2)
+    check_device(device)
+    where = Dist(device=torch.device("cuda", 0) if device == "cuda" else torch.device(device))
     run_dir = Path(run_dir)
     saved = read_config(run_dir)
     config = TrainConfig.model_validate(saved["train"])
@@ -241,5 +434,16 @@ def evaluate_run(
             if split == "val"
             else f"{run_dir} has no test split (its data folder has no test/ or val/ folder)"
         )
-    result = evaluate(model, eval_loader(data, config, Dist()), Dist())
-    return {"split": split, "items": len(data), **result}
+    model.to(where.device)
+    result = evaluate(model, eval_loader(data, config, where), where)
+    return {"split": split, "items": len(data), **result, "device": str(where.device)}
+
+
+class _TrainPackage(types.ModuleType):
+    """This package, callable: `wirelang.train(...)` is `fit(...)`."""
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _TrainPackage

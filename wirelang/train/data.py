@@ -9,10 +9,20 @@ batches it would have seen. Evaluation splits each set into W contiguous shards 
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from dataclasses import dataclass
+from typing import Any
 
-from wirelang.data import DataError, Splits, build_datasets
+import torch
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+)
+
+from wirelang.data import DataError, DatasetInfo, Splits, build_datasets
 from wirelang.ir import core
 from wirelang.runs.layout import RunError
 from wirelang.train.distributed import Dist
@@ -21,6 +31,12 @@ from wirelang.train_config import TrainConfig
 
 def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Splits:
     d = config.data
+    if d.name == "python":
+        raise RunError(
+            "this run was trained on datasets passed from Python: resume it with "
+            "wirelang.train(resume=RUN, train_data=..., val_data=...) and evaluate it with "
+            "wirelang.load(RUN) on your own data"
+        )
     options: dict = {}
     image_size = None
     if d.name == "synthetic":
@@ -62,13 +78,15 @@ class GlobalBatchSampler(DistributedSampler):
     permutation is drawn from a generator seeded with seed + e, never from global state.
     """
 
-    def __init__(self, dataset: Dataset, global_batch: int, d: Dist, seed: int):
+    def __init__(self, dataset: Dataset, global_batch: int, d: Dist, seed: int, group: int = 1):
         super().__init__(
             dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=seed, drop_last=True
         )
         self.global_batch = global_batch
         self.per_rank = global_batch // d.world_size
-        self.steps = len(dataset) // global_batch  # the last partial global batch is dropped
+        # the last partial global batch is dropped, and with gradient accumulation the batches
+        # that do not fill a last group of `group` (one optimizer step)
+        self.steps = len(dataset) // global_batch // group * group
         self.num_samples = self.steps * self.per_rank
         self.start = 0  # the first step of this epoch to yield (a run resumed inside an epoch)
 
@@ -86,11 +104,10 @@ class GlobalBatchSampler(DistributedSampler):
 
 
 def train_loader(
-    ds: Dataset, config: TrainConfig, d: Dist
+    ds: Dataset, config: TrainConfig, d: Dist, collate_fn=None
 ) -> tuple[DataLoader, GlobalBatchSampler]:
-    if len(ds) < config.batch:
-        raise RunError(f"batch {config.batch} is larger than the training set ({len(ds)} items)", 2)
-    sampler = GlobalBatchSampler(ds, config.batch, d, config.seed)
+    check_train_size(len(ds), config)
+    sampler = GlobalBatchSampler(ds, config.batch, d, config.seed, config.accumulate)
     loader = DataLoader(
         ds,
         batch_size=sampler.per_rank,
@@ -101,11 +118,24 @@ def train_loader(
         # workers seed themselves from this generator: reseeded every epoch
         generator=torch.Generator(),
         persistent_workers=False,
+        collate_fn=collate_fn,
     )
     return loader, sampler
 
 
-def eval_loader(ds: Dataset | None, config: TrainConfig, d: Dist) -> DataLoader | None:
+def check_train_size(items: int, config: TrainConfig) -> None:
+    """At least one optimizer step per epoch: `batch` x `accumulate` training items."""
+    need = config.batch * config.accumulate
+    if items < need:
+        what = f"batch {config.batch}" + (
+            f" x accumulate {config.accumulate}" if config.accumulate > 1 else ""
+        )
+        raise RunError(f"{what} is larger than the training set ({items} items)", 2)
+
+
+def eval_loader(
+    ds: Dataset | None, config: TrainConfig, d: Dist, collate_fn=None
+) -> DataLoader | None:
     """This rank's contiguous shard of `ds` (no padding, so every item counts exactly once)."""
     if ds is None:
         return None
@@ -118,6 +148,7 @@ def eval_loader(ds: Dataset | None, config: TrainConfig, d: Dist) -> DataLoader 
         shuffle=False,
         num_workers=config.data.workers,
         pin_memory=d.device.type == "cuda",
+        collate_fn=collate_fn,
     )
 
 
@@ -134,3 +165,124 @@ def seed_epoch(
     sampler.set_epoch(epoch)
     torch.manual_seed(s)  # augmentation in the main process, targeted_dropout, ...
     loader.generator.manual_seed(s)  # the base seed of the loader's worker processes
+
+
+# ---------------------------------------------------------------------------- your own data
+@dataclass
+class GivenData:
+    """Datasets passed to `wirelang.train` from Python instead of a `data` setting.
+
+    Each split is a map-style `Dataset` of (image tensor (C, H, W), int label), or a
+    `DataLoader`, of which the dataset, batch size, worker count and collate function are used:
+    the order of the training items is still drawn by wirelang from (seed, epoch), so that a
+    resumed or multi-process run sees the batches an uninterrupted one would.
+    """
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+    batch: int | None = None  # a DataLoader's batch size
+    workers: int = 0
+    collate_fn: Any = None
+
+    @classmethod
+    def of(cls, train: Any, val: Any = None, test: Any = None) -> GivenData:
+        if train is None:
+            raise RunError("train_data is required (a Dataset or DataLoader)", 2)
+        given = cls(train=_dataset("train_data", train))
+        given.val = None if val is None else _dataset("val_data", val)
+        given.test = None if test is None else _dataset("test_data", test)
+        if isinstance(train, DataLoader):
+            given.batch, given.workers = train.batch_size, train.num_workers
+            given.collate_fn = train.collate_fn
+        return given
+
+    def check(self, net: core.Network) -> None:
+        """Each split's first image has the network's input shape; its labels (all of them when
+        the dataset exposes them: TensorDataset, `targets`) lie in 0 .. classes-1."""
+        for name, ds in (
+            ("train_data", self.train),
+            ("val_data", self.val),
+            ("test_data", self.test),
+        ):
+            if ds is not None:
+                _check_split(name, ds, net)
+
+    def splits(self) -> Splits:
+        info = DatasetInfo("python", 0, 0, 0, 0, (), ())
+        return Splits(train=self.train, val=self.val, test=self.test, info=info)
+
+    def describe(self) -> dict[str, Any]:
+        """What config.json records of the data (a resumed run is checked against it)."""
+        return {
+            name: None if ds is None else {"type": type(ds).__name__, "items": len(ds)}
+            for name, ds in (("train", self.train), ("val", self.val), ("test", self.test))
+        }
+
+
+def _dataset(name: str, data: Any) -> Dataset:
+    ds = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(ds, IterableDataset) or not hasattr(ds, "__getitem__"):
+        raise RunError(
+            f"{name}: a map-style Dataset (with __len__ and __getitem__) is needed; an "
+            "IterableDataset has no order wirelang can draw, resume or split over processes",
+            2,
+        )
+    try:
+        len(ds)
+    except TypeError:
+        raise RunError(f"{name}: the dataset has no length", 2) from None
+    return ds
+
+
+def _check_split(name: str, ds: Dataset, net: core.Network) -> None:
+    if len(ds) == 0:
+        raise RunError(f"{name} is empty", 2)
+    try:
+        item = ds[0]
+    except Exception as err:
+        raise RunError(f"{name}[0] cannot be read: {type(err).__name__}: {err}", 2) from None
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise RunError(
+            f"{name}[0] must be (image tensor, int label), found {type(item).__name__}", 2
+        )
+    x, y = item
+    want = (net.input.channels, net.input.height, net.input.width)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise RunError(
+            f"{name}[0]: the image must be a float tensor of shape {want} "
+            f"(e.g. torchvision.transforms.ToTensor()), found {type(x).__name__}"
+            + (f" of {x.dtype}" if isinstance(x, torch.Tensor) else ""),
+            2,
+        )
+    if tuple(x.shape) != want:
+        shape = "x".join(map(str, x.shape))
+        raise RunError(
+            f"{name}: images are {shape} but the network's input is {net.input} "
+            f"({'x'.join(map(str, want))})",
+            2,
+        )
+    labels = _labels(ds, y)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise RunError(f"{name}: labels must be integers, found {labels.dtype}", 2)
+    bad = labels[(labels < 0) | (labels >= net.classes)]
+    if len(bad):
+        raise RunError(
+            f"{name}: labels must be 0 to {net.classes - 1} (the network declares "
+            f"`classes {net.classes}`), found {int(bad[0])}",
+            2,
+        )
+
+
+def _labels(ds: Dataset, first: Any) -> torch.Tensor:
+    """Every label when the dataset holds them in memory, else the first item's."""
+    base, index = ds, None
+    if isinstance(ds, Subset):
+        base, index = ds.dataset, torch.as_tensor(ds.indices)
+    if isinstance(base, TensorDataset):
+        labels = base.tensors[-1]
+    elif isinstance(getattr(base, "targets", None), list | torch.Tensor):
+        labels = torch.as_tensor(base.targets)
+    else:
+        return torch.as_tensor(first).reshape(-1)
+    return (labels if index is None else labels[index]).reshape(-1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,16 +65,39 @@ def check_gpus(n: int) -> None:
         raise RunError(f"--gpus {n}: this machine has {have} CUDA device{'s' if have != 1 else ''}")
 
 
+def check_device(device: str) -> None:
+    """`--device cpu|cuda|cuda:N`, and a CUDA device this machine has (else a usage error)."""
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if m is None:
+        raise RunError(f"--device takes cpu, cuda or cuda:N, not {device!r}", 2)
+    if device == "cpu":
+        return
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have == 0:
+        raise RunError(
+            f"--device {device}: no CUDA device is available to torch "
+            "(torch.cuda.is_available() is False); use --device cpu",
+            2,
+        )
+    if m.group(1) is not None and int(m.group(1)) >= have:
+        raise RunError(
+            f"--device {device}: this machine has {have} CUDA device"
+            f"{'s' if have != 1 else ''} (cuda:0 to cuda:{have - 1})",
+            2,
+        )
+
+
 def init(device_kind: str) -> Dist:
-    """Join the job described by the environment (or run alone); pick this process's device."""
+    """Join the job described by the environment (or run alone); pick this process's device:
+    `device_kind` is cpu, cuda (device 0, or the local rank's) or cuda:N (one process)."""
     job = env_job()
     if job is None:
-        device = torch.device("cuda", 0) if device_kind == "cuda" else torch.device("cpu")
+        device = torch.device("cuda", 0) if device_kind == "cuda" else torch.device(device_kind)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         return Dist(device=device)
     rank, local_rank, world = job
-    if device_kind == "cuda":
+    if device_kind.startswith("cuda"):
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"

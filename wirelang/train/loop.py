@@ -51,8 +51,15 @@ from wirelang.train.distributed import (
     same_everywhere,
     sync_buffers,
 )
-from wirelang.train.metrics import edges_swapped, evaluate
-from wirelang.train.optim import build_optimizer, lr_factor, phases, set_lr
+from wirelang.train.metrics import StepLog, Window, edges_swapped, evaluate
+from wirelang.train.optim import (
+    WeightAverage,
+    build_optimizer,
+    clip_gradients,
+    lr_factor,
+    phases,
+    set_lr,
+)
 from wirelang.train.progress import Progress
 from wirelang.train.runs import RunPlan
 from wirelang.version import LANGUAGE_VERSION, __version__
@@ -60,9 +67,27 @@ from wirelang.version import LANGUAGE_VERSION, __version__
 
 @dataclass
 class RunResult:
+    """What `wirelang.train` returns: where the run is, its last metrics line, and the model."""
+
     run_dir: Path
-    final: dict[str, Any] = field(default_factory=dict)  # the last metrics line
+    final: dict[str, Any] = field(default_factory=dict)  # the last metrics.jsonl line
     model: nn.Module | None = None  # the trained model (in the process that trained it)
+
+
+@dataclass
+class TrainState:
+    """Where training stands: with the weights and the optimizer, everything a resumed run needs.
+    Written into every checkpoint by `_payload` and read back in one place, `_restore`."""
+
+    phase: int = 1
+    epoch: int = 0  # finished epochs of `phase`
+    best: dict[str, Any] | None = None  # the epoch best.pt holds: phase, epoch, val top-1
+    # A checkpoint written inside epoch `epoch + 1`: its batch `step`, each rank's counters and
+    # random state, the masks of the last epoch end and of the last metrics.csv row.
+    within: dict[str, Any] | None = None
+    optimizer: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    step: int = 0  # optimizer steps done over the whole run (metrics.csv is cut back to it)
 
 
 def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
@@ -82,8 +107,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     model.to(memory_format=memory_format)
     plan_phases = phases(cfg, model.two_phase())
 
-    # ---- resume: continue after the last good checkpoint (none in a fresh run); a finished
-    # run says so before it looks for its data
+    # ---- a finished run says so before it looks for its data
     found = ckpt.resume_point(run_dir, say=say, spec_hash=spec_hash)
     if found is not None and found[0].get("finished"):
         say(
@@ -92,40 +116,37 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
         return RunResult(run_dir, _last_record(run_dir))
 
     # ---- data: the val split is held out of training; the test set is only reported
-    splits = load_splits(cfg, plan.net, plan.download)
-    loader, sampler = train_loader(splits.train, cfg, d)
-    val_loader, test_loader = eval_loader(splits.val, cfg, d), eval_loader(splits.test, cfg, d)
-    steps = len(loader)  # optimizer steps per epoch, the same on every rank
+    given = plan.given
+    splits = given.splits() if given is not None else load_splits(cfg, plan.net, plan.download)
+    collate = given.collate_fn if given is not None else None
+    loader, sampler = train_loader(splits.train, cfg, d, collate)
+    val_loader = eval_loader(splits.val, cfg, d, collate)
+    test_loader = eval_loader(splits.test, cfg, d, collate)
+    accumulate = cfg.accumulate
+    batches = len(loader)  # per epoch, a multiple of `accumulate`, the same on every rank
+    steps = batches // accumulate  # optimizer steps per epoch: the schedule counts these
 
-    start_phase, start_epoch, best, resumed, within = 1, 0, None, None, None
-    log = MetricsLog(run_dir)
+    # ---- resume: continue after the last good checkpoint (none in a fresh run)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    state = TrainState()
     if found is not None:
-        resumed, path = found
-        model.load_state_dict(resumed["model"])
-        ckpt.set_rng_state(resumed["rng"])
-        start_phase, start_epoch, best = resumed["phase"], resumed["epoch"], resumed["best"]
-        # a checkpoint written inside an epoch: `epoch` counts the finished ones, `within` says
-        # how far the next one got (its step, each rank's counters and random state)
-        within = resumed.get("within")
-        if within is not None and within["world_size"] != d.world_size:
-            raise RunError(
-                f"{path} was written inside epoch {within['epoch']} by {within['world_size']} "
-                f"process(es); resume it with as many (--procs/--gpus {within['world_size']})",
-                2,
-            )
-        if d.is_main:
-            log.truncate_after(start_phase, start_epoch)
+        state = _restore(found, model, ema, d, plan_phases, steps)
         where = (
-            f"epoch {start_epoch}"
-            if within is None
-            else f"epoch {within['epoch']}, step {within['step']}"
+            f"epoch {state.epoch}"
+            if state.within is None
+            else f"epoch {state.within['epoch']}, step {state.within['step']}"
         )
-        say(f"resuming {run_dir} from {path.name} (phase {start_phase}, {where})")
+        say(f"resuming {run_dir} from {found[1].name} (phase {state.phase}, {where})")
+    log = MetricsLog(run_dir)
+    step_log = StepLog(run_dir, state.step, cfg.tensorboard) if d.is_main else None
+    if d.is_main and found is not None:
+        log.truncate_after(state.phase, state.epoch)
     n_val = len(splits.val) if splits.val is not None else 0
     say(
         f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test or ())} test, "
-        f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type}), "
-        f"{model.count_params():,} parameters -> {run_dir}"
+        f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type})"
+        + (f" x accumulate {accumulate}" if accumulate > 1 else "")
+        + f", {model.count_params():,} parameters -> {run_dir}"
     )
 
     # ---- execution: DDP across ranks, optional torch.compile, AMP on CUDA
@@ -141,22 +162,38 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    previous_active = model.active_masks()  # edges_swapped compares each epoch end with this
-    if within is not None and "previous_active" in within:  # ... with the last epoch end's, resumed
+    within = state.within
+    # edges_swapped compares each epoch end with the last, and each metrics.csv row with the last
+    previous_active = model.active_masks()
+    row_active = previous_active
+    if within is not None:
         previous_active = {k: v.to(d.device) for k, v in within["previous_active"].items()}
+        row_active = {
+            k: v.to(d.device) for k, v in within.get("row_active", previous_active).items()
+        }
 
-    record: dict[str, Any] = {}
+    def measure(loader_: Any) -> tuple[dict | None, dict | None]:
+        """The model's figures on a split, and its weight average's (None without `ema`)."""
+        own = evaluate(model, loader_, d, autocast, cuda and cfg.channels_last)
+        if ema is None:
+            return own, None
+        with ema.swapped_into(model):
+            return own, evaluate(model, loader_, d, autocast, cuda and cfg.channels_last)
+
+    best, record = state.best, {}
     for phase in plan_phases:
-        if phase.number < start_phase:
+        if phase.number < state.phase:
             continue
-        first_epoch = start_epoch if phase.number == start_phase else 0
+        first_epoch = state.epoch if phase.number == state.phase else 0
         epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
-        if phase.number == 2 and first_epoch == 0 and not (within is not None and start_phase == 2):
+        if phase.number == 2 and first_epoch == 0 and not (within is not None and state.phase == 2):
             # End of phase one: fix the top-k edges of the trained weights; the lottery ticket
             # then starts again from the initial weights, keeping only the mask.
             model.freeze_topk()
             if model.two_phase() == "lottery_one_shot":
                 rewind(model, initial)
+            if ema is not None:  # the average restarts from the sparse network
+                ema = WeightAverage(model, cfg.ema)
             best = None  # the best checkpoint is chosen among the sparse network's epochs
             say(
                 f"phase 2 ({model.two_phase()}): top-k masks fixed"
@@ -167,13 +204,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 )
             )
         optimizer = build_optimizer(model, phase.optimizer)
-        if (
-            resumed is not None
-            and phase.number == start_phase
-            and (first_epoch > 0 or within is not None)
-        ):
-            optimizer.load_state_dict(resumed["optimizer"])
-            scaler.load_state_dict(resumed["scaler"])
+        if state.optimizer is not None and phase.number == state.phase:
+            optimizer.load_state_dict(state.optimizer)
+            scaler.load_state_dict(state.scaler)
 
         for epoch in range(first_epoch + 1, phase.epochs + 1):
             global_epoch = epoch_offset + epoch  # counts across phases: the data order's key
@@ -183,58 +216,112 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 if len(plan_phases) > 1
                 else f"epoch {epoch}/{phase.epochs}"
             )
-            progress.start_epoch(title, steps)
+            progress.start_epoch(title, batches)
             model.train()
             t0 = time.perf_counter()
+            # this rank's loss, hits and images (summed over ranks at the epoch end); every
+            # rank's since the epoch began (for the progress line) and since the last csv row
             loss_sum, correct, seen, offset = 0.0, 0, 0, 0
-            if within is not None and phase.number == start_phase and epoch == within["epoch"]:
+            shown, window = Window(), Window()
+            if within is not None and phase.number == state.phase and epoch == within["epoch"]:
                 offset = sampler.start = within["step"]
                 mine = within["ranks"][d.rank]
                 loss_sum, correct, seen = mine["loss_sum"], mine["correct"], mine["seen"]
+                shown = Window(*within.get("shown", (0.0, 0.0, 0.0)))
+                window = Window(*within.get("window", (0.0, 0.0, 0.0)))
                 ckpt.set_rng_state(mine["rng"])  # after seed_epoch: where the step left it
                 within = None
             for i, (x, y) in enumerate(loader, start=offset):
-                step = (epoch - 1) * steps + i  # within this phase; drives the schedule
-                lr = set_lr(optimizer, lr_factor(step, steps, phase))
-                model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
+                # batch i; with gradient accumulation, `accumulate` batches make one step
+                step = (epoch - 1) * steps + i // accumulate  # within this phase; the schedule's
+                last_of_step = (i + 1) % accumulate == 0
+                if i % accumulate == 0:
+                    lr = set_lr(optimizer, lr_factor(step, steps, phase))
+                    model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
+                    optimizer.zero_grad(set_to_none=True)
                 x = x.to(d.device, non_blocking=True).contiguous(
                     memory_format=memory_format
                 )  # (b, C, H, W)
                 y = y.to(d.device, non_blocking=True)  # (b,)
-                with autocast():
-                    logits = forward(x)  # (b, classes)
-                    loss = criterion(logits.float(), y) + model.regularization().to(d.device)
-                # One small all-reduce per step: the loss for the log, and a non-finite loss on
-                # any rank is seen by every rank at the same step, so all stop together.
-                mean_loss = all_sum(d, [loss.item()])[0] / d.world_size
-                if not math.isfinite(mean_loss):
-                    _stop_non_finite(
-                        mean_loss, epoch_offset * steps + step + 1, phase.number, epoch, run_dir, d
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                # DDP averages gradients over ranks at the batch that ends a step only
+                sync = ddp.no_sync if d.is_distributed and not last_of_step else nullcontext
+                with sync():
+                    with autocast():
+                        logits = forward(x)  # (b, classes)
+                        loss = criterion(logits.float(), y) + model.regularization().to(d.device)
+                    hits = int((logits.argmax(1) == y).sum())
+                    # One small all-reduce per batch: every rank's loss, hits and images for
+                    # the log, and a non-finite loss on any rank is seen by every rank at the
+                    # same batch, so all stop together.
+                    loss_all, hits_all, seen_all = all_sum(d, [loss.item(), hits, len(y)])
+                    mean_loss = loss_all / d.world_size
+                    if not math.isfinite(mean_loss):
+                        _stop_non_finite(
+                            mean_loss,
+                            epoch_offset * steps + step + 1,
+                            phase.number,
+                            epoch,
+                            run_dir,
+                            d,
+                        )
+                    scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+                if last_of_step:
+                    if cfg.clip_grad:
+                        scaler.unscale_(optimizer)  # the bound is on the true gradient's norm
+                        clip_gradients(model, cfg.clip_grad)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if ema is not None:
+                        ema.update(model)
                 loss_sum += mean_loss * len(y)
-                correct += int((logits.argmax(1) == y).sum())
+                correct += hits
                 seen += len(y)
-                progress.step(i + 1, loss_sum / seen, correct / seen, seen * d.world_size)
-                if cfg.checkpoint_steps and (i + 1) % cfg.checkpoint_steps == 0 and i + 1 < steps:
+                shown.add(mean_loss * seen_all, hits_all, seen_all)
+                window.add(mean_loss * seen_all, hits_all, seen_all)
+                progress.step(
+                    i + 1, shown.loss_sum / shown.seen, shown.correct / shown.seen, int(shown.seen)
+                )
+                done = epoch_offset * steps + step + 1  # optimizer steps over the whole run
+                if last_of_step and (done % cfg.log_every == 0 or i + 1 == batches):
+                    if step_log is not None:
+                        active = model.active_masks()
+                        swapped = sum(edges_swapped(row_active, active).values())
+                        step_log.append(window.row(phase.number, epoch, done, lr, swapped))
+                        row_active = active
+                    window = Window()
+                if (
+                    cfg.checkpoint_steps
+                    and last_of_step
+                    and (i + 1) // accumulate % cfg.checkpoint_steps == 0
+                    and i + 1 < batches
+                ):
+                    state = TrainState(
+                        phase=phase.number,
+                        epoch=epoch - 1,
+                        best=best,
+                        within={
+                            "epoch": epoch,
+                            "step": i + 1,
+                            "world_size": d.world_size,
+                            "previous_active": {k: v.cpu() for k, v in previous_active.items()},
+                            "row_active": {k: v.cpu() for k, v in row_active.items()},
+                            "shown": shown.state(),
+                            "window": window.state(),
+                        },
+                        step=done,
+                    )
                     _checkpoint_within(
                         run_dir,
                         d,
                         model,
+                        ema,
                         optimizer,
                         scaler,
-                        phase,
-                        epoch,
-                        i + 1,
-                        steps,
+                        _schedule(phase, steps, step + 1),
+                        state,
                         (loss_sum, correct, seen),
                         cfg.seed,
                         spec_hash,
-                        best,
-                        previous_active,
                     )
             sampler.start = 0
 
@@ -242,7 +329,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             model.set_progress(epoch / phase.epochs)
             loss_total, correct, seen = all_sum(d, [loss_sum, correct, seen])
             sync_buffers(d, model)
-            val = evaluate(model, val_loader, d, autocast, cuda and cfg.channels_last)
+            val, ema_val = measure(val_loader)
             nfe = model.nfe()  # function evaluations of the last (validation) forward pass
             mask_hash = model.mask_hash()
             if not same_everywhere(d, mask_hash):
@@ -267,41 +354,62 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 "seed": cfg.seed,
                 "spec_hash": spec_hash,
             }
+            if ema is not None:
+                record.update(
+                    ema_val_loss=ema_val and ema_val["loss"],
+                    ema_val_top1=ema_val and ema_val["top1"],
+                    ema_val_top5=ema_val and ema_val["top5"],
+                )
             previous_active = active
             if nfe:
                 record["nfe"] = nfe
-            # Without a validation split nothing can choose an earlier epoch: the best is the last.
-            improved = best is None or val is None or val["top1"] > best["val_top1"]
+            # The checkpoints hand out the weight average when there is one: the best epoch is
+            # chosen by its top-1. Without a validation split the best is the last.
+            chosen = ema_val if ema is not None else val
+            improved = best is None or chosen is None or chosen["top1"] > best["val_top1"]
             if improved:
-                best = {"phase": phase.number, "epoch": epoch, "val_top1": val and val["top1"]}
+                best = {
+                    "phase": phase.number,
+                    "epoch": epoch,
+                    "val_top1": chosen and chosen["top1"],
+                }
             finished = phase is plan_phases[-1] and epoch == phase.epochs
             if finished:  # the test set is looked at once, at the very end
-                test = evaluate(model, test_loader, d, autocast, cuda and cfg.channels_last)
+                test, ema_test = measure(test_loader)
                 record.update(
                     test_loss=test and test["loss"],  # None: a data folder without a test split
                     test_top1=test and test["top1"],
                     test_top5=test and test["top5"],
+                )
+                if ema is not None:
+                    record.update(
+                        ema_test_loss=ema_test and ema_test["loss"],
+                        ema_test_top1=ema_test and ema_test["top1"],
+                        ema_test_top5=ema_test and ema_test["top5"],
+                    )
+                record.update(
                     best_phase=best["phase"],
                     best_epoch=best["epoch"],
                     best_val_top1=best["val_top1"],
+                    best_by="ema_val_top1" if ema is not None else "val_top1",
                 )
             progress.end_epoch(record)
+            if step_log is not None:
+                step_log.epoch(record)
+            state = TrainState(phase=phase.number, epoch=epoch, best=best, step=record["step"])
             payload = _payload(
                 model,
+                ema,
                 optimizer,
                 scaler,
-                phase,
-                steps,
-                epoch * steps,
                 d,
-                epoch=epoch,
+                state,
+                scheduler=_schedule(phase, steps, epoch * steps),
                 rng=ckpt.rng_state(),
                 sampler={"seed": cfg.seed, "epoch": global_epoch},
-                step=record["step"],
                 seed=cfg.seed,
                 spec_hash=spec_hash,
                 mask_hash=mask_hash,
-                best=best,
                 finished=finished,
             )
             # The metrics line goes first: a crash before the checkpoint lands only repeats
@@ -324,6 +432,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 )
 
     progress.close()
+    if step_log is not None:
+        step_log.close()
     if record:
         say(
             "done: test top1 "
@@ -334,75 +444,128 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 if record["best_val_top1"] is None
                 else f"{100 * record['best_val_top1']:.2f}%"
             )
+            + (" (weight average)" if ema is not None else "")
             + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}"
         )
     return RunResult(run_dir, record, model.eval())
 
 
+def _schedule(phase, steps: int, done: int) -> dict[str, Any]:
+    """The schedule's position (`done`: optimizer steps of this phase so far), for readers."""
+    return {"name": phase.schedule.name, "step": done, "steps_per_epoch": steps}
+
+
 def _payload(
-    model: nn.Module, optimizer, scaler, phase, steps: int, done: int, d: Dist, **fields: Any
+    model: nn.Module,
+    ema: WeightAverage | None,
+    optimizer,
+    scaler,
+    d: Dist,
+    state: TrainState,
+    **fields: Any,
 ) -> dict:
-    """What every checkpoint holds (`done`: optimizer steps of this phase so far), plus `fields`:
-    `epoch` (finished epochs), `rng`, `seed`, hashes, `best`, `finished`, and `within` inside an epoch."""
-    return {
-        "model": model.state_dict(),
+    """What every checkpoint holds: the weights (`model`: the weight average's with `ema`, the
+    trained ones then in `train_model`), the optimizer, the `state`, and `fields` (`scheduler`,
+    `rng`, `seed`, hashes, `finished`). `epoch` counts finished epochs; `within` is set inside
+    an epoch."""
+    weights = (
+        {"model": ema.state_dict(model), "train_model": model.state_dict()}
+        if ema is not None
+        else {"model": model.state_dict()}
+    )
+    payload = {
+        **weights,
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
-        "scheduler": {"name": phase.schedule.name, "step": done, "steps_per_epoch": steps},
-        "phase": phase.number,
+        "phase": state.phase,
+        "epoch": state.epoch,
+        "best": state.best,
+        "step": state.step,
         "world_size": d.world_size,
         "wirelang_version": __version__,
         "language_version": LANGUAGE_VERSION,
         **fields,
     }
+    if state.within is not None:
+        payload["within"] = state.within
+    return payload
+
+
+def _restore(
+    found: tuple[dict[str, Any], Path],
+    model: nn.Module,
+    ema: WeightAverage | None,
+    d: Dist,
+    plan_phases: list,
+    steps: int,
+) -> TrainState:
+    """Load a checkpoint's weights, weight average and random state; return where it stood."""
+    resumed, path = found
+    model.load_state_dict(resumed.get("train_model", resumed["model"]))
+    if ema is not None:
+        ema.load(resumed["model"])
+    ckpt.set_rng_state(resumed["rng"])
+    within = resumed.get("within")
+    if within is not None and within["world_size"] != d.world_size:
+        raise RunError(
+            f"{path} was written inside epoch {within['epoch']} by {within['world_size']} "
+            f"process(es); resume it with as many (--procs/--gpus {within['world_size']})",
+            2,
+        )
+    phase, epoch = int(resumed["phase"]), int(resumed["epoch"])
+    offset = sum(p.epochs for p in plan_phases if p.number < phase)
+    step = resumed.get("step")
+    if step is None:  # written before checkpoints carried it
+        step = (offset + epoch) * steps
+    # the optimizer continues only where its phase continues (not at a phase's first epoch)
+    keep = epoch > 0 or within is not None
+    return TrainState(
+        phase=phase,
+        epoch=epoch,
+        best=resumed["best"],
+        within=within,
+        optimizer=resumed["optimizer"] if keep else None,
+        scaler=resumed["scaler"] if keep else None,
+        step=int(step),
+    )
 
 
 def _checkpoint_within(
     run_dir: Path,
     d: Dist,
     model: nn.Module,
+    ema: WeightAverage | None,
     optimizer,
     scaler,
-    phase,
-    epoch: int,
-    step: int,
-    steps: int,
+    scheduler: dict[str, Any],
+    state: TrainState,
     counters: tuple[float, int, int],
     seed: int,
     spec_hash: str,
-    best,
-    previous_active: dict[str, torch.Tensor],
 ) -> None:
-    """last.pt in the middle of an epoch: a resumed run continues at `step` exactly as if it had
-    never stopped (with data.workers = 0; worker processes draw their augmentation afresh)."""
+    """last.pt in the middle of an epoch: a resumed run continues at `state.within["step"]`
+    exactly as if it had never stopped (with data.workers = 0; worker processes draw their
+    augmentation afresh)."""
     loss_sum, correct, seen = counters
     ranks = gather_to_all(
         d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()}
     )
     error = None
     if d.is_main:
+        state.within["ranks"] = ranks
         payload = _payload(
             model,
+            ema,
             optimizer,
             scaler,
-            phase,
-            steps,
-            (epoch - 1) * steps + step,
             d,
-            epoch=epoch - 1,
+            state,
+            scheduler=scheduler,
             rng=ranks[0]["rng"],
             seed=seed,
             spec_hash=spec_hash,
             mask_hash=model.mask_hash(),
-            best=best,
             finished=False,
-            within={
-                "epoch": epoch,
-                "step": step,
-                "world_size": d.world_size,
-                "ranks": ranks,
-                "previous_active": {k: v.cpu() for k, v in previous_active.items()},
-            },
         )
         try:
             ckpt.save(run_dir / CHECKPOINTS / LAST, payload, keep_previous=True)

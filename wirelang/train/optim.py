@@ -7,6 +7,8 @@ nanochat does: nothing to pickle but the step count, and resuming cannot drift.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -95,3 +97,59 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
     return optimizer.param_groups[0]["lr"]
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (timm's ModelEmaV2, by hand: torch's
+    AveragedModel would also average buffers that are state, not weights).
+
+    After each optimizer step every parameter and normalisation running statistic
+    e <- decay * e + (1 - decay) * w. The other buffers (masks fixed by `freeze_topk`, training
+    progress, counters) are not averaged: `state_dict` takes the model's own. It starts from the
+    weights it is given.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        keys = averaged_keys(model)
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in keys}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, w in model.state_dict().items():
+            if key in self.state:
+                self.state[key].mul_(self.decay).add_(w.detach(), alpha=1 - self.decay)
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """The averaged tensors of a checkpoint's `state_dict` (a resumed run)."""
+        self.state = {k: state[k].to(v.device) for k, v in self.state.items()}
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state with the averaged tensors in place of its own."""
+        return {k: self.state.get(k, v) for k, v in model.state_dict().items()}
+
+    @contextmanager
+    def swapped_into(self, model: nn.Module) -> Iterator[None]:
+        """`model` holds the average inside the block (to evaluate it), its own weights after."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state_dict(model))
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
+
+
+def averaged_keys(model: nn.Module) -> set[str]:
+    """The state_dict keys a weight average averages: parameters and running statistics."""
+    running = {
+        key
+        for key, value in model.state_dict().items()
+        if key.endswith((".running_mean", ".running_var")) and value.is_floating_point()
+    }
+    return {name for name, _ in model.named_parameters()} | running
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> float:
+    """Scale every gradient so that their global L2 norm is at most `max_norm`; the norm before."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))

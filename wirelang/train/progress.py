@@ -92,6 +92,8 @@ class Progress:
                 f"  val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}% top5 {100 * record['val_top5']:.2f}%"
             )
         )
+        if record.get("ema_val_top1") is not None:
+            val += f"  ema top1 {100 * record['ema_val_top1']:.2f}%"  # the weight average's
         swapped = sum(record.get("edges_swapped", {}).values())
         self.say(
             f"{self.title}  train loss {record['train_loss']:.4f} top1 {100 * record['train_top1']:.2f}%{val}"

@@ -38,12 +38,13 @@ class RunPlan:
     config: TrainConfig  # the spec's train block with the overrides applied, validated
     overrides: dict[str, Any] = field(default_factory=dict)  # key -> value, as given
     run_dir: Path = Path("runs")
-    device: str = "cpu"  # "cpu" | "cuda"
+    device: str = "cpu"  # "cpu", "cuda" (device 0, or one per process) or "cuda:N"
     world_size: int = 1
     download: bool = False
     threads: int | None = (
         None  # torch threads of a single CPU process; None: not this process's to set
     )
+    given: Any = None  # a train.data.GivenData: datasets passed from Python (not saved)
 
     @property
     def spec_hash(self) -> str:
@@ -61,6 +62,7 @@ class RunPlan:
             "world_size": self.world_size,
             "download": self.download,
             "threads": self.threads,
+            **({"python_data": self.given.describe()} if self.given is not None else {}),
             "wirelang_version": __version__,
             "language_version": LANGUAGE_VERSION,
         }
