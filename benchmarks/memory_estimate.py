@@ -23,10 +23,12 @@ CASES = [
     ("specs/quickstart.wire", 128),
     ("specs/cifar_tiny.wire", 64),
     ("specs/cifar_tiny.wire", 256),
+    ("specs/fmnist_tiny_discrete.wire", 16),
     ("specs/fmnist_tiny_discrete.wire", 64),
     ("specs/fmnist_tiny_continuous.wire", 32),
     ("specs/mbv1_cifar_dnw.wire", 64),
     ("specs/resnet50_sparse_all10.wire", 4),
+    ("specs/resnet50_sparse_all10.wire", 12),
 ]
 
 CHILD = """
@@ -81,16 +83,33 @@ def main() -> int:
         "| spec | batch | estimate | of which activations | measured peak (max RSS) | estimate / measured |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    measured: dict[str, list[tuple[int, int, int]]] = {}
     for spec, batch in CASES:
         net = build(ROOT / spec)
         cfg = validate(dict(net.train)).optimizer
         est = memory.estimate(net, batch, cfg.name, cfg.momentum)
         real = peak(spec, batch)
+        measured.setdefault(spec, []).append((batch, est.total, real))
         rows.append(
             f"| `{spec}` | {batch} | {format_bytes(est.total)} | {format_bytes(est.activations)} | "
             f"{format_bytes(real)} | {est.total / real:.2f} |"
         )
         print(rows[-1], flush=True)
+    # Per item of the batch: the difference between two batches of the same spec, which leaves
+    # out everything the batch does not change (runtime, weights, optimizer state).
+    slopes = [
+        "| spec | batches | estimate per item | measured per item | estimate / measured |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for spec, points in measured.items():
+        if len(points) < 2:
+            continue
+        (b0, e0, r0), (b1, e1, r1) = points[0], points[-1]
+        est_item, real_item = (e1 - e0) / (b1 - b0), (r1 - r0) / (b1 - b0)
+        slopes.append(
+            f"| `{spec}` | {b0}, {b1} | {format_bytes(round(est_item))} | "
+            f"{format_bytes(round(real_item))} | {est_item / real_item:.2f} |"
+        )
     text = "\n".join(
         [
             "# Memory: the estimate against the measured peak",
@@ -104,6 +123,10 @@ def main() -> int:
             f"(the estimate counts {format_bytes(memory.RUNTIME_BYTES)} for it).",
             "",
             *rows,
+            "",
+            "Per item of the batch (the difference between two batches of one spec):",
+            "",
+            *slopes,
             "",
         ]
     )

@@ -97,8 +97,8 @@ def test_available_memory_is_read_from_the_environment(monkeypatch):
 
 
 TRAIN_REFUSAL = (
-    "network `small` needs about 12.8 MB for training with batch 32 (weights 6.02 kB, gradients "
-    "2.82 kB, optimizer state 2.82 kB, activations 12.8 MB), but 1 MB is available "
+    "network `small` needs about 6.14 MB for training with batch 32 (weights 6.02 kB, gradients "
+    "2.82 kB, optimizer state 2.82 kB, activations 6.13 MB), but 1 MB is available "
     "(WIRELANG_MEMORY_AVAILABLE); use a smaller batch (`--batch-size`), fewer steps or smaller "
     "sets, or a machine with more memory"
 )

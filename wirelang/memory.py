@@ -12,9 +12,10 @@ What is counted (float32, 4 bytes a number):
 - gradients: one per stored weight; optimizer state: SGD momentum one buffer per weight (none
   without momentum), AdamW two; an EMA of the weights one more;
 - activations: per item of the batch each process runs, the output of every layer and, in a
-  graph, each set's state, summed input and operator outputs and the gathered sources of each
-  target, for every evaluation that keeps activations for backward (discrete steps; continuous
-  solver evaluations, one with the adjoint method); multiplied by ACTIVATION_FACTOR, measured;
+  graph, each set's state, summed input and operator outputs and the sending states gathered
+  once, for every evaluation that keeps activations for backward (discrete steps; continuous
+  solver evaluations, one with the adjoint method, each with the solver's own SOLVER_FACTOR);
+  multiplied by ACTIVATION_FACTOR, measured;
 - the runtime: RUNTIME_BYTES for the Python process with torch loaded, measured.
 
 `benchmarks/memory_estimate.py` measures the real peak (max RSS) of training steps of shipped
@@ -35,14 +36,19 @@ from wirelang.passes.limits import ENV_VAR, format_bytes, layer_weights, max_byt
 BYTES = 4  # float32
 MASK_BYTES = 1 + 1 + 4  # per masked weight: its `fixed` and active masks (bool), the masked copy
 SCORE_BYTES = 4  # |w| ranked by the top-k, per weight of the largest wiring (transient)
-# Saved tensors and gradient buffers per activation element counted below (outputs of layers
-# and graph parts): backward holds some twice (an op's input and output, plus the gradient being
-# built). Chosen from the measurements in benchmarks/results/memory.md.
-ACTIVATION_FACTOR = 2
+# Bytes held per activation element counted below, in float32 numbers: backward keeps about one
+# saved tensor per layer output (an op's input is the previous op's output); the per-item slope
+# measured in benchmarks/results/memory.md checks it.
+ACTIVATION_FACTOR = 1
 RUNTIME_BYTES = 550 * 10**6  # a Python process with torch and wirelang loaded (max RSS, measured)
 # Evaluations per forward pass an adaptive solver keeps for backward: its count depends on the
-# data; dopri5 at the default tolerances took 20 to 30 on the shipped continuous specs.
+# data and the weights, so this is an assumption (dopri5 spends 6 a step: four steps and the two
+# of its start); the `fmnist_tiny_continuous` rows of benchmarks/results/memory.md test it.
 ADAPTIVE_EVALUATIONS = 26
+# An ODE solver keeps, per evaluation, its stage (a fresh combination of the state and earlier
+# derivatives) and the derivative besides the graph's own activations: measured on dopri5 as about
+# as much again (benchmarks/results/memory.md, `fmnist_tiny_continuous`, 26 evaluations).
+SOLVER_FACTOR = 2
 AVAILABLE_ENV = "WIRELANG_MEMORY_AVAILABLE"  # bytes this machine offers (overrides the probe)
 
 
@@ -111,14 +117,11 @@ def graph_activations(g: core.Graph) -> int:
     for s in g.sets:
         maps = s.size * hw[s.name][0] * hw[s.name][1]
         per_eval += maps * (2 + len(s.op) + len(s.send))  # summed input, state, each operator
-    for target in {b.target for b in g.blocks}:
-        sources = sum(
-            next(x for x in g.sets if x.name == b.source).size
-            for b in g.blocks
-            if b.target == target
-        )
-        h, w = hw[target]
-        per_eval += sources * h * w  # the gathered sources of the target
+    for name in {b.source for b in g.blocks}:  # the sending states, concatenated once
+        size = next(x for x in g.sets if x.name == name).size
+        per_eval += size * hw[name][0] * hw[name][1]
+    if g.semantics.kind == "continuous":
+        per_eval *= SOLVER_FACTOR
     return per_eval * graph_evaluations(g) + _numel(g.in_shape) + _numel(g.out_shape)
 
 
