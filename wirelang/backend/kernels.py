@@ -12,7 +12,8 @@ The graph converts to this layout once on entry and back once on exit.
 
 `EdgeProduct` uses sparse (COO) products for the forward pass and the input gradient when
 few weights are active (DNW keeps k of the candidates), and a dense product for the weight
-gradient, which the straight-through rule needs at every candidate.
+gradient, which the straight-through rule needs at every candidate. Whether few is few enough
+depends on the device: `SPARSE_DENSITY` is the recorded table, `sparse_threshold` reads it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Below this fraction of active weights a COO product beats the dense GEMM on CPU (measured
-# in benchmarks/speed.py's notes: ~1.4-3.6x at 1.5-5% density, break-even near 12%).
-SPARSE_DENSITY = 0.08
+# Below this fraction of active weights a COO product beats the dense GEMM, per device type.
+# CPU (AMD EPYC, torch 2.14, MKL; benchmarks/results/speed.md, 2026-12-02): the products of
+# cifar_tiny's 15 blocks (8192 columns) at 12.5% density take 0.55x (forward) and 0.56x
+# (input gradient) of the dense GEMMs' time at one thread; at 25% the forward is 1.2x slower
+# and the input gradient level: COO up to 20%. Devices not listed stay dense: no GPU has been
+# measured yet (the earlier rule kept CUDA dense too); a `speed.py --device cuda` run is how an
+# entry for it would be chosen.
+SPARSE_DENSITY: dict[str, float] = {"cpu": 0.2}
+
+
+def sparse_threshold(device: torch.device | str) -> float:
+    """The density below which `sparse_plan` uses COO products on `device` (0: never)."""
+    return SPARSE_DENSITY.get(torch.device(device).type, 0.0)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -55,54 +66,39 @@ class SparsePlan:
     """COO copies of an effective weight's blocks, built once per forward pass and shared by
     every step that multiplies by it (discrete time reuses one weight T times).
 
-    The nonzero entries are found by one scan of the weight; a block's entries are then
-    selected from that list (O(k)), so a graph with many source chunks never rescans it.
+    Each block is listed by a scan of its own rows and columns of the weight (the blocks of a
+    product are disjoint, so a product scans the weight once for its blocks and once for their
+    transposes); no sort is needed: `nonzero` lists a block's entries row-major, which is the
+    coalesced order, and its transpose's entries column-major. A few operators per block: on
+    a loaded machine every operator's start-up costs, and an earlier version that found all
+    entries at once and sorted them into blocks took twice as long.
     """
 
     def __init__(self, w: Tensor):
-        w = w.detach()
+        self.w = w.detach()
         self.shape = w.shape
-        idx = w.reshape(-1).nonzero().squeeze(1)
-        self.rows, self.cols = idx // w.shape[1], idx % w.shape[1]
-        self.vals = w.reshape(-1)[idx]
         self.blocks_by_key: dict[tuple, dict[tuple[int, int], tuple[Tensor, Tensor]]] = {}
 
     def blocks(
         self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]
     ) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
-        """{(row group, column span): (block, its transpose)} as coalesced COO tensors.
-
-        One pass over the entries for all blocks of a product: each entry's block is found by
-        bucketing its row and column, a stable sort groups the blocks (keeping row-major order
-        inside each, so they are coalesced as they are), and each block is a slice.
-        """
+        """{(row group, column span): (block, its transpose)} as coalesced COO tensors."""
         key = (tuple(rows), tuple(spans))
         if key in self.blocks_by_key:
             return self.blocks_by_key[key]
-        r_ends = torch.tensor([r1 for _, r1 in rows])
-        c_starts = torch.tensor([c0 for c0, _ in spans])
-        c_ends = torch.tensor([c1 for _, c1 in spans])
-        rb = torch.bucketize(self.rows, r_ends, right=True)
-        cb = (torch.bucketize(self.cols, c_starts, right=True) - 1).clamp_(min=0)
-        valid = (self.cols >= c_starts[cb]) & (self.cols < c_ends[cb]) & (rb < len(rows))
-        bid = torch.where(valid, rb * len(spans) + cb, len(rows) * len(spans))
-        order = torch.argsort(bid, stable=True)
-        counts = torch.bincount(bid, minlength=len(rows) * len(spans) + 1).tolist()
-        rs, cs, vs = self.rows[order], self.cols[order], self.vals[order]
-        out, start = {}, 0
+        out = {}
         for i, (r0, r1) in enumerate(rows):
             for j, (c0, c1) in enumerate(spans):
-                end = start + counts[i * len(spans) + j]
-                r, c, v = rs[start:end] - r0, cs[start:end] - c0, vs[start:end]
-                m, n = r1 - r0, c1 - c0
-                t = torch.argsort(c * m + r)
-                out[(i, j)] = (
-                    _coo(torch.stack([r, c]), v, (m, n)),
-                    _coo(torch.stack([c[t], r[t]]), v[t], (n, m)),
-                )
-                start = end
+                block = self.w[r0:r1, c0:c1]
+                out[(i, j)] = (_listed(block), _listed(block.t()))
         self.blocks_by_key[key] = out
         return out
+
+
+def _listed(block: Tensor) -> Tensor:
+    """A 2-D strided block as a coalesced COO tensor of its nonzero entries."""
+    idx = block.nonzero().t()
+    return _coo(idx, block[idx[0], idx[1]], tuple(block.shape))
 
 
 def _coo(idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -110,10 +106,15 @@ def _coo(idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
 
 
 def sparse_plan(w: Tensor, threshold: float | None = None) -> SparsePlan | None:
-    """A SparsePlan when few entries of the effective weight are nonzero, else None."""
-    threshold = SPARSE_DENSITY if threshold is None else threshold
-    if w.device.type != "cpu" or w.numel() == 0 or threshold <= 0:
-        return None  # torch's COO products pay off only on CPU; CUDA GEMMs are fast enough
+    """A SparsePlan when few entries of the effective weight are nonzero, else None.
+
+    `threshold`: the density below which the plan is built (default: the device's, from
+    `sparse_threshold`). The choice depends only on the weight and the device, never on a
+    timing, so a run and its resumption take the same path and compute the same numbers.
+    """
+    threshold = sparse_threshold(w.device) if threshold is None else threshold
+    if w.numel() == 0 or threshold <= 0:
+        return None
     cached = w.__dict__.get("_wirelang_plan")
     if cached is not None and cached[0] == threshold:
         return cached[1]  # the same effective weight again (inference reuses it, see EdgeMask)
