@@ -11,7 +11,14 @@ Tables printed:
 2. a generated family of specs, one static graph a[n] -> b[n] with n^2 candidate edges from
    10^3 to 10^7: build time and its peak Python memory (tracemalloc), compile time and its
    peak torch allocations (profiler memory events, a fresh subprocess per size), the model's
-   tensor bytes and the RSS growth, and time per million candidates.
+   tensor bytes and the RSS growth, and time per million candidates;
+3. `--sweep`: the front end against the size of the spec text, 10 KB to 4 MB, for two kinds of
+   text: a network of many `let`s, and a frozen export (`wirelang export RUN --format wire`) of
+   MobileNetV1-DNW x0.225 with more or fewer learned edges. Per size, in a fresh process: CPU
+   seconds of `build` (parse, expand, checks) and of a whole `wirelang check` process, MB/s,
+   the peak Python heap of the build (tracemalloc) and the growth of the maximum RSS.
+
+    python benchmarks/compile_time.py --sweep-only   # the text-size sweep alone (a minute)
 """
 
 from __future__ import annotations
@@ -172,6 +179,132 @@ def family(max_exp: int) -> None:
             )
 
 
+# Build one spec in a fresh process: CPU seconds (the machine may be shared: wall time would
+# measure the other jobs too), then the peak Python heap in a second build under tracemalloc,
+# and the growth of the maximum RSS over the process after its imports.
+_SWEEP_CHILD = r"""
+import json, resource, sys, time, tracemalloc
+from wirelang.frontend import build
+from wirelang.syntax.grammar import parser
+
+parser()  # the LALR tables, loaded once per process from lark's cache
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.process_time()
+net = build(sys.argv[1])
+cpu = time.process_time() - t
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+tracemalloc.start()
+build(sys.argv[1])
+peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+edges = sum(len(g.wiring.fixed or ()) for g in net.graphs())
+print(json.dumps({"cpu": cpu, "heap": peak, "rss": grown * 1024, "edges": edges}))
+"""
+
+SWEEP_SIZES = (10_000, 100_000, 300_000, 1_000_000, 2_000_000, 4_000_000)
+
+
+def lets_text(size: int) -> str:
+    """A network of `let`s, each reading the one before: `let v12 = v11 + 5 * 2 - 1`."""
+    lines = ["network lets {", "  input image(3, 32, 32)", "  classes 10", "  let v0 = 1"]
+    total, i = 0, 1
+    while total < size:
+        lines.append(f"  let v{i} = v{i - 1} + {i % 97} * 2 - 1")
+        total += len(lines[-1]) + 1
+        i += 1
+    lines += ["  stem {", "    conv(16, k=3)", "  }", "  head {", "    avgpool, linear(classes)"]
+    return "\n".join([*lines, "  }", "}", ""])
+
+
+def frozen_text(size: int) -> str:
+    """A frozen export of MobileNetV1-DNW x0.225 (specs/mbv1_dnw.wire) whose graphs keep a
+    random set of candidate edges, as many as make the text about `size` bytes. Printed by the
+    exporter's own printer (`wirelang/export/frozen.py`), given edges instead of a trained
+    model, which a torch-free benchmark has not got."""
+    import random
+
+    from wirelang.export import frozen
+    from wirelang.frontend import build
+
+    net = build(ROOT / "specs" / "mbv1_dnw.wire")
+    budget = sum(g.budget.k for g in net.graphs())
+    # about 5.3 bytes per edge once a source's targets share a line, 5 KB for the rest
+    rng, fraction = random.Random(0), max(size - 5_000, 500) / 5.3 / budget
+    edges = {}
+    for g in net.graphs():
+        sizes = {s.name: s.size for s in g.sets}
+        order = {s.name: i for i, s in enumerate(g.sets)}
+        chosen: list[tuple[str, int, str, int, float]] = []
+        for b in g.blocks:
+            n_src, n_dst = sizes[b.source], sizes[b.target]
+            want = min(
+                n_src * n_dst, max(1, round(g.budget.k * fraction * n_src * n_dst / g.candidates))
+            )
+            picks = rng.sample(range(n_src * n_dst), want)
+            chosen += [(b.source, p // n_dst, b.target, p % n_dst, 1.0) for p in picks]
+        chosen.sort(key=lambda e: (order[e[0]], e[1], order[e[2]], e[3]))
+        edges[g.name] = chosen
+    p = frozen._Printer(None, edges)  # the body of frozen.frozen_wire without the model
+    p.open(f"network {net.name}")
+    p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
+    p.line(f"classes {net.classes}")
+    for item in frozen.layer_blocks(net.items):
+        p.line()
+        if isinstance(item, tuple):
+            p.block(*item)
+        elif isinstance(item, frozen.core.Residual):
+            p.residual(item)
+        else:
+            p.graph(item)
+    p.line()
+    p.train(net.train)
+    p.close()
+    return "\n".join(p.lines) + "\n"
+
+
+def sweep(sizes: tuple[int, ...]) -> None:
+    import os
+    import resource
+
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"load average before the sweep: {load}\n")
+    print(
+        "| text | size (KB) | fixed edges | build CPU (s) | build MB/s | `wirelang check` CPU (s) "
+        "| check MB/s | peak heap (MiB, tracemalloc) | max RSS growth (MiB) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, make in (("lets", lets_text), ("frozen", frozen_text)):
+            for size in sizes:
+                path = Path(tmp) / f"{kind}_{size}.wire"
+                path.write_text(make(size), encoding="utf-8")
+                mb = path.stat().st_size / 1e6
+                out = subprocess.run(
+                    [sys.executable, "-c", _SWEEP_CHILD, str(path)],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(
+                    [sys.executable, "-m", "wirelang", "check", str(path)],
+                    cwd=ROOT,
+                    capture_output=True,
+                    check=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                check = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                print(
+                    f"| {kind} | {mb * 1000:,.0f} | {r['edges']:,} | {r['cpu']:.3f} "
+                    f"| {mb / r['cpu']:.2f} | {check:.2f} | {mb / check:.2f} "
+                    f"| {r['heap'] / 2**20:.1f} | {r['rss'] / 2**20:.1f} |",
+                    flush=True,
+                )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -182,11 +315,19 @@ def main(argv: list[str] | None = None) -> None:
         "--max-exp", type=int, default=None, help="largest family size, 10^N candidates (default 7)"
     )
     p.add_argument("--family-only", action="store_true", help="skip the shipped specs")
+    p.add_argument("--sweep", action="store_true", help="also the text-size sweep (table 3)")
+    p.add_argument("--sweep-only", action="store_true", help="the text-size sweep alone")
     args = p.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
+    sizes = SWEEP_SIZES[:3] if args.quick else SWEEP_SIZES
+    if args.sweep_only:
+        sweep(sizes)
+        return
     if not args.family_only:
         shipped(reps, args.quick)
     family(args.max_exp or (5 if args.quick else 7))
+    if args.sweep:
+        sweep(sizes)
 
 
 if __name__ == "__main__":

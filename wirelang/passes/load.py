@@ -61,7 +61,17 @@ def read_spec(path: Path, shown: str | None = None, where: Span | None = None) -
             mode = os.fstat(f.fileno()).st_mode
             if not stat.S_ISREG(mode):
                 raise fail("not a regular file")
-            data = f.read(MAX_SPEC_BYTES + 1)
+            # In pieces: `read(MAX_SPEC_BYTES + 1)` would set aside the whole limit (64 MiB)
+            # for every spec, however small.
+            pieces: list[bytes] = []
+            size = 0
+            while size <= MAX_SPEC_BYTES:
+                piece = f.read(1 << 20)
+                if not piece:
+                    break
+                pieces.append(piece)
+                size += len(piece)
+            data = b"".join(pieces)
     except OSError as err:
         reason = (
             "no such file"

@@ -18,6 +18,7 @@ with lark alone, so every error keeps its exact message and place.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -105,6 +106,8 @@ class _Expr:
 
     def __init__(self, text: str, start: int, path: str, line: int):
         self.path, self.line = path, line
+        # at(col, end_line, end_col): a span on this line (1-based columns, end exclusive)
+        self.at = functools.partial(Span, path, line)
         self.toks: list[tuple[str, str, int, int]] = []
         end = len(text.rstrip(" \t\f"))
         pos, nesting = start, 0
@@ -132,14 +135,6 @@ class _Expr:
         self.toks.append(("$end", "", end, end))
         self.i = 0
 
-    def span(self, start: int, end: int) -> Span:
-        return Span(
-            path=self.path, line=self.line, col=start + 1, end_line=self.line, end_col=end + 1
-        )
-
-    def peek(self) -> str:
-        return self.toks[self.i][0]
-
     def take(self, kind: str) -> tuple[str, str, int, int]:
         tok = self.toks[self.i]
         if tok[0] != kind:
@@ -149,13 +144,13 @@ class _Expr:
 
     def whole(self):
         out = self.expr()
-        if self.peek() != "$end":
+        if self.toks[self.i][0] != "$end":
             raise _NoClaim
         return out
 
     def expr(self):
         left = self.product()
-        while self.peek() in ("+", "-"):
+        while self.toks[self.i][0] in ("+", "-"):
             op = self.toks[self.i][0]
             self.i += 1
             right = self.product()
@@ -164,7 +159,7 @@ class _Expr:
 
     def product(self):
         left = self.unary()
-        while self.peek() in ("*", "/"):
+        while self.toks[self.i][0] in ("*", "/"):
             op = self.toks[self.i][0]
             self.i += 1
             right = self.unary()
@@ -178,22 +173,27 @@ class _Expr:
         if depth > _MAX_EXPR_DEPTH:
             raise _NoClaim
         return (
-            ast.BinOp(span=self.span(start, end), op=op, left=node, right=rnode),
+            ast.BinOp(span=self.at(start + 1, self.line, end + 1), op=op, left=node, right=rnode),
             start,
             end,
             depth,
         )
 
     def unary(self):
-        if self.peek() == "-":
+        if self.toks[self.i][0] == "-":
             start = self.toks[self.i][2]
             self.i += 1
             node, _, end, d = self.unary()
             if d + 1 > _MAX_EXPR_DEPTH:
                 raise _NoClaim
-            return ast.Neg(span=self.span(start, end), operand=node), start, end, d + 1
+            return (
+                ast.Neg(span=self.at(start + 1, self.line, end + 1), operand=node),
+                start,
+                end,
+                d + 1,
+            )
         base = self.atom()
-        if self.peek() == "^":
+        if self.toks[self.i][0] == "^":
             self.i += 1
             return self.binop("^", base, self.unary())
         return base
@@ -203,40 +203,64 @@ class _Expr:
         self.i += 1
         if kind == "num":
             return (
-                ast.Num(span=self.span(start, end), value=number_value(value), text=value),
+                ast.Num(
+                    span=self.at(start + 1, self.line, end + 1),
+                    value=number_value(value),
+                    text=value,
+                ),
                 start,
                 end,
                 1,
             )
         if kind == "str":
-            return ast.Str(span=self.span(start, end), value=value[1:-1]), start, end, 1
+            return (
+                ast.Str(span=self.at(start + 1, self.line, end + 1), value=value[1:-1]),
+                start,
+                end,
+                1,
+            )
         if kind in ("true", "false"):
-            return ast.Bool(span=self.span(start, end), value=kind == "true"), start, end, 1
+            return (
+                ast.Bool(span=self.at(start + 1, self.line, end + 1), value=kind == "true"),
+                start,
+                end,
+                1,
+            )
         if kind == "name":
-            if self.peek() != "(":
-                return ast.Name(span=self.span(start, end), name=value), start, end, 1
+            if self.toks[self.i][0] != "(":
+                return (
+                    ast.Name(span=self.at(start + 1, self.line, end + 1), name=value),
+                    start,
+                    end,
+                    1,
+                )
             self.i += 1
-            args, depth = ([], 1) if self.peek() == ")" else self.args()
+            args, depth = ([], 1) if self.toks[self.i][0] == ")" else self.args()
             close = self.take(")")[3]
             call = ast.Call(
-                span=self.span(start, close),
+                span=self.at(start + 1, self.line, close + 1),
                 name=value,
-                name_span=self.span(start, end),
+                name_span=self.at(start + 1, self.line, end + 1),
                 args=args,
             )
             return call, start, close, depth
         if kind == "[":
             items, depth = [], 0
-            if self.peek() != "]":
+            if self.toks[self.i][0] != "]":
                 while True:
                     node, _, _, d = self.expr()
                     items.append(node)
                     depth = max(depth, d)
-                    if self.peek() != ",":
+                    if self.toks[self.i][0] != ",":
                         break
                     self.i += 1
             close = self.take("]")[3]
-            return ast.ListExpr(span=self.span(start, close), items=items), start, close, 1 + depth
+            return (
+                ast.ListExpr(span=self.at(start + 1, self.line, close + 1), items=items),
+                start,
+                close,
+                1 + depth,
+            )
         if kind == "(":
             node, _, _, depth = self.expr()
             close = self.take(")")[3]
@@ -254,15 +278,19 @@ class _Expr:
                 name = value
                 self.i += 2
             node, vstart, end, d = self.expr()
-            if self.peek() == "%":
+            if self.toks[self.i][0] == "%":
                 end = self.toks[self.i][3]
                 self.i += 1
-                node = ast.Percent(span=self.span(vstart, end), value=node)
+                node = ast.Percent(span=self.at(vstart + 1, self.line, end + 1), value=node)
             out.append(
-                ast.Arg(span=self.span(start if name else vstart, end), name=name, value=node)
+                ast.Arg(
+                    span=self.at((start if name else vstart) + 1, self.line, end + 1),
+                    name=name,
+                    value=node,
+                )
             )
             depth = max(depth, d)
-            if self.peek() != ",":
+            if self.toks[self.i][0] != ",":
                 break
             self.i += 1
         return out, depth + 4
