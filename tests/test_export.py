@@ -215,7 +215,9 @@ def test_compact_removes_exactly_the_dead_nodes(tmp_path):
     (g,) = plan_network(run.net, run.model).graphs
     # a2 (no outgoing edge) and h1 (no outgoing edge) go; a0, a1, h0 and both outputs stay
     assert g.nodes == (5, 7) and g.edges == (4, 4)
-    assert [(w, r, c) for w, r, c in g.weights] == [("w_h", 1, 2), ("w_o", 2, 3)]
+    # a block per source set with a live edge: h <- a (1 x 2), o <- a (2 x 2) and h (2 x 1);
+    # half their entries are live, far above the density where a sparse product pays
+    assert g.weights == [("w_h", 1, (2,), (False,)), ("w_o", 2, (2, 1), (False, False))]
 
 
 def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):

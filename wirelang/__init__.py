@@ -11,6 +11,11 @@ Heavy modules (torch) are imported only when a function that needs them is calle
 
 from __future__ import annotations
 
+# Loaded before `export` is defined below: importing a subpackage the first time sets it as an
+# attribute of its parent, which would otherwise replace the function `wirelang.export` with the
+# package `wirelang.export`.
+import wirelang.export as _export_package  # noqa: F401
+
 # `wirelang.train` is the training package, and calling it is `wirelang.train.fit`: one name
 # for `wirelang.train(spec, train_data=...)` and `from wirelang.train import TrainOptions`
 # (a function of that name would be replaced by the package as soon as it is imported, and
@@ -18,7 +23,7 @@ from __future__ import annotations
 from wirelang import train
 from wirelang.version import LANGUAGE_VERSION, __version__
 
-__all__ = ["LANGUAGE_VERSION", "__version__", "check", "load", "sparsify", "train"]
+__all__ = ["LANGUAGE_VERSION", "__version__", "check", "export", "load", "sparsify", "train"]
 
 
 def check(path, include_paths=()):
@@ -55,3 +60,35 @@ def sparsify(model, budget, method="dnw", exclude=(), pooled=False, seed=0):
     from wirelang.backend.sparsify import sparsify as _sparsify
 
     return _sparsify(model, budget=budget, method=method, exclude=exclude, pooled=pooled, seed=seed)
+
+
+def export(module, format="pt2", example=None, out=None, check=True):
+    """Write a model made by `wirelang.load` (a spec or a run) or `wirelang.sparsify` as a
+    program that runs without wirelang; returns the report (largest difference from `module`
+    on `example`; for a wirelang model also its compact form, multiply-adds and latency).
+
+    `format`: "pt2" (torch.export, dynamic batch), "onnx" (dynamic batch) or "python" (a
+    folder with model.py, importing only torch, and weights.pt). Masks fold into plain
+    weights first: the program holds no mask and no top-k. A wirelang model becomes its
+    compact model (dead nodes removed, gathered products where few edges survive). `example`:
+    an input batch (default for a wirelang model: a random batch of its input shape).
+
+    >>> import torch, torchvision, wirelang
+    >>> m = wirelang.sparsify(torchvision.models.resnet18(), budget=0.1)
+    >>> wirelang.export(m, "onnx", example=torch.randn(1, 3, 224, 224), out="r18.onnx")
+    """
+    from pathlib import Path
+
+    from wirelang.export.programs import export_module
+
+    if out is None:
+        raise ValueError("export needs `out`: the file to write (a folder for format python)")
+    if example is None:
+        net = getattr(module, "net", None)
+        if net is None:
+            raise ValueError("export needs `example`: an input batch for this model")
+        import torch
+
+        i = net.input
+        example = torch.randn(2, i.channels, i.height, i.width)
+    return export_module(module, format, Path(out), example, check=check)

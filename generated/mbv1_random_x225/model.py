@@ -1,7 +1,8 @@
 """mbv1_random_x225: a compact model exported by wirelang 0.1.0 from mbv1_random_x225.wire.
 
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
-weights, and every set-to-set weight block keeps only its live rows and columns.
+weights, and every set-to-set weight block keeps only its live rows and columns; blocks with
+few live edges run as gathered products (see `Edges`).
 Graph `mbv1.s1`: static (sets in topological order): 96 of 96 nodes and 103 of 103 edges kept.
 Graph `mbv1.s2`: static (sets in topological order): 314 of 320 nodes and 1,224 of 1,244 edges kept.
 Graph `mbv1.s3`: static (sets in topological order): 639 of 640 nodes and 4,968 of 4,976 edges kept.
@@ -49,9 +50,90 @@ class Residual(nn.Module):
         return self.after(self.branch(x) + self.shortcut(x))
 
 
-def edges(x, w):
-    """sum over q of w[u, q] * Z_q for every node u: a 1x1 convolution (x: N x Q x H x W, w: U x Q)."""
-    return F.conv2d(x, w[:, :, None, None])
+def swap_nc(x):
+    """N x C x H x W <-> C x N x H x W, contiguous. Inside a graph states are C x N x H x W:
+    each node's maps over the batch are one row of the edge products (free for one image)."""
+    return x.transpose(0, 1).contiguous()
+
+
+class NodeOps(nn.Sequential):
+    """A node set's operator (per-channel layers) applied in the C x N x H x W layout."""
+
+    def forward(self, x):
+        for layer in self:
+            c, n, h, w = x.shape
+            if isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
+                x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
+            elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
+                mean = x.mean((2, 3), keepdim=True)
+                var = x.var((2, 3), unbiased=False, keepdim=True)
+                x = (x - mean) * torch.rsqrt(var + layer.eps)
+                if layer.affine:
+                    x = x * layer.weight[:, None, None, None] + layer.bias[:, None, None, None]
+            elif isinstance(layer, nn.Conv2d) and torch.onnx.is_in_onnx_export():
+                x = swap_nc(layer(swap_nc(x)))  # an ONNX convolution has a fixed group count
+            elif isinstance(layer, nn.Conv2d):  # depthwise: one group per map of each image
+                k = layer.weight.shape[1:]
+                weight = layer.weight[:, None].expand(c, n, *k).reshape(c * n, *k)
+                bias = None if layer.bias is None else layer.bias[:, None].expand(c, n).reshape(-1)
+                y = F.conv2d(
+                    x.reshape(1, c * n, h, w), weight, bias, layer.stride, layer.padding, 1, c * n
+                )
+                x = y.view(c, n, y.shape[2], y.shape[3])
+            else:  # elementwise, or pools and crops, which act on each (channel, image) map
+                x = layer(x)
+        return x
+
+
+class Edges(nn.Module):
+    """The edges into one node set: sum over source sets j of w[j] @ z[j] (z[j]: Q_j x N x H
+    x W, w[j]: U x Q_j, the block of live rows and columns); returns U x N x H x W.
+
+    A block with few live edges (at or below the density where wirelang measured the gathered
+    product to beat the dense one on the device this model was exported for) is gathered:
+    its live weights in CSR order, run by embedding_bag (each output row sums the source rows
+    its edges name, scaled by their weights). Other blocks are dense matrix products. ONNX has
+    no fast gathered product, so an ONNX export makes every block dense (the same sums).
+    """
+
+    def __init__(self, rows, cols, gathered):
+        super().__init__()
+        self.rows, self.cols, self.gathered = rows, tuple(cols), tuple(gathered)
+        for j, (c, live) in enumerate(zip(cols, gathered)):
+            if live:
+                self.register_buffer(f"row{j}", torch.zeros(live, dtype=torch.long))
+                self.register_buffer(f"col{j}", torch.zeros(live, dtype=torch.long))
+                self.register_buffer(f"off{j}", torch.zeros(rows, dtype=torch.long))
+                self.register_parameter(f"val{j}", nn.Parameter(torch.zeros(live)))
+            else:
+                self.register_parameter(f"w{j}", nn.Parameter(torch.zeros(rows, c)))
+
+    def block(self, j):
+        """Block j as a dense matrix."""
+        if not self.gathered[j]:
+            return getattr(self, f"w{j}")
+        val = getattr(self, f"val{j}")
+        w = val.new_zeros(self.rows, self.cols[j])
+        return w.index_put((getattr(self, f"row{j}"), getattr(self, f"col{j}")), val)
+
+    def forward(self, *zs):
+        _, n, h, w = zs[0].shape
+        dense = torch.onnx.is_in_onnx_export()
+        y = None
+        for j, z in enumerate(zs):
+            z = z.reshape(z.shape[0], -1)  # Q_j x N*H*W
+            if self.gathered[j] and not dense:
+                part = F.embedding_bag(
+                    getattr(self, f"col{j}"),
+                    z,
+                    getattr(self, f"off{j}"),
+                    mode="sum",
+                    per_sample_weights=getattr(self, f"val{j}"),
+                )
+                y = part if y is None else y.add_(part)
+            else:
+                y = self.block(j) @ z if y is None else torch.addmm(y, self.block(j), z)
+        return y.view(self.rows, n, h, w)
 
 
 class Graph_mbv1_s1(nn.Module):
@@ -59,13 +141,14 @@ class Graph_mbv1_s1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False))
-        self.w_out = nn.Parameter(torch.zeros(64, 32))
+        self.op_in = NodeOps(nn.BatchNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False))
+        self.w_out = Edges(64, [32], [103])
 
     def forward(self, x):
-        s_in = self.op_in(x[:, 0:32])
-        s_out = edges(s_in, self.w_out)
-        return s_out
+        x = swap_nc(x)
+        s_in = self.op_in(x[0:32])
+        s_out = self.w_out(s_in)
+        return swap_nc(s_out)
 
 
 class Graph_mbv1_s2(nn.Module):
@@ -73,17 +156,17 @@ class Graph_mbv1_s2(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(122, affine=True), nn.ReLU(), nn.Conv2d(122, 122, 3, stride=1, padding=1, groups=122, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(122, 64))
-        self.w_out = nn.Parameter(torch.zeros(128, 186))
+        self.op_in = NodeOps(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
+        self.op_h_1 = NodeOps(nn.BatchNorm2d(122, affine=True), nn.ReLU(), nn.Conv2d(122, 122, 3, stride=1, padding=1, groups=122, bias=False))
+        self.w_h_1 = Edges(122, [64], [325])
+        self.w_out = Edges(128, [64, 122], [338, 561])
 
     def forward(self, x):
-        s_in = self.op_in(x[:, 0:64])
-        s_h_1 = self.op_h_1(edges(s_in, self.w_h_1))
-        c_1 = torch.cat([s_in, s_h_1], 1)
-        s_out = edges(c_1, self.w_out)
-        return s_out
+        x = swap_nc(x)
+        s_in = self.op_in(x[0:64])
+        s_h_1 = self.op_h_1(self.w_h_1(s_in))
+        s_out = self.w_out(s_in, s_h_1)
+        return swap_nc(s_out)
 
 
 class Graph_mbv1_s3(nn.Module):
@@ -91,17 +174,17 @@ class Graph_mbv1_s3(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(128, affine=True), nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(255, affine=True), nn.ReLU(), nn.Conv2d(255, 255, 3, stride=1, padding=1, groups=255, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(255, 128))
-        self.w_out = nn.Parameter(torch.zeros(256, 383))
+        self.op_in = NodeOps(nn.BatchNorm2d(128, affine=True), nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False))
+        self.op_h_1 = NodeOps(nn.BatchNorm2d(255, affine=True), nn.ReLU(), nn.Conv2d(255, 255, 3, stride=1, padding=1, groups=255, bias=False))
+        self.w_h_1 = Edges(255, [128], [1245])
+        self.w_out = Edges(256, [128, 255], [1219, 2504])
 
     def forward(self, x):
-        s_in = self.op_in(x[:, 0:128])
-        s_h_1 = self.op_h_1(edges(s_in, self.w_h_1))
-        c_1 = torch.cat([s_in, s_h_1], 1)
-        s_out = edges(c_1, self.w_out)
-        return s_out
+        x = swap_nc(x)
+        s_in = self.op_in(x[0:128])
+        s_h_1 = self.op_h_1(self.w_h_1(s_in))
+        s_out = self.w_out(s_in, s_h_1)
+        return swap_nc(s_out)
 
 
 class Graph_mbv1_s4(nn.Module):
@@ -109,33 +192,29 @@ class Graph_mbv1_s4(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(256, affine=True), nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(506, affine=True), nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False))
-        self.op_h_2 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.op_h_3 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.op_h_4 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.op_h_5 = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(506, 256))
-        self.w_h_2 = nn.Parameter(torch.zeros(512, 762))
-        self.w_h_3 = nn.Parameter(torch.zeros(512, 1274))
-        self.w_h_4 = nn.Parameter(torch.zeros(512, 1786))
-        self.w_h_5 = nn.Parameter(torch.zeros(512, 2298))
-        self.w_out = nn.Parameter(torch.zeros(512, 2810))
+        self.op_in = NodeOps(nn.BatchNorm2d(256, affine=True), nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
+        self.op_h_1 = NodeOps(nn.BatchNorm2d(506, affine=True), nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False))
+        self.op_h_2 = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
+        self.op_h_3 = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
+        self.op_h_4 = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
+        self.op_h_5 = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
+        self.w_h_1 = Edges(506, [256], [2041])
+        self.w_h_2 = Edges(512, [256, 506], [2057, 3989])
+        self.w_h_3 = Edges(512, [256, 506, 512], [2094, 3971, 3998])
+        self.w_h_4 = Edges(512, [256, 506, 512, 512], [2038, 3968, 3993, 4079])
+        self.w_h_5 = Edges(512, [256, 506, 512, 512, 512], [2017, 4038, 4120, 4082, 3958])
+        self.w_out = Edges(512, [256, 506, 512, 512, 512, 512], [2121, 3937, 4097, 4004, 4067, 4079])
 
     def forward(self, x):
-        s_in = self.op_in(x[:, 0:256])
-        s_h_1 = self.op_h_1(edges(s_in, self.w_h_1))
-        c_1 = torch.cat([s_in, s_h_1], 1)
-        s_h_2 = self.op_h_2(edges(c_1, self.w_h_2))
-        c_2 = torch.cat([s_in, s_h_1, s_h_2], 1)
-        s_h_3 = self.op_h_3(edges(c_2, self.w_h_3))
-        c_3 = torch.cat([s_in, s_h_1, s_h_2, s_h_3], 1)
-        s_h_4 = self.op_h_4(edges(c_3, self.w_h_4))
-        c_4 = torch.cat([s_in, s_h_1, s_h_2, s_h_3, s_h_4], 1)
-        s_h_5 = self.op_h_5(edges(c_4, self.w_h_5))
-        c_5 = torch.cat([s_in, s_h_1, s_h_2, s_h_3, s_h_4, s_h_5], 1)
-        s_out = edges(c_5, self.w_out)
-        return s_out
+        x = swap_nc(x)
+        s_in = self.op_in(x[0:256])
+        s_h_1 = self.op_h_1(self.w_h_1(s_in))
+        s_h_2 = self.op_h_2(self.w_h_2(s_in, s_h_1))
+        s_h_3 = self.op_h_3(self.w_h_3(s_in, s_h_1, s_h_2))
+        s_h_4 = self.op_h_4(self.w_h_4(s_in, s_h_1, s_h_2, s_h_3))
+        s_h_5 = self.op_h_5(self.w_h_5(s_in, s_h_1, s_h_2, s_h_3, s_h_4))
+        s_out = self.w_out(s_in, s_h_1, s_h_2, s_h_3, s_h_4, s_h_5)
+        return swap_nc(s_out)
 
 
 class Graph_mbv1_s5(nn.Module):
@@ -143,17 +222,17 @@ class Graph_mbv1_s5(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = nn.Sequential(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=2, padding=1, groups=512, bias=False))
-        self.op_h_1 = nn.Sequential(nn.BatchNorm2d(1024, affine=True), nn.ReLU(), nn.Conv2d(1024, 1024, 3, stride=1, padding=1, groups=1024, bias=False))
-        self.w_h_1 = nn.Parameter(torch.zeros(1024, 512))
-        self.w_out = nn.Parameter(torch.zeros(1024, 1536))
+        self.op_in = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=2, padding=1, groups=512, bias=False))
+        self.op_h_1 = NodeOps(nn.BatchNorm2d(1024, affine=True), nn.ReLU(), nn.Conv2d(1024, 1024, 3, stride=1, padding=1, groups=1024, bias=False))
+        self.w_h_1 = Edges(1024, [512], [19867])
+        self.w_out = Edges(1024, [512, 1024], [19985, 39774])
 
     def forward(self, x):
-        s_in = self.op_in(x[:, 0:512])
-        s_h_1 = self.op_h_1(edges(s_in, self.w_h_1))
-        c_1 = torch.cat([s_in, s_h_1], 1)
-        s_out = edges(c_1, self.w_out)
-        return s_out
+        x = swap_nc(x)
+        s_in = self.op_in(x[0:512])
+        s_h_1 = self.op_h_1(self.w_h_1(s_in))
+        s_out = self.w_out(s_in, s_h_1)
+        return swap_nc(s_out)
 
 
 class Model(nn.Module):

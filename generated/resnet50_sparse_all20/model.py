@@ -1,7 +1,8 @@
 """resnet50_sparse_all20: a compact model exported by wirelang 0.1.0 from resnet50_sparse_all20.wire.
 
 Imports only torch. Dead nodes are removed, each learned wiring's masks are folded into its
-weights, and every set-to-set weight block keeps only its live rows and columns.
+weights, and every set-to-set weight block keeps only its live rows and columns; blocks with
+few live edges run as gathered products (see `Edges`).
 Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask.
 
     import torch
@@ -45,9 +46,90 @@ class Residual(nn.Module):
         return self.after(self.branch(x) + self.shortcut(x))
 
 
-def edges(x, w):
-    """sum over q of w[u, q] * Z_q for every node u: a 1x1 convolution (x: N x Q x H x W, w: U x Q)."""
-    return F.conv2d(x, w[:, :, None, None])
+def swap_nc(x):
+    """N x C x H x W <-> C x N x H x W, contiguous. Inside a graph states are C x N x H x W:
+    each node's maps over the batch are one row of the edge products (free for one image)."""
+    return x.transpose(0, 1).contiguous()
+
+
+class NodeOps(nn.Sequential):
+    """A node set's operator (per-channel layers) applied in the C x N x H x W layout."""
+
+    def forward(self, x):
+        for layer in self:
+            c, n, h, w = x.shape
+            if isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
+                x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
+            elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
+                mean = x.mean((2, 3), keepdim=True)
+                var = x.var((2, 3), unbiased=False, keepdim=True)
+                x = (x - mean) * torch.rsqrt(var + layer.eps)
+                if layer.affine:
+                    x = x * layer.weight[:, None, None, None] + layer.bias[:, None, None, None]
+            elif isinstance(layer, nn.Conv2d) and torch.onnx.is_in_onnx_export():
+                x = swap_nc(layer(swap_nc(x)))  # an ONNX convolution has a fixed group count
+            elif isinstance(layer, nn.Conv2d):  # depthwise: one group per map of each image
+                k = layer.weight.shape[1:]
+                weight = layer.weight[:, None].expand(c, n, *k).reshape(c * n, *k)
+                bias = None if layer.bias is None else layer.bias[:, None].expand(c, n).reshape(-1)
+                y = F.conv2d(
+                    x.reshape(1, c * n, h, w), weight, bias, layer.stride, layer.padding, 1, c * n
+                )
+                x = y.view(c, n, y.shape[2], y.shape[3])
+            else:  # elementwise, or pools and crops, which act on each (channel, image) map
+                x = layer(x)
+        return x
+
+
+class Edges(nn.Module):
+    """The edges into one node set: sum over source sets j of w[j] @ z[j] (z[j]: Q_j x N x H
+    x W, w[j]: U x Q_j, the block of live rows and columns); returns U x N x H x W.
+
+    A block with few live edges (at or below the density where wirelang measured the gathered
+    product to beat the dense one on the device this model was exported for) is gathered:
+    its live weights in CSR order, run by embedding_bag (each output row sums the source rows
+    its edges name, scaled by their weights). Other blocks are dense matrix products. ONNX has
+    no fast gathered product, so an ONNX export makes every block dense (the same sums).
+    """
+
+    def __init__(self, rows, cols, gathered):
+        super().__init__()
+        self.rows, self.cols, self.gathered = rows, tuple(cols), tuple(gathered)
+        for j, (c, live) in enumerate(zip(cols, gathered)):
+            if live:
+                self.register_buffer(f"row{j}", torch.zeros(live, dtype=torch.long))
+                self.register_buffer(f"col{j}", torch.zeros(live, dtype=torch.long))
+                self.register_buffer(f"off{j}", torch.zeros(rows, dtype=torch.long))
+                self.register_parameter(f"val{j}", nn.Parameter(torch.zeros(live)))
+            else:
+                self.register_parameter(f"w{j}", nn.Parameter(torch.zeros(rows, c)))
+
+    def block(self, j):
+        """Block j as a dense matrix."""
+        if not self.gathered[j]:
+            return getattr(self, f"w{j}")
+        val = getattr(self, f"val{j}")
+        w = val.new_zeros(self.rows, self.cols[j])
+        return w.index_put((getattr(self, f"row{j}"), getattr(self, f"col{j}")), val)
+
+    def forward(self, *zs):
+        _, n, h, w = zs[0].shape
+        dense = torch.onnx.is_in_onnx_export()
+        y = None
+        for j, z in enumerate(zs):
+            z = z.reshape(z.shape[0], -1)  # Q_j x N*H*W
+            if self.gathered[j] and not dense:
+                part = F.embedding_bag(
+                    getattr(self, f"col{j}"),
+                    z,
+                    getattr(self, f"off{j}"),
+                    mode="sum",
+                    per_sample_weights=getattr(self, f"val{j}"),
+                )
+                y = part if y is None else y.add_(part)
+            else:
+                y = self.block(j) @ z if y is None else torch.addmm(y, self.block(j), z)
+        return y.view(self.rows, n, h, w)
 
 
 class Model(nn.Module):

@@ -327,14 +327,21 @@ class EdgeMask(nn.Module):
             )
             cached = self.__dict__.get("_eval_weights")
             if cached is None or cached[0] != key:
-                masks = self._cached_active(weights)
-                cached = (key, [w.detach() * mk for w, mk in zip(weights, masks, strict=True)])
+                cached = (key, _fold(weights, self._cached_active(weights)))
                 self.__dict__["_eval_weights"] = cached
             return list(cached[1])
         masks = self._cached_active(weights)
         if m == "targeted_dropout" and self.training:
             masks = self._dropout(weights, masks)
         return [apply_mask(w, mk, straight_through) for w, mk in zip(weights, masks, strict=True)]
+
+    @torch.no_grad()
+    def folded(self) -> list[Tensor]:
+        """The effective weights at evaluation as plain tensors (w * m, inactive entries 0, no
+        autograd): what an exported program holds instead of this mask. Computed eagerly, so
+        that no data-dependent selection is left for a tracer (torch.export, ONNX) to see."""
+        weights = self.weights()
+        return _fold(weights, self._cached_active(weights))
 
     def _cached_active(self, weights: list[Tensor]) -> list[Tensor]:
         # In evaluation the weights do not change between batches: rank them once.
@@ -388,6 +395,11 @@ class EdgeMask(nn.Module):
         return f"method={self.method}, k={self.k}" + (
             f", pool={self.pool.name}" if self.pool else ""
         )
+
+
+def _fold(weights: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
+    """w * m for each weight, detached: the weights a mask leaves at evaluation."""
+    return [w.detach() * m for w, m in zip(weights, masks, strict=True)]
 
 
 def mask_hash(masks: list[Tensor]) -> str:

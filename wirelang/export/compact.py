@@ -8,12 +8,17 @@ as PyTorch source importing only torch, and `standalone.instantiate` runs. Per g
   discrete or continuous graph (simple and exact: a dropped node never reaches an output, or
   contributes only zeros);
 - each target set's weight matrix keeps the rows of its kept nodes and the columns of its
-  sources' kept nodes, with the mask folded in (inactive entries are 0);
+  sources' kept nodes, with the mask folded in (inactive entries are 0), cut into one block per
+  source set (no concatenation of the sources; a block with no live edge is dropped);
+- each block runs in the fastest product for its density on the plan's device (`SPARSE_BELOW`:
+  gathered, embedding_bag over its live entries, below the measured break-even; a dense
+  matrix product above);
 - each set's operator (norm, activation, depthwise conv: all per channel) keeps the channels
   of its kept nodes;
 - static graphs run in topological order, discrete time unrolls its T steps, continuous time is
   exported only with a fixed-step solver (euler, midpoint, rk4), unrolled on torchdiffeq's grid.
-Sparse layers become ordinary conv / linear layers with the mask folded into the weight.
+Sparse layers become ordinary conv / linear layers with the mask folded into the weight
+(`wirelang.export.fold`, which `wirelang.export` uses for any module).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from wirelang.backend.lower import safe
+from wirelang.export.fold import folded_state
 from wirelang.export.frozen import layer_blocks
 from wirelang.export.nodes import kept_nodes, node_graph
 from wirelang.export.standalone import ctor, sequential
@@ -34,9 +40,28 @@ from wirelang.version import __version__
 
 SOLVERS = ("euler", "midpoint", "rk4")
 
+# Live fraction of a weight block at or below which its product is gathered (embedding_bag
+# over the live entries) instead of dense, per device. CPU: the break-even measured on one
+# thread by `python benchmarks/export_speed.py --thresholds` (see benchmarks/results/speed.md):
+# gathered wins 3-14x at 5-10%, 1.2-5x at 20%, and is even near 30% (a torch CSR product, the
+# other candidate, lost to it everywhere). CUDA: not measured (no GPU here), so dense until a
+# measurement says otherwise.
+SPARSE_BELOW: dict[str, float] = {"cpu": 0.25, "cuda": 0.0}
+
 
 class ExportRefused(ValueError):
     """The model cannot be a fixed program as asked (exit 2, one line)."""
+
+
+@dataclass
+class Block:
+    """One source set's block of a target's weights: its size, live entries, map size, form."""
+
+    rows: int
+    cols: int
+    live: int
+    hw: int  # height x width of the target's input: each weight is used hw times per image
+    sparse: bool
 
 
 @dataclass
@@ -48,7 +73,10 @@ class GraphPlan:
     steps: int = 0
     dts: list[str] = field(default_factory=list)
     modules: list[tuple[str, str]] = field(default_factory=list)  # (attribute, constructor source)
-    weights: list[tuple[str, int, int]] = field(default_factory=list)
+    # (attribute, rows, columns per source block, live entries of a gathered block or 0 for a
+    # dense one): an `Edges` module
+    weights: list[tuple[str, int, tuple[int, ...], tuple[bool, ...]]] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
     buffers: list[tuple[str, int]] = field(default_factory=list)
     init: list[tuple[str, str]] = field(default_factory=list)  # (variable, expression)
     step: list[tuple[str, str]] = field(default_factory=list)
@@ -58,6 +86,18 @@ class GraphPlan:
     output: str = ""
     nodes: tuple[int, int] = (0, 0)  # (kept, all)
     edges: tuple[int, int] = (0, 0)
+
+    def forms(self) -> dict[str, int]:
+        """How many products of each form, and their live and stored weights."""
+        sparse = [b for b in self.blocks if b.sparse]
+        dense = [b for b in self.blocks if not b.sparse]
+        return {
+            "sparse_blocks": len(sparse),
+            "sparse_live": sum(b.live for b in sparse),
+            "dense_blocks": len(dense),
+            "dense_live": sum(b.live for b in dense),
+            "dense_stored": sum(b.rows * b.cols for b in dense),
+        }
 
 
 @dataclass
@@ -71,6 +111,17 @@ class CompactPlan:
     state: dict[str, Tensor] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     version: str = __version__
+    device: str = "cpu"
+
+    def macs(self, counted: int) -> dict[str, int]:
+        """Multiply-adds per image from torch's FlopCounterMode count of the compact model
+        (`counted`: it sees the dense blocks whole and the gathered ones not at all):
+        `macs_executed` adds the gathered blocks' live weights, `macs_live` also drops the
+        dense blocks' zeros."""
+        blocks = [b for g in self.graphs for b in g.blocks]
+        gathered = sum(b.live * b.hw for b in blocks if b.sparse)
+        zeros = sum((b.rows * b.cols - b.live) * b.hw for b in blocks if not b.sparse)
+        return {"macs_executed": counted + gathered, "macs_live": counted + gathered - zeros}
 
 
 def ident(name: str) -> str:
@@ -78,19 +129,9 @@ def ident(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- plain layers
-def _own_state(module: nn.Module) -> dict[str, Tensor]:
-    """A trained layer's tensors, the mask folded into a sparse layer's weight."""
-    state = {
-        k: v.detach().clone() for k, v in module.state_dict().items() if not k.startswith("mask.")
-    }
-    if hasattr(module, "mask"):
-        state["weight"] = module.mask()[0].detach().clone()  # w * m
-    return state
-
-
 def _sequence(model, layers: list[core.Layer], prefix: str, state: dict[str, Tensor]) -> str:
     for i, layer in enumerate(layers):
-        for k, v in _own_state(getattr(model.gm, safe(layer.path))).items():
+        for k, v in folded_state(getattr(model.gm, safe(layer.path))).items():
             state[f"{prefix}.{i}.{k}"] = v
     return sequential([ctor(x.op, x.params, x.in_shape.channels) for x in layers])
 
@@ -110,7 +151,19 @@ def _set_module(
             if v.dim() and v.shape[0] == size
             else v.detach().clone()
         )
-    return sequential([ctor(x.op, x.params, int(idx.numel())) for x in layers])
+    return sequential([ctor(x.op, x.params, int(idx.numel())) for x in layers], "NodeOps")
+
+
+def _block_state(w: Tensor, live: Tensor, gathered: bool) -> dict[str, Tensor]:
+    """The tensors of one block of an `Edges` module: the dense matrix `w`, or its live
+    entries in CSR order (row, column, value; each row's first entry in `off`)."""
+    if not gathered:
+        return {"w": w.clone()}
+    row, col = live.nonzero(as_tuple=True)  # row-major: CSR order
+    off = torch.cumsum(torch.bincount(row, minlength=w.shape[0]), 0) - torch.bincount(
+        row, minlength=w.shape[0]
+    )
+    return {"row": row.clone(), "col": col.clone(), "off": off, "val": w[row, col].clone()}
 
 
 # ----------------------------------------------------------------------------- graphs
@@ -142,7 +195,13 @@ def solver_plan(g: core.Graph, solver: str | None, steps: int | None) -> tuple[s
 
 @torch.no_grad()
 def _graph(
-    model, g: core.Graph, attr: str, solver: str | None, steps: int | None, state: dict[str, Tensor]
+    model,
+    g: core.Graph,
+    attr: str,
+    solver: str | None,
+    steps: int | None,
+    state: dict[str, Tensor],
+    device: str = "cpu",
 ) -> GraphPlan:
     mode, dts = solver_plan(g, solver, steps)
     parts = model.graph_parts(g.name)
@@ -190,18 +249,20 @@ def _graph(
                     ),
                 )
             )
-    # initial states: input nodes hold g(x) (static: after their operator), the rest 0
+    # initial states: input nodes hold g(x) (static: after their operator), the rest 0; every
+    # state is C x N x H x W (`swap_nc`), the layout of the edge products
+    plan.init.append(("x", "swap_nc(x)"))
     start, h, w = 0, g.in_shape.height, g.in_shape.width
     for s in g.sets:
         i, n = idx[s.name], int(idx[s.name].numel())
         if s.role == "input":
             if n and i[-1] - i[0] + 1 == n:  # contiguous: a slice, no index tensor
-                sel = f"x[:, {start + int(i[0])}:{start + int(i[-1]) + 1}]"
+                sel = f"x[{start + int(i[0])}:{start + int(i[-1]) + 1}]"
             elif n:
                 buf = f"idx_{ident(s.name)}"
                 plan.buffers.append((buf, n))
                 state[key + buf] = i + start
-                sel = f"x.index_select(1, self.{buf})"
+                sel = f"x.index_select(0, self.{buf})"
             start += s.size
             if n:
                 apply_op = not dynamic and bool(s.op)
@@ -209,46 +270,59 @@ def _graph(
                     (var[s.name], f"self.op_{ident(s.name)}({sel})" if apply_op else sel)
                 )
         elif dynamic and n:
-            plan.init.append((var[s.name], f"x.new_zeros((x.shape[0], {n}, {h}, {w}))"))
-    # one product per target set with kept nodes, over its kept sources
+            plan.init.append((var[s.name], f"x.new_zeros(({n}, x.shape[1], {h}, {w}))"))
+    # one product per target set with kept nodes: a block per kept source set with live edges
     masks = wiring.mask.active()
-    effective = [t.detach() for t in wiring()]
+    effective = [t.detach() for t in wiring.mask.folded()]
     sets = {s.name: s for s in g.sets}
     order = topo_order(g) if mode == "static" else [s.name for s in g.sets]
     where = {t: i for i, t in enumerate(wiring.targets)}
     sent: dict[str, str] = {}
-    cats: dict[tuple[str, ...], str] = {}
     kept_edges = 0
     ref = "x" if mode in ("static", "discrete") else None
+    below = SPARSE_BELOW.get(device, 0.0)
     for t in order:
         if t not in where or not idx[t].numel():
             continue
         i, rows = where[t], idx[t]
-        cols, srcs, col = [], [], 0
+        hh, ww = sets[t].in_hw
+        blocks, srcs, col = [], [], 0
         for s in wiring.sources[i]:
-            if idx[s].numel():
-                cols.append(idx[s] + col)
-                if sets[s].send and s not in sent:
-                    sent[s] = f"m_{ident(s)}"
-                    plan.step.append((sent[s], f"self.send_{ident(s)}({var[s]})"))
-                srcs.append(sent.get(s, var[s]))
+            cols = idx[s] + col
             col += sets[s].size
+            if not cols.numel():
+                continue
+            live = int(masks[i].index_select(0, rows).index_select(1, cols).sum())
+            kept_edges += live
+            if not live:  # no edge from these sources reaches the kept rows: nothing to add
+                continue
+            if sets[s].send and s not in sent:
+                sent[s] = f"m_{ident(s)}"
+                plan.step.append((sent[s], f"self.send_{ident(s)}({var[s]})"))
+            srcs.append(sent.get(s, var[s]))
+            size = int(rows.numel()) * int(cols.numel())
+            w = effective[i].index_select(0, rows).index_select(1, cols)
+            on = masks[i].index_select(0, rows).index_select(1, cols)
+            block = Block(int(rows.numel()), int(cols.numel()), live, hh * ww, live <= below * size)
+            blocks.append((_block_state(w, on, block.sparse), block))
         wname = f"w_{ident(t)}"
         ref = ref or f"{var[t]}"
-        if cols:
-            c = torch.cat(cols)
-            plan.weights.append((wname, int(rows.numel()), int(c.numel())))
-            state[key + wname] = effective[i].index_select(0, rows).index_select(1, c).clone()
-            kept_edges += int(masks[i].index_select(0, rows).index_select(1, c).sum())
-            k = tuple(srcs)
-            if k not in cats:
-                cats[k] = srcs[0] if len(srcs) == 1 else f"c_{len(cats)}"
-                if len(srcs) > 1:
-                    plan.step.append((cats[k], f"torch.cat([{', '.join(srcs)}], 1)"))
-            summed = f"edges({cats[k]}, self.{wname})"
-        else:  # no kept source: the node computes f(0), a constant map
-            hh, ww = sets[t].in_hw
-            summed = f"{ref}.new_zeros(({ref}.shape[0], {int(rows.numel())}, {hh}, {ww}))"
+        if blocks:
+            for j, (tensors, _) in enumerate(blocks):
+                for name, v in tensors.items():
+                    state[f"{key}{wname}.{name}{j}"] = v
+            plan.blocks += [b for _, b in blocks]
+            plan.weights.append(
+                (
+                    wname,
+                    int(rows.numel()),
+                    tuple(b.cols for _, b in blocks),
+                    tuple(b.live if b.sparse else 0 for _, b in blocks),
+                )
+            )
+            summed = f"self.{wname}({', '.join(srcs)})"
+        else:  # no live edge in: the node computes f(0), a constant map
+            summed = f"{ref}.new_zeros(({int(rows.numel())}, {ref}.shape[1], {hh}, {ww}))"
         out = f"self.op_{ident(t)}({summed})" if sets[t].op else summed
         new = var[t] if mode == "static" else f"d_{ident(t)}"
         plan.step.append((new, out))
@@ -258,7 +332,9 @@ def _graph(
     if dynamic:  # sets that only send keep their initial state
         plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
     outs = [var[s.name] for s in g.sets if s.role == "output"]
-    plan.output = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}], 1)"
+    plan.output = (
+        f"swap_nc({outs[0]})" if len(outs) == 1 else f"swap_nc(torch.cat([{', '.join(outs)}]))"
+    )
     plan.nodes = (int(kept.sum()), g.size)
     plan.edges = (kept_edges, int(ng.src.numel()))
     how = {
@@ -273,15 +349,22 @@ def _graph(
 
 
 def plan_network(
-    net: core.Network, model, source: str = "", solver: str | None = None, steps: int | None = None
+    net: core.Network,
+    model,
+    source: str = "",
+    solver: str | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
 ) -> CompactPlan:
-    """The compact plan of a trained model (put in eval mode here)."""
+    """The compact plan of a trained model (put in eval mode here); products take the forms
+    that are fastest on `device` (`SPARSE_BELOW`)."""
     model.eval()
     plan = CompactPlan(
         network=net.name,
         source=source or net.name,
         classes=net.classes,
         input=(net.input.channels, net.input.height, net.input.width),
+        device=device,
     )
     with torch.no_grad():
         for item in layer_blocks(net.items):
@@ -297,7 +380,7 @@ def plan_network(
                 plan.items.append((attr, f"Residual({', '.join(parts)})"))
             else:
                 attr = ident(item.name)
-                g = _graph(model, item, attr, solver, steps, plan.state)
+                g = _graph(model, item, attr, solver, steps, plan.state, device)
                 plan.graphs.append(g)
                 plan.items.append((attr, f"{g.cls}()"))
     for g in plan.graphs:

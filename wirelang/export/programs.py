@@ -29,6 +29,21 @@ from wirelang.runs.load import Run
 FORMATS = ("wire", "edges", "pt2", "onnx", "python")
 
 
+def open_source(path: Path, checkpoint: Path | None = None) -> Run:
+    """What `wirelang export` reads: a run directory, or a spec (its initial wiring, the
+    model `wirelang.load(spec)` gives)."""
+    from wirelang.backend.api import compile_network
+    from wirelang.runs.load import load_run, load_spec
+
+    path = Path(path)
+    if path.is_dir():
+        return load_run(path, checkpoint)
+    if checkpoint is not None:
+        raise RunError("--checkpoint needs a run directory, not a spec")
+    net = load_spec(path)
+    return Run(net=net, model=compile_network(net).eval())
+
+
 def edges_json(run: Run) -> dict[str, Any]:
     """Every active edge of every graph: (graph, source, target, weight)."""
     from wirelang.export.nodes import edge_list, node_graph
@@ -58,8 +73,16 @@ def example_input(run: Run, batch: int) -> torch.Tensor:
 
 def export_pt2(module: nn.Module, x: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    program = torch.export.export(module, (x,), dynamic_shapes={"x": {0: batch}})
+    name = _input_name(module)
+    program = torch.export.export(module, (x,), dynamic_shapes={name: {0: batch}})
     torch.export.save(program, str(path))
+
+
+def _input_name(module: nn.Module) -> str:
+    """The name of forward's first argument (`x` in wirelang's models; torchvision's too)."""
+    import inspect
+
+    return next(iter(inspect.signature(module.forward).parameters))
 
 
 def export_onnx(module: nn.Module, x: torch.Tensor, path: Path) -> str:
@@ -87,7 +110,7 @@ def export_onnx(module: nn.Module, x: torch.Tensor, path: Path) -> str:
                 dynamo=True,
                 input_names=["x"],
                 output_names=["scores"],
-                dynamic_shapes={"x": {0: batch}},
+                dynamic_shapes={_input_name(module): {0: batch}},
             )
             return "dynamo"
 
@@ -107,19 +130,18 @@ def load_artifact(fmt: str, path: Path):
     return module.load(str(path / "weights.pt"))
 
 
-@torch.inference_mode()
 def measure(
     models: dict[str, nn.Module], x: torch.Tensor, budget_s: float = 1.0
 ) -> dict[str, dict[str, float]]:
-    """Per model: stored and non-zero parameters, multiply-adds per image as executed (what
-    torch's FlopCounterMode sees: convolutions, linear layers, matrix products) and the median
-    latency of a batch on one thread. The models take turns, so that a machine busy with
-    other work slows them alike."""
+    """Per model: stored and non-zero parameters, multiply-adds per image as torch's
+    FlopCounterMode sees them (convolutions, linear layers, dense matrix products; not sparse
+    or gathered products) and the median latency on one thread of a batch of one image and of
+    `x`. The models take turns, so that a machine busy with other work slows them alike."""
     from torch.utils.flop_counter import FlopCounterMode
 
     out: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        with FlopCounterMode(display=False) as counter:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             model(x)  # also the warm-up
         params = list(model.parameters())
         out[name] = {
@@ -128,25 +150,63 @@ def measure(
             "macs_executed": counter.get_total_flops() // 2 // x.shape[0],
             "batch": x.shape[0],
         }
-    times: dict[str, list[float]] = {name: [] for name in models}
+    batches = {"latency_ms_batch1": x[:1], "latency_ms": x}
+    times = {(key, name): [] for key in batches for name in models}
     threads = torch.get_num_threads()
     torch.set_num_threads(
         1
     )  # one core: comparable runs, and no spinning threads on a shared machine
     try:
-        start = time.perf_counter()
-        while min(len(t) for t in times.values()) < 5 or (
-            time.perf_counter() - start < budget_s and len(times[name]) < 200
-        ):
-            for name, model in models.items():
-                t = time.perf_counter()
-                model(x)
-                times[name].append(time.perf_counter() - t)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            while min(len(t) for t in times.values()) < 5 or (
+                time.perf_counter() - start < budget_s and max(len(t) for t in times.values()) < 200
+            ):
+                for key, xb in batches.items():
+                    for name, model in models.items():
+                        t = time.perf_counter()
+                        model(xb)
+                        times[key, name].append(time.perf_counter() - t)
     finally:
         torch.set_num_threads(threads)
-    for name in models:
-        out[name]["latency_ms"] = 1000 * statistics.median(times[name])
+    for (key, name), ts in times.items():
+        out[name][key] = 1000 * statistics.median(ts)
     return out
+
+
+def write_program(fmt: str, module: nn.Module, x: torch.Tensor, out: Path, source=None) -> dict:
+    """Write a plain module (no masks) as `fmt`; `source()` gives (model.py text, state_dict)
+    for format python. Returns what the report says about the writing."""
+    report: dict[str, Any] = {}
+    if fmt == "pt2":
+        export_pt2(module, x, out)
+    elif fmt == "onnx":
+        try:
+            report["exporter"] = export_onnx(module, x, out)
+        except ImportError as err:  # torch.onnx needs the onnx packages, which are optional
+            raise RunError(
+                f"ONNX export needs `{err.name}`: pip install onnx onnxscript onnxruntime"
+            ) from None
+    else:
+        text, state = source()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.py").write_text(text, encoding="utf-8")
+        torch.save({k: v.contiguous() for k, v in state.items()}, out / "weights.pt")
+    return report
+
+
+def compare(fmt: str, out: Path, reference: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """The written artifact loaded back and run on `x` next to `reference` (eval mode)."""
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        return {"note": "not checked: onnxruntime is not installed"}
+    with torch.inference_mode():
+        artifact = load_artifact(fmt, out)
+        expected = reference(x)
+        got = artifact(x)
+    return {
+        "max_abs_diff": float((got - expected).abs().max()),
+        "max_abs_output": float(expected.abs().max()),
+    }
 
 
 def export_run(
@@ -158,8 +218,10 @@ def export_run(
     batch: int = 32,
     check: bool = True,
     latency_s: float = 1.0,
+    example: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Write `out` in `fmt`; for compact formats, check and measure it. Returns the report."""
+    """Write `out` in `fmt`; for compact formats, check and measure it. Returns the report.
+    `example`: the batch to check with (default a random one of `batch` images)."""
     out = Path(out)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -179,24 +241,25 @@ def export_run(
         report["edges"] = len(data["edges"])
         return report
     from wirelang.export.compact import fixed_step_reference, plan_network
-    from wirelang.export.standalone import instantiate, write_standalone
+    from wirelang.export.standalone import instantiate, render
 
     plan = plan_network(run.net, run.model, run.label, solver=solver, steps=steps)
     compact = instantiate(plan)
-    x = example_input(run, batch)
-    if fmt == "pt2":
-        export_pt2(compact, x[:2], out)
-    elif fmt == "onnx":
-        try:
-            report["exporter"] = export_onnx(compact, x[:2], out)
-        except ImportError as err:  # torch.onnx needs the onnx packages, which are optional
-            raise RunError(
-                f"ONNX export needs `{err.name}`: pip install onnx onnxscript onnxruntime"
-            ) from None
-    else:
-        write_standalone(plan, out)
+    x = example if example is not None else example_input(run, batch)
+    traced = x if x.shape[0] > 1 else torch.cat([x, x])  # a batch of 1 would fix the size
+    report.update(write_program(fmt, compact, traced[:2], out, lambda: (render(plan), plan.state)))
+    if fmt == "python":
+        instantiate(
+            plan, (out / "model.py").read_text(encoding="utf-8")
+        )  # source and weights agree
     report["graphs"] = [
-        {"name": g.name, "mode": g.mode, "nodes": list(g.nodes), "edges": list(g.edges)}
+        {
+            "name": g.name,
+            "mode": g.mode,
+            "nodes": list(g.nodes),
+            "edges": list(g.edges),
+            "products": g.forms(),
+        }
         for g in plan.graphs
     ]
     if not check:
@@ -206,23 +269,71 @@ def export_run(
     if unrolled:
         mode = next(g for g in plan.graphs if g.mode in ("euler", "midpoint", "rk4"))
         reference = fixed_step_reference(run.net, run.model, mode.mode, steps or len(mode.dts))
-    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        report["note"] = "not checked: onnxruntime is not installed"
+    report.update(compare(fmt, out, reference, x))
+    if "note" in report:
         return report
-    with torch.inference_mode():
-        artifact = load_artifact(fmt, out)
-        expected = reference(x)
-        got = artifact(x)
-        report["max_abs_diff"] = float((got - expected).abs().max())
-        report["max_abs_output"] = float(expected.abs().max())
-        if unrolled:
+    if unrolled:
+        with torch.inference_mode():
+            got = load_artifact(fmt, out)(x)
             report["max_abs_diff_vs_adaptive"] = float((got - run.model(x)).abs().max())
     from wirelang.export.inspect import inspect_run
 
     report.update(measure({"masked": run.model, "compact": compact}, x, latency_s))
+    report["compact"].update(plan.macs(report["compact"]["macs_executed"]))
     paper = inspect_run(run)  # what the paper counts: k weights per wiring, live nodes only
     report["masked"].update(params_paper=run.model.count_params(), macs_paper=paper["macs"])
     return report
+
+
+def export_module(
+    module: nn.Module, fmt: str, out: Path, example: torch.Tensor, check: bool = True
+) -> dict[str, Any]:
+    """Any model as pt2, ONNX or Python source, its masks folded (`wirelang.export`).
+
+    A wirelang model (`wirelang.load` of a spec or a run) becomes its compact model; any other
+    module (`wirelang.sparsify` of a torchvision model, say) is copied with every sparse layer
+    a plain conv / linear holding w * m. The module's own training / eval mode is restored."""
+    from wirelang.backend.api import WiredModel
+
+    out = Path(out)
+    if fmt not in ("pt2", "onnx", "python"):
+        raise ValueError(f"unknown format {fmt!r}: choose one of pt2, onnx, python")
+    if out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    training = module.training
+    try:
+        if isinstance(module, WiredModel):
+            run = Run(net=module.net, model=module.eval())
+            return export_run(run, fmt, out, example=example, check=check, latency_s=0.2)
+        from wirelang.export.fold import count_sparse, fold_masks, module_source
+        from wirelang.export.standalone import doc_text
+
+        module.eval()
+        folded = fold_masks(module)
+        layers, live, stored = count_sparse(module)
+        report: dict[str, Any] = {
+            "format": fmt,
+            "out": str(out),
+            "run": type(module).__name__,
+            "sparse_layers": layers,
+            "live_weights": live,
+            "stored_weights": stored,
+        }
+        traced = example if example.shape[0] > 1 else torch.cat([example, example])
+
+        def source() -> tuple[str, dict[str, torch.Tensor]]:
+            from wirelang.export.standalone import load_source
+
+            text = module_source(folded, doc_text(f"{type(module).__name__}, exported by wirelang"))
+            state = folded.state_dict()  # the tensors that the traced forward pass reads
+            return text, {k: state[k] for k in load_source(text).Model().state_dict()}
+
+        report.update(write_program(fmt, folded, traced[:2], out, source))
+        if check:
+            report.update(compare(fmt, out, module, example))
+        return report
+    finally:
+        module.train(training)
 
 
 def print_report(report: dict[str, Any], say=print) -> None:
@@ -241,19 +352,36 @@ def print_report(report: dict[str, Any], say=print) -> None:
     if "compact" not in report:
         return
     m, c = report["masked"], report["compact"]
-    say(f"{'':15}{'parameters':>12}{'effective':>12}{'multiply-adds':>15}{'latency':>12}")
+    say(
+        f"{'':15}{'parameters':>12}{'effective':>12}{'multiply-adds':>15}"
+        f"{'batch 1':>11}{'batch ' + str(c['batch']):>11}"
+    )
     say(
         f"{'masked model':15}{human(m['params']):>12}{human(m['params_paper']):>12}{human(m['macs_paper']):>15}"
-        f"{m['latency_ms']:>9.2f} ms"
+        f"{m['latency_ms_batch1']:>8.2f} ms{m['latency_ms']:>8.1f} ms"
     )
     say(
         f"{'compact model':15}{human(c['params']):>12}{human(c['params_nonzero']):>12}{human(c['macs_executed']):>15}"
-        f"{c['latency_ms']:>9.2f} ms"
+        f"{c['latency_ms_batch1']:>8.2f} ms{c['latency_ms']:>8.1f} ms"
     )
     say(
+        f"compact vs masked: {m['latency_ms_batch1'] / c['latency_ms_batch1']:.2f}x faster at batch 1, "
+        f"{m['latency_ms'] / c['latency_ms']:.2f}x at batch {c['batch']}; "
+        f"live multiply-adds of the compact model {human(c['macs_live'])} per image"
+    )
+    forms = [g["products"] for g in report.get("graphs", [])]
+    if forms:
+        say(
+            f"edge products: {sum(f['sparse_blocks'] for f in forms)} gathered blocks "
+            f"({sum(f['sparse_live'] for f in forms):,} live weights), "
+            f"{sum(f['dense_blocks'] for f in forms)} dense blocks "
+            f"({sum(f['dense_live'] for f in forms):,} live of {sum(f['dense_stored'] for f in forms):,} stored); "
+            "the ONNX program runs every block dense (ONNX has no fast gathered product)"
+        )
+    say(
         "effective parameters: k weights per wiring (masked), non-zero weights (compact); multiply-adds per image: "
-        "the paper's count over live nodes (masked), as executed, each set-to-set block a dense 1x1 convolution "
-        f"over its live rows and columns (compact); latency: median per batch of {c['batch']}, one CPU thread"
+        "the paper's count over live nodes (masked), as executed (compact: dense blocks count their zeros, "
+        "gathered blocks only live weights); latency: median per batch, one CPU thread"
     )
     ref = (
         "the trained model recompiled with the same fixed-step solver"

@@ -64,10 +64,11 @@ def ctor(op: str, params: dict, channels: int) -> str:
     return CTORS[op](params, channels)
 
 
-def sequential(ctors: list[str]) -> str:
+def sequential(ctors: list[str], cls: str = "nn.Sequential") -> str:
+    """`cls`: `NodeOps` for a node set's operator (the generated model's C x N x H x W layout)."""
     if not ctors:
         return "nn.Identity()"
-    return "nn.Sequential(" + ", ".join(ctors) + ")"
+    return f"{cls}(" + ", ".join(ctors) + ")"
 
 
 def doc_text(text: object) -> str:
