@@ -72,19 +72,25 @@ class SpecError(Exception):
         super().__init__("\n".join(f"{d.span}: {d.message}" for d in self.diagnostics))
 
 
-# Source text by path, so that a diagnostic can show its line long after parsing.
+# Source text by path, so that a diagnostic can show its line long after parsing; split into
+# lines once, at the first diagnostic that needs it (not once per diagnostic: a large spec with
+# many problems would be split again for each).
 _SOURCES: dict[str, str] = {}
+_LINES: dict[str, list[str]] = {}
 
 
 def remember_source(path: str, text: str) -> None:
     _SOURCES[path] = text
+    _LINES.pop(path, None)
 
 
 def source_line(path: str, line: int) -> str | None:
     text = _SOURCES.get(path)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = _LINES.get(path)
+    if lines is None:
+        lines = _LINES[path] = text.splitlines()
     return lines[line - 1] if 0 < line <= len(lines) else None
 
 
