@@ -4,6 +4,7 @@ then the operators that take the most self time in wirelang's step (torch.profil
 
     python benchmarks/profile_step.py                          # cifar_tiny, batch 128
     python benchmarks/profile_step.py --net mbv1_cifar_dnw --rounds 5 --threads 1
+    python benchmarks/profile_step.py --device cuda            # phases synchronised on the GPU
 
 Every phase alternates wirelang and the hand-written network round by round (medians), as
 benchmarks/speed.py does, so load from other jobs hits both alike; the shares of each phase are
@@ -24,13 +25,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.speed import TRAIN, load, machine  # noqa: E402
+from benchmarks.speed import TRAIN, batch, load, machine, synchronize  # noqa: E402
 from wirelang.backend.api import compile_network  # noqa: E402
 from wirelang.frontend import build  # noqa: E402
 
 
 def phases(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     """One training step as three callables sharing state: forward, backward, optimizer step."""
+    model.to(x.device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     model.train()
     box: dict[str, torch.Tensor] = {}
@@ -48,8 +50,10 @@ def phases(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     return forward, backward, step
 
 
-def time_phases(models: dict[str, torch.nn.Module], batch: int, rounds: int) -> dict:
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+def time_phases(
+    models: dict[str, torch.nn.Module], size: int, rounds: int, device: torch.device
+) -> dict:
+    x, y = batch(size, device)
     fns = {name: phases(m, x, y) for name, m in models.items()}
     for f, b, s in fns.values():  # warm-up: allocator, caches, first top-k
         f(), b(), s()
@@ -59,6 +63,7 @@ def time_phases(models: dict[str, torch.nn.Module], batch: int, rounds: int) -> 
             for phase, fn in zip(("forward", "backward", "optimizer"), (f, b, s), strict=True):
                 t = time.perf_counter()
                 fn()
+                synchronize(device)
                 times[name][phase].append(time.perf_counter() - t)
     return {
         name: {phase: 1e3 * statistics.median(v) for phase, v in per.items()}
@@ -66,16 +71,20 @@ def time_phases(models: dict[str, torch.nn.Module], batch: int, rounds: int) -> 
     }
 
 
-def top_ops(model: torch.nn.Module, batch: int, rows: int) -> str:
+def top_ops(model: torch.nn.Module, size: int, rows: int, device: torch.device) -> str:
     from torch.profiler import ProfilerActivity, profile
 
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    x, y = batch(size, device)
     f, b, s = phases(model, x, y)
     f(), b(), s()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
         for _ in range(3):
             f(), b(), s()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        synchronize(device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,14 +94,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--ops", type=int, default=15, help="rows of the operator table (0: none)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
     args = p.parse_args(argv)
+    device = torch.device(args.device)
     _, spec, hand_cls = next(t for t in TRAIN if t[0] == args.net)
-    print(f"# {machine()}; load {load()}; {args.net}, batch {args.batch}, {args.rounds} rounds")
+    print(
+        f"# {machine(device)}; load {load()}; {args.net}, batch {args.batch}, "
+        f"{args.rounds} rounds, device {device}"
+    )
     for threads in args.threads:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         models = {"wirelang": compile_network(build(ROOT / spec)), "hand-written": hand_cls()}
-        res = time_phases(models, args.batch, args.rounds)
+        res = time_phases(models, args.batch, args.rounds, device)
         print(f"\n{threads} thread(s), ms per step (share of the step):")
         print("| network | forward | backward | optimizer | step |")
         print("|---|---:|---:|---:|---:|")
@@ -104,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"speedup {h / w:.2f}x (hand-written / wirelang step); load {load()}")
         if args.ops:
             print(f"\nwirelang, {threads} thread(s), operators by self CPU time (3 steps):")
-            print(top_ops(models["wirelang"], args.batch, args.ops))
+            print(top_ops(models["wirelang"], args.batch, args.ops, device))
 
 
 if __name__ == "__main__":

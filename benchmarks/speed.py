@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py            # the full run (batch 128, 7 rounds)
     python benchmarks/speed.py --quick    # a smoke run (batch 8, 2 rounds): same lines, noisy values
+    python benchmarks/speed.py --device cuda   # everything on the GPU, timings synchronised
 
 Every comparison runs its candidates ALTERNATELY in one process (A, B, A, B, ...) and reports
 medians, so that a machine shared with other jobs slows both sides alike; the ratios are the
@@ -37,6 +38,8 @@ from benchmarks import handwritten  # noqa: E402
 from wirelang.backend.api import compile_network  # noqa: E402
 from wirelang.frontend import build  # noqa: E402
 
+CPU = torch.device("cpu")
+
 TRAIN = [
     ("cifar_tiny", "specs/cifar_tiny.wire", handwritten.StaticTiny),
     ("cifar_tiny_discrete", "specs/cifar_tiny_discrete.wire", handwritten.DiscreteTiny),
@@ -44,23 +47,44 @@ TRAIN = [
 ]
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: CUDA runs kernels asynchronously, so a timer read
+    without it measures the launches, not the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def alternate(
-    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
+    fns: dict[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Median seconds per call of each function, calls interleaved round by round."""
+    device = torch.device(device)
     for _ in range(warmup):
         for f in fns.values():
             f()
+    synchronize(device)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
             t = time.perf_counter()
             f()
+            synchronize(device)
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def batch(size: int, device: torch.device, hw: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random CIFAR-sized batch (inputs, labels) on `device`."""
+    x, y = torch.randn(size, 3, hw, hw), torch.randint(0, 10, (size,))
+    return x.to(device), y.to(device)
+
+
 def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One SGD step of `model` on (x, y), with the model moved to the batch's device."""
+    model.to(x.device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     model.train()
 
@@ -80,7 +104,10 @@ def freeze_masks(model) -> None:
         mask.method, mask.frozen = "fixed", True
 
 
-def machine() -> str:
+def machine(device: torch.device | str = "cpu") -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     model = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -99,26 +126,28 @@ def load() -> str:
         return "n/a"
 
 
-def bench_train(batch: int, rounds: int, only: set[str] | None) -> None:
+def bench_train(size: int, rounds: int, only: set[str] | None, device: torch.device = CPU) -> None:
     for name, spec, hand_cls in TRAIN:
         if only and name not in only:
             continue
         torch.manual_seed(0)
         compiled = compile_network(build(ROOT / spec))
         hand = hand_cls()
-        x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+        x, y = batch(size, device)
         t = alternate(
-            {"wirelang": train_step(compiled, x, y), "hand": train_step(hand, x, y)}, rounds
+            {"wirelang": train_step(compiled, x, y), "hand": train_step(hand, x, y)},
+            rounds,
+            device=device,
         )
         print(
-            f"ratio train {name}: wirelang {batch / t['wirelang']:.1f} img/s ({1e3 * t['wirelang']:.0f} ms/step), "
-            f"hand-written {batch / t['hand']:.1f} img/s ({1e3 * t['hand']:.0f} ms/step), "
+            f"ratio train {name}: wirelang {size / t['wirelang']:.1f} img/s ({1e3 * t['wirelang']:.0f} ms/step), "
+            f"hand-written {size / t['hand']:.1f} img/s ({1e3 * t['hand']:.0f} ms/step), "
             f"speedup {t['hand'] / t['wirelang']:.2f}x",
             flush=True,
         )
 
 
-def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
+def bench_mask(size: int, rounds: int, only: set[str] | None, device: torch.device = CPU) -> None:
     for name, spec, _ in TRAIN:
         if only and name not in only:
             continue
@@ -126,8 +155,12 @@ def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
         dnw = compile_network(build(ROOT / spec))
         fixed = copy.deepcopy(dnw)
         freeze_masks(fixed)
-        x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-        t = alternate({"dnw": train_step(dnw, x, y), "fixed": train_step(fixed, x, y)}, rounds)
+        x, y = batch(size, device)
+        t = alternate(
+            {"dnw": train_step(dnw, x, y), "fixed": train_step(fixed, x, y)},
+            rounds,
+            device=device,
+        )
         print(
             f"ratio mask {name}: dnw {1e3 * t['dnw']:.0f} ms/step, fixed {1e3 * t['fixed']:.0f} ms/step, "
             f"overhead {100 * (t['dnw'] / t['fixed'] - 1):+.1f}%",
@@ -135,24 +168,24 @@ def bench_mask(batch: int, rounds: int, only: set[str] | None) -> None:
         )
 
 
-def bench_inference(rounds: int, batch: int = 1) -> None:
+def bench_inference(rounds: int, batch: int = 1, device: torch.device = CPU) -> None:
     torch.manual_seed(0)
     net = build(ROOT / "specs/mbv1_dnw.wire")
-    masked = compile_network(net).eval()
-    dense = compile_network(build(ROOT / "specs/mbv1_x25.wire")).eval()
-    x = torch.randn(batch, 3, 224, 224)
+    masked = compile_network(net).eval().to(device)
+    dense = compile_network(build(ROOT / "specs/mbv1_x25.wire")).eval().to(device)
+    x = torch.randn(batch, 3, 224, 224, device=device)
     fns = {"masked": lambda: masked(x), "dense": lambda: dense(x)}
     compact_note = ""
     try:
         from wirelang.export.compact import plan_network
         from wirelang.export.standalone import instantiate
 
-        compact = instantiate(plan_network(net, masked)).eval()
+        compact = instantiate(plan_network(net, masked)).eval().to(device)
         fns["compact"] = lambda: compact(x)
     except Exception as err:  # the exporter is optional here: measure what exists
         compact_note = f" (compact export unavailable: {type(err).__name__}: {err})"
     with torch.inference_mode():
-        t = alternate(fns, rounds, warmup=2)
+        t = alternate(fns, rounds, warmup=2, device=device)
     line = (
         f"ratio inference mbv1_dnw x0.225 224x224 batch {batch}: masked {1e3 * t['masked']:.1f} ms, "
         f"dense MobileNetV1 x0.25 {1e3 * t['dense']:.1f} ms"
@@ -178,22 +211,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--skip", default="", help="comma-separated parts to skip: train, mask, inference"
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda (or cuda:N): where models and batches live; CUDA timings synchronise",
+    )
     args = p.parse_args(argv)
-    batch = args.batch or (8 if args.quick else 128)
+    size = args.batch or (8 if args.quick else 128)
     rounds = args.rounds or (2 if args.quick else 7)
     only = {s for s in args.only.split(",") if s} or None
     skip = {s for s in args.skip.split(",") if s}
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
     torch.set_num_threads(2)
-    print(f"machine: {machine()}")
-    print(
-        f"load average at start: {load()}; batch {batch}, {rounds} alternating rounds", flush=True
-    )
+    print(f"machine: {machine(device)}; device {device}")
+    print(f"load average at start: {load()}; batch {size}, {rounds} alternating rounds", flush=True)
     if "train" not in skip:
-        bench_train(batch, rounds, only)
+        bench_train(size, rounds, only, device)
     if "mask" not in skip:
-        bench_mask(batch, rounds, only)
+        bench_mask(size, rounds, only, device)
     if "inference" not in skip:
-        bench_inference(rounds)
+        bench_inference(rounds, device=device)
     print(f"load average at end: {load()}")
 
 
