@@ -187,22 +187,10 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
         first_epoch = state.epoch if phase.number == state.phase else 0
         epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
         if phase.number == 2 and first_epoch == 0 and not (within is not None and state.phase == 2):
-            # End of phase one: fix the top-k edges of the trained weights; the lottery ticket
-            # then starts again from the initial weights, keeping only the mask.
-            model.freeze_topk()
-            if model.two_phase() == "lottery_one_shot":
-                rewind(model, initial)
+            _enter_phase_two(model, initial, say)
             if ema is not None:  # the average restarts from the sparse network
                 ema = WeightAverage(model, cfg.ema)
             best = None  # the best checkpoint is chosen among the sparse network's epochs
-            say(
-                f"phase 2 ({model.two_phase()}): top-k masks fixed"
-                + (
-                    ", weights rewound to their initial values"
-                    if model.two_phase() == "lottery_one_shot"
-                    else ""
-                )
-            )
         optimizer = build_optimizer(model, phase.optimizer)
         if state.optimizer is not None and phase.number == state.phase:
             optimizer.load_state_dict(state.optimizer)
@@ -295,21 +283,16 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                     and (i + 1) // accumulate % cfg.checkpoint_steps == 0
                     and i + 1 < batches
                 ):
-                    state = TrainState(
-                        phase=phase.number,
-                        epoch=epoch - 1,
-                        best=best,
-                        within={
-                            "epoch": epoch,
-                            "step": i + 1,
-                            "world_size": d.world_size,
-                            "previous_active": {k: v.cpu() for k, v in previous_active.items()},
-                            "row_active": {k: v.cpu() for k, v in row_active.items()},
-                            "shown": shown.state(),
-                            "window": window.state(),
-                        },
-                        step=done,
-                    )
+                    inside = {
+                        "epoch": epoch,
+                        "step": i + 1,  # batches done
+                        "world_size": d.world_size,
+                        "previous_active": {k: v.cpu() for k, v in previous_active.items()},
+                        "row_active": {k: v.cpu() for k, v in row_active.items()},
+                        "shown": shown.state(),
+                        "window": window.state(),
+                    }
+                    state = TrainState(phase.number, epoch - 1, best, inside, step=done)
                     _checkpoint_within(
                         run_dir,
                         d,
@@ -345,9 +328,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 "lr": lr,
                 "train_loss": loss_total / seen,
                 "train_top1": correct / seen,
-                "val_loss": val and val["loss"],
-                "val_top1": val and val["top1"],
-                "val_top5": val and val["top5"],
+                **_figures("val", val),
                 "time_s": time.perf_counter() - t0,
                 "edges_swapped": edges_swapped(previous_active, active),
                 "mask_hash": mask_hash,
@@ -355,11 +336,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 "spec_hash": spec_hash,
             }
             if ema is not None:
-                record.update(
-                    ema_val_loss=ema_val and ema_val["loss"],
-                    ema_val_top1=ema_val and ema_val["top1"],
-                    ema_val_top5=ema_val and ema_val["top5"],
-                )
+                record.update(_figures("ema_val", ema_val))
             previous_active = active
             if nfe:
                 record["nfe"] = nfe
@@ -375,18 +352,10 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                 }
             finished = phase is plan_phases[-1] and epoch == phase.epochs
             if finished:  # the test set is looked at once, at the very end
-                test, ema_test = measure(test_loader)
-                record.update(
-                    test_loss=test and test["loss"],  # None: a data folder without a test split
-                    test_top1=test and test["top1"],
-                    test_top5=test and test["top5"],
-                )
+                test, ema_test = measure(test_loader)  # None: a data folder without a test split
+                record.update(_figures("test", test))
                 if ema is not None:
-                    record.update(
-                        ema_test_loss=ema_test and ema_test["loss"],
-                        ema_test_top1=ema_test and ema_test["top1"],
-                        ema_test_top5=ema_test and ema_test["top5"],
-                    )
+                    record.update(_figures("ema_test", ema_test))
                 record.update(
                     best_phase=best["phase"],
                     best_epoch=best["epoch"],
@@ -448,6 +417,24 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}"
         )
     return RunResult(run_dir, record, model.eval())
+
+
+def _enter_phase_two(model: nn.Module, initial: dict[str, torch.Tensor], say) -> None:
+    """End of phase one: fix the top-k edges of the trained weights; the lottery ticket then
+    starts again from the initial weights, keeping only the mask."""
+    model.freeze_topk()
+    lottery = model.two_phase() == "lottery_one_shot"
+    if lottery:
+        rewind(model, initial)
+    say(
+        f"phase 2 ({model.two_phase()}): top-k masks fixed"
+        + (", weights rewound to their initial values" if lottery else "")
+    )
+
+
+def _figures(prefix: str, result: dict[str, float] | None) -> dict[str, float | None]:
+    """`val_loss`, `val_top1`, `val_top5` (for prefix `val`) of an evaluation, None without one."""
+    return {f"{prefix}_{k}": result and result[k] for k in ("loss", "top1", "top5")}
 
 
 def _schedule(phase, steps: int, done: int) -> dict[str, Any]:
