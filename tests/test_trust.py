@@ -412,7 +412,7 @@ def test_a_pool_that_starves_a_member_is_flagged(tmp_path):
     assert (
         "starving.wire:4:3: warning: pool `shared` ranks its members' weights together, and at "
         "initialisation 1 of its 2 members are expected to keep less than a tenth of the pool's "
-        "5%: `stem.3` 0% (their weights start smaller, drawn for a larger fan-in)"
+        "5%: `stem.3` 0% (their initial weights are smaller, so few of them rank in the top k)"
     ) in " ".join(r.output.split())
     assert "starving.wire:7:5: note: `stem.3` draws from the pool here" in r.output
     assert (

@@ -132,8 +132,8 @@ def warn_starved_members(net: core.Network, rep: Reporter) -> core.Network:
             pool.span,
             f"pool `{pool.name}` ranks its members' weights together, and at initialisation "
             f"{len(starved)} of its {len(members)} members are expected to keep less than a tenth "
-            f"of the pool's {_percent(fair)}: {listed}{more} (their weights start smaller, "
-            "drawn for a larger fan-in)",
+            f"of the pool's {_percent(fair)}: {listed}{more} (their initial weights are smaller, "
+            "so few of them rank in the top k)",
             "if each member should keep its own share, give members their own budget "
             f"({_own_budget(pool)} instead of `budget pooled {pool.name}`)",
             related=[(m.span, f"`{m.name}` draws from the pool here") for m in starved[:3]],
