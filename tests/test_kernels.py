@@ -7,7 +7,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wirelang.backend.kernels import NodeOps, SparsePlan, edge_product
+from wirelang.backend.kernels import (
+    SPARSE_DENSITY,
+    NodeOps,
+    SparsePlan,
+    edge_product,
+    sparse_plan,
+    sparse_threshold,
+)
 from wirelang.backend.masks import TopK, topk_mask
 
 
@@ -45,13 +52,38 @@ def test_sparse_edge_product_equals_dense():
         ]  # with gaps
         xs = [torch.randn(b - a, 3, 2, 2, generator=g, requires_grad=True) for a, b in chunks]
         cols = tuple(a for a, _ in chunks)
+        by_sort = SparsePlan(w)
+        by_sort.by_sort = True  # the listing for large, very sparse weights
+        by_scan = SparsePlan(w)
+        by_scan.by_sort = False
         results = []
-        for plan in (None, SparsePlan(w)):
+        for plan in (None, by_sort, by_scan):
             ys = edge_product(tuple(xs), w, splits, cols, plan)
             loss = sum((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() for y in ys)
             results.append(list(ys) + list(torch.autograd.grad(loss, [w, *xs])))
-        for a, b in zip(*results, strict=True):
-            assert torch.allclose(a, b, atol=1e-5)
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                assert torch.allclose(a, b, atol=1e-5)
+        # both listings give the same coalesced blocks, entry for entry
+        rows, spans = [(0, cut), (cut, m)], [(a, b) for a, b in chunks]
+        for key, (x, xt) in by_sort.blocks(rows, spans).items():
+            y, yt = by_scan.blocks(rows, spans)[key]
+            for p, q in ((x, y), (xt, yt)):
+                assert p.is_coalesced() and q.is_coalesced()
+                assert torch.equal(p.indices(), q.indices()) and torch.equal(p.values(), q.values())
+
+
+def test_sparse_plan_follows_the_device_table():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(64, 96, generator=g)
+    tiny = w * (torch.rand(64, 96, generator=g) < 0.125)  # cifar_tiny's density: sparse on CPU
+    dense = w * (torch.rand(64, 96, generator=g) < 0.4)
+    assert sparse_threshold("cpu") == SPARSE_DENSITY["cpu"] > 0.125
+    assert sparse_threshold("cuda") == 0.0  # no device measured: dense products
+    assert isinstance(sparse_plan(tiny), SparsePlan)
+    assert sparse_plan(dense) is None
+    assert sparse_plan(tiny, threshold=0.1) is None  # an explicit threshold wins
+    assert isinstance(sparse_plan(dense, threshold=0.5), SparsePlan)
 
 
 def test_node_ops_in_cnhw_equal_the_modules():
