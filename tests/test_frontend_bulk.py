@@ -181,3 +181,38 @@ def test_a_large_frozen_spec_checks(tmp_path):
 def test_a_smaller_frozen_spec_reads_as_lark_reads_it():
     text, _ = frozen_like(sources=64, targets=64, per_source=20, lets=100)
     assert_same(text)
+
+
+def test_every_kind_of_bad_fixed_edge_is_still_reported():
+    """Valid fixed edges take a short way through the check; each bad one still gets its error."""
+    text = """network n {
+  input image(4, 8, 8)
+  classes 3
+  graph g {
+    nodes a[4] input
+    nodes b[3] output
+    edges a -> b
+    budget 5
+    wiring fixed {
+      a[0] -> b[0, 1]
+      a[1] -> c[0]
+      a[9] -> b[0]
+      a[0] -> b[1]
+      b[0] -> a[1]
+      a[2] -> b[2]
+    }
+  }
+  head {
+    avgpool
+  }
+}
+"""
+    kind, errors = outcome(lambda text, path: build(path, text=text), text)
+    assert kind == "errors"
+    assert [(span.line, message) for span, message, _, _ in errors] == [
+        (8, "the budget says 5 edges but `wiring fixed` lists 3"),
+        (11, "fixed edge `a[1] -> c[0]`: unknown node set `c`"),
+        (12, "fixed edge `a[9] -> b[0]`: index out of range (`a` has 4 nodes, `b` has 3)"),
+        (13, "fixed edge `a[0] -> b[1]` is listed twice"),
+        (14, "fixed edge `b[0] -> a[1]` is not a candidate edge"),
+    ]

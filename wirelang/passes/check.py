@@ -299,6 +299,19 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
         else None
     )
     for n, (src, i, dst, j) in enumerate(fixed):
+        # A frozen export lists hundreds of thousands of edges: the valid ones cost no more
+        # than the tests below (their span and text are made only for an error).
+        if (
+            src in sizes
+            and dst in sizes
+            and i < sizes[src]
+            and j < sizes[dst]
+            and (src, i, dst, j) not in seen
+        ):
+            block = blocks.get((src, dst))
+            if block is not None and (src != dst or i != j or block.self_loops):
+                seen.add((src, i, dst, j))
+                continue
         span = spans[n] if spans else g.wiring.span  # the edge's own line when known
         where = f"`{src}[{i}] -> {dst}[{j}]`"
         if src not in sizes or dst not in sizes:

@@ -164,10 +164,9 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
         return None
     fixed = spans = None
     if stmt.fixed is not None:
-        fixed = [
-            (e.source.full, e.source_index, e.target.full, t)
-            for e in stmt.fixed
-            for t in e.target_indices
-        ]
-        spans = [e.span for e in stmt.fixed for _ in e.target_indices]
+        fixed, spans = [], []
+        for e in stmt.fixed:  # one line of a frozen export holds many targets
+            src, dst, i = e.source.full, e.target.full, e.source_index
+            fixed += [(src, i, dst, t) for t in e.target_indices]
+            spans += [e.span] * len(e.target_indices)
     return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed, fixed_spans=spans)
