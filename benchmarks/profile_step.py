@@ -5,6 +5,7 @@ then the operators that take the most self time in wirelang's step (torch.profil
     python benchmarks/profile_step.py                          # cifar_tiny, batch 128
     python benchmarks/profile_step.py --net mbv1_cifar_dnw --rounds 5 --threads 1
     python benchmarks/profile_step.py --device cuda            # phases synchronised on the GPU
+    python benchmarks/profile_step.py --sparse-below 0.08      # the CPU rule before 2026-12-02
 
 Every phase alternates wirelang and the hand-written network round by round (medians), as
 benchmarks/speed.py does, so load from other jobs hits both alike; the shares of each phase are
@@ -27,6 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.speed import TRAIN, batch, load, machine, synchronize  # noqa: E402
 from wirelang.backend.api import compile_network  # noqa: E402
+from wirelang.backend.kernels import SPARSE_DENSITY  # noqa: E402
 from wirelang.frontend import build  # noqa: E402
 
 
@@ -95,12 +97,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--ops", type=int, default=15, help="rows of the operator table (0: none)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
+    p.add_argument(
+        "--sparse-below",
+        type=float,
+        default=None,
+        help="density below which edge products run sparse on the device (default: the "
+        "recorded table, wirelang.backend.kernels.SPARSE_DENSITY); 0: always dense",
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.sparse_below is not None:
+        SPARSE_DENSITY[device.type] = args.sparse_below
     _, spec, hand_cls = next(t for t in TRAIN if t[0] == args.net)
     print(
         f"# {machine(device)}; load {load()}; {args.net}, batch {args.batch}, "
-        f"{args.rounds} rounds, device {device}"
+        f"{args.rounds} rounds, device {device}, sparse below "
+        f"{SPARSE_DENSITY.get(device.type, 0.0)}"
     )
     for threads in args.threads:
         torch.set_num_threads(threads)
