@@ -89,6 +89,74 @@ class TrainState:
     scaler: dict[str, Any] | None = None
     step: int = 0  # optimizer steps done over the whole run (metrics.csv is cut back to it)
 
+    def masks(self, model: nn.Module, device: torch.device) -> tuple[dict, dict]:
+        """The active edges at the last epoch end and at the last metrics.csv row (what
+        `edges_swapped` compares with): the model's own in a run at an epoch boundary."""
+        if self.within is None:
+            now = model.active_masks()
+            return now, now
+        last_epoch = self.within["previous_active"]
+        last_row = self.within.get("row_active", last_epoch)
+        return (
+            {k: v.to(device) for k, v in last_epoch.items()},
+            {k: v.to(device) for k, v in last_row.items()},
+        )
+
+    def begin_epoch(self, phase: int, epoch: int, rank: int) -> EpochCounters:
+        """Fresh counters; or, in the epoch a checkpoint was written inside, its counters and
+        this rank's random state (once: call it after `seed_epoch`)."""
+        w = self.within
+        if w is None or (phase, epoch) != (self.phase, w["epoch"]):
+            return EpochCounters()
+        self.within = None
+        mine = w["ranks"][rank]
+        ckpt.set_rng_state(mine["rng"])  # where the step left it
+        return EpochCounters(
+            batch=w["step"],
+            loss_sum=mine["loss_sum"],
+            correct=mine["correct"],
+            seen=mine["seen"],
+            shown=Window(*w.get("shown", (0.0, 0.0, 0.0))),
+            window=Window(*w.get("window", (0.0, 0.0, 0.0))),
+        )
+
+    @classmethod
+    def inside_epoch(
+        cls,
+        phase: int,
+        epoch: int,
+        best: dict[str, Any] | None,
+        done: int,
+        c: EpochCounters,
+        masks: tuple[dict, dict],
+        world_size: int,
+    ) -> TrainState:
+        """The state after batch `c.batch` of `epoch` (the ranks' counters are added when saved)."""
+        within = {
+            "epoch": epoch,
+            "step": c.batch,  # batches done
+            "world_size": world_size,
+            "previous_active": {k: v.cpu() for k, v in masks[0].items()},
+            "row_active": {k: v.cpu() for k, v in masks[1].items()},
+            "shown": c.shown.state(),
+            "window": c.window.state(),
+        }
+        return cls(phase, epoch - 1, best, within, step=done)
+
+
+@dataclass
+class EpochCounters:
+    """An epoch so far: the first batch still to run; this rank's loss, hits and images (summed
+    over the ranks at the epoch's end); every rank's since the epoch began (the progress line)
+    and since the last metrics.csv row."""
+
+    batch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    shown: Window = field(default_factory=Window)
+    window: Window = field(default_factory=Window)
+
 
 def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     cfg, run_dir = plan.config, plan.run_dir
@@ -162,15 +230,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    within = state.within
     # edges_swapped compares each epoch end with the last, and each metrics.csv row with the last
-    previous_active = model.active_masks()
-    row_active = previous_active
-    if within is not None:
-        previous_active = {k: v.to(d.device) for k, v in within["previous_active"].items()}
-        row_active = {
-            k: v.to(d.device) for k, v in within.get("row_active", previous_active).items()
-        }
+    previous_active, row_active = state.masks(model, d.device)
 
     def measure(loader_: Any) -> tuple[dict | None, dict | None]:
         """The model's figures on a split, and its weight average's (None without `ema`)."""
@@ -186,7 +247,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             continue
         first_epoch = state.epoch if phase.number == state.phase else 0
         epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
-        if phase.number == 2 and first_epoch == 0 and not (within is not None and state.phase == 2):
+        if phase.number == 2 and first_epoch == 0 and state.within is None:
             _enter_phase_two(model, initial, say)
             if ema is not None:  # the average restarts from the sparse network
                 ema = WeightAverage(model, cfg.ema)
@@ -207,19 +268,9 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
             progress.start_epoch(title, batches)
             model.train()
             t0 = time.perf_counter()
-            # this rank's loss, hits and images (summed over ranks at the epoch end); every
-            # rank's since the epoch began (for the progress line) and since the last csv row
-            loss_sum, correct, seen, offset = 0.0, 0, 0, 0
-            shown, window = Window(), Window()
-            if within is not None and phase.number == state.phase and epoch == within["epoch"]:
-                offset = sampler.start = within["step"]
-                mine = within["ranks"][d.rank]
-                loss_sum, correct, seen = mine["loss_sum"], mine["correct"], mine["seen"]
-                shown = Window(*within.get("shown", (0.0, 0.0, 0.0)))
-                window = Window(*within.get("window", (0.0, 0.0, 0.0)))
-                ckpt.set_rng_state(mine["rng"])  # after seed_epoch: where the step left it
-                within = None
-            for i, (x, y) in enumerate(loader, start=offset):
+            c = state.begin_epoch(phase.number, epoch, d.rank)
+            sampler.start = c.batch  # a resumed epoch skips the batches it had done
+            for i, (x, y) in enumerate(loader, start=c.batch):
                 # batch i; with gradient accumulation, `accumulate` batches make one step
                 step = (epoch - 1) * steps + i // accumulate  # within this phase; the schedule's
                 last_of_step = (i + 1) % accumulate == 0
@@ -261,11 +312,13 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                     scaler.update()
                     if ema is not None:
                         ema.update(model)
-                loss_sum += mean_loss * len(y)
-                correct += hits
-                seen += len(y)
-                shown.add(mean_loss * seen_all, hits_all, seen_all)
-                window.add(mean_loss * seen_all, hits_all, seen_all)
+                c.batch = i + 1
+                c.loss_sum += mean_loss * len(y)
+                c.correct += hits
+                c.seen += len(y)
+                c.shown.add(mean_loss * seen_all, hits_all, seen_all)
+                c.window.add(mean_loss * seen_all, hits_all, seen_all)
+                shown = c.shown
                 progress.step(
                     i + 1, shown.loss_sum / shown.seen, shown.correct / shown.seen, int(shown.seen)
                 )
@@ -274,25 +327,24 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                     if step_log is not None:
                         active = model.active_masks()
                         swapped = sum(edges_swapped(row_active, active).values())
-                        step_log.append(window.row(phase.number, epoch, done, lr, swapped))
+                        step_log.append(c.window.row(phase.number, epoch, done, lr, swapped))
                         row_active = active
-                    window = Window()
+                    c.window = Window()
                 if (
                     cfg.checkpoint_steps
                     and last_of_step
                     and (i + 1) // accumulate % cfg.checkpoint_steps == 0
                     and i + 1 < batches
                 ):
-                    inside = {
-                        "epoch": epoch,
-                        "step": i + 1,  # batches done
-                        "world_size": d.world_size,
-                        "previous_active": {k: v.cpu() for k, v in previous_active.items()},
-                        "row_active": {k: v.cpu() for k, v in row_active.items()},
-                        "shown": shown.state(),
-                        "window": window.state(),
-                    }
-                    state = TrainState(phase.number, epoch - 1, best, inside, step=done)
+                    state = TrainState.inside_epoch(
+                        phase.number,
+                        epoch,
+                        best,
+                        done,
+                        c,
+                        (previous_active, row_active),
+                        d.world_size,
+                    )
                     _checkpoint_within(
                         run_dir,
                         d,
@@ -302,7 +354,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
                         scaler,
                         _schedule(phase, steps, step + 1),
                         state,
-                        (loss_sum, correct, seen),
+                        (c.loss_sum, c.correct, c.seen),
                         cfg.seed,
                         spec_hash,
                     )
@@ -310,7 +362,7 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
 
             # ---- end of epoch: measure, check the ranks agree, log, checkpoint
             model.set_progress(epoch / phase.epochs)
-            loss_total, correct, seen = all_sum(d, [loss_sum, correct, seen])
+            loss_total, correct, seen = all_sum(d, [c.loss_sum, c.correct, c.seen])
             sync_buffers(d, model)
             val, ema_val = measure(val_loader)
             nfe = model.nfe()  # function evaluations of the last (validation) forward pass
