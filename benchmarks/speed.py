@@ -212,6 +212,13 @@ def main(argv: list[str] | None = None) -> None:
         "--skip", default="", help="comma-separated parts to skip: train, mask, inference"
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads (default 2; on a machine loaded by other jobs, 1 avoids measuring "
+        "how long each parallel operator waits for its second thread)",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         help="cpu or cuda (or cuda:N): where models and batches live; CUDA timings synchronise",
@@ -224,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"machine: {machine(device)}; device {device}")
     print(f"load average at start: {load()}; batch {size}, {rounds} alternating rounds", flush=True)
     if "train" not in skip:
