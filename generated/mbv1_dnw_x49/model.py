@@ -60,9 +60,17 @@ class NodeOps(nn.Sequential):
     """A node set's operator (per-channel layers) applied in the C x N x H x W layout."""
 
     def forward(self, x):
-        for layer in self:
+        for i, layer in enumerate(self):
             c, n, h, w = x.shape
-            if isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
+            if i and type(layer) is nn.ReLU:  # x is the previous layer's own output: overwrite it
+                x = torch.relu_(x)
+            elif isinstance(layer, nn.BatchNorm2d) and not layer.training:  # one pass: a x + b
+                scale = torch.rsqrt(layer.running_var + layer.eps)
+                scale = scale * layer.weight if layer.affine else scale
+                shift = -layer.running_mean * scale
+                shift = shift + layer.bias if layer.affine else shift
+                x = torch.addcmul(shift[:, None, None, None], x, scale[:, None, None, None])
+            elif isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
                 x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
             elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
                 mean = x.mean((2, 3), keepdim=True)
@@ -148,7 +156,7 @@ class Graph_mbv1_s1(nn.Module):
         x = swap_nc(x)
         s_in = self.op_in(x[0:32])
         s_out = self.w_out(s_in)
-        return swap_nc(s_out)
+        return s_out
 
 
 class Graph_mbv1_s2(nn.Module):
@@ -162,11 +170,10 @@ class Graph_mbv1_s2(nn.Module):
         self.w_out = Edges(128, [64, 128], [1455, 2929])
 
     def forward(self, x):
-        x = swap_nc(x)
         s_in = self.op_in(x[0:64])
         s_h_1 = self.op_h_1(self.w_h_1(s_in))
         s_out = self.w_out(s_in, s_h_1)
-        return swap_nc(s_out)
+        return s_out
 
 
 class Graph_mbv1_s3(nn.Module):
@@ -180,11 +187,10 @@ class Graph_mbv1_s3(nn.Module):
         self.w_out = Edges(256, [128, 256], [6019, 11728])
 
     def forward(self, x):
-        x = swap_nc(x)
         s_in = self.op_in(x[0:128])
         s_h_1 = self.op_h_1(self.w_h_1(s_in))
         s_out = self.w_out(s_in, s_h_1)
-        return swap_nc(s_out)
+        return s_out
 
 
 class Graph_mbv1_s4(nn.Module):
@@ -206,7 +212,6 @@ class Graph_mbv1_s4(nn.Module):
         self.w_out = Edges(512, [256, 512, 512, 512, 512, 512], [9531, 19243, 19043, 19225, 19509, 19327])
 
     def forward(self, x):
-        x = swap_nc(x)
         s_in = self.op_in(x[0:256])
         s_h_1 = self.op_h_1(self.w_h_1(s_in))
         s_h_2 = self.op_h_2(self.w_h_2(s_in, s_h_1))
@@ -214,7 +219,7 @@ class Graph_mbv1_s4(nn.Module):
         s_h_4 = self.op_h_4(self.w_h_4(s_in, s_h_1, s_h_2, s_h_3))
         s_h_5 = self.op_h_5(self.w_h_5(s_in, s_h_1, s_h_2, s_h_3, s_h_4))
         s_out = self.w_out(s_in, s_h_1, s_h_2, s_h_3, s_h_4, s_h_5)
-        return swap_nc(s_out)
+        return s_out
 
 
 class Graph_mbv1_s5(nn.Module):
@@ -228,7 +233,6 @@ class Graph_mbv1_s5(nn.Module):
         self.w_out = Edges(1024, [512, 1024], [94818, 188586])
 
     def forward(self, x):
-        x = swap_nc(x)
         s_in = self.op_in(x[0:512])
         s_h_1 = self.op_h_1(self.w_h_1(s_in))
         s_out = self.w_out(s_in, s_h_1)

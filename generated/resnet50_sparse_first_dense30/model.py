@@ -56,9 +56,17 @@ class NodeOps(nn.Sequential):
     """A node set's operator (per-channel layers) applied in the C x N x H x W layout."""
 
     def forward(self, x):
-        for layer in self:
+        for i, layer in enumerate(self):
             c, n, h, w = x.shape
-            if isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
+            if i and type(layer) is nn.ReLU:  # x is the previous layer's own output: overwrite it
+                x = torch.relu_(x)
+            elif isinstance(layer, nn.BatchNorm2d) and not layer.training:  # one pass: a x + b
+                scale = torch.rsqrt(layer.running_var + layer.eps)
+                scale = scale * layer.weight if layer.affine else scale
+                shift = -layer.running_mean * scale
+                shift = shift + layer.bias if layer.affine else shift
+                x = torch.addcmul(shift[:, None, None, None], x, scale[:, None, None, None])
+            elif isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
                 x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
             elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
                 mean = x.mean((2, 3), keepdim=True)

@@ -83,7 +83,8 @@ class GraphPlan:
     consts: list[str] = field(default_factory=list)  # sets that only send (continuous time)
     targets: list[str] = field(default_factory=list)
     news: list[str] = field(default_factory=list)
-    output: str = ""
+    output: str = ""  # NCHW for the next layer; `output_cm` when the next item is a graph too
+    output_cm: str = ""
     nodes: tuple[int, int] = (0, 0)  # (kept, all)
     edges: tuple[int, int] = (0, 0)
 
@@ -332,9 +333,8 @@ def _graph(
     if dynamic:  # sets that only send keep their initial state
         plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
     outs = [var[s.name] for s in g.sets if s.role == "output"]
-    plan.output = (
-        f"swap_nc({outs[0]})" if len(outs) == 1 else f"swap_nc(torch.cat([{', '.join(outs)}]))"
-    )
+    plan.output_cm = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}])"
+    plan.output = f"swap_nc({plan.output_cm})"
     plan.nodes = (int(kept.sum()), g.size)
     plan.edges = (kept_edges, int(ng.src.numel()))
     how = {
@@ -383,6 +383,7 @@ def plan_network(
                 g = _graph(model, item, attr, solver, steps, plan.state, device)
                 plan.graphs.append(g)
                 plan.items.append((attr, f"{g.cls}()"))
+    _chain_graphs(plan)
     for g in plan.graphs:
         plan.notes.append(f"Graph `{g.name}`: {g.doc}")
     if any(x.sparse is not None for x in net.layers()):
@@ -390,6 +391,17 @@ def plan_network(
             "Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask."
         )
     return plan
+
+
+def _chain_graphs(plan: CompactPlan) -> None:
+    """A graph followed by another hands over its output in the C x N x H x W layout: the
+    next one takes it as it is (two copies of the states fewer per boundary)."""
+    graphs = {g.cls: g for g in plan.graphs}
+    items = [graphs.get(source[:-2]) for _, source in plan.items]
+    for a, b in zip(items, items[1:], strict=False):
+        if a is not None and b is not None:
+            a.output = a.output_cm
+            b.init = [entry for entry in b.init if entry != ("x", "swap_nc(x)")]
 
 
 def fixed_step_reference(net: core.Network, model, solver: str, steps: int):
