@@ -41,11 +41,13 @@ from wirelang.version import __version__
 SOLVERS = ("euler", "midpoint", "rk4")
 
 # Live fraction of a weight block at or below which its product is gathered (embedding_bag
-# over the live entries) instead of dense, per device. CPU: the break-even measured on one
-# thread by `python benchmarks/export_speed.py --thresholds` (see benchmarks/results/speed.md):
-# gathered wins 3-14x at 5-10%, 1.2-5x at 20%, and is even near 30% (a torch CSR product, the
-# other candidate, lost to it everywhere). CUDA: not measured (no GPU here), so dense until a
-# measurement says otherwise.
+# over the live entries) instead of dense, per device. CPU: measured on one thread by
+# `python benchmarks/export_speed.py --thresholds` (benchmarks/results/speed.md, 2026-12-02):
+# dense/gathered time 3-17x at 5%, 1.4-5x at 20%, 1.3-3.7x at 30% for blocks of 196-784 map
+# positions (a batch of 1-4 at 14x14), but 0.86x at 20% for 12,544 positions (batch 64): the
+# break-even falls from 30-50% to 15-20% as the maps grow; 25% favours the small batches of
+# deployment. torch's CSR product lost to the gathered one everywhere. CUDA: not measured
+# (no GPU here), so dense until a measurement says otherwise.
 SPARSE_BELOW: dict[str, float] = {"cpu": 0.25, "cuda": 0.0}
 
 
