@@ -18,6 +18,7 @@ from wirelang.backend.modules import SparseMixin
 from wirelang.cli.commands import app
 from wirelang.export import compact
 from wirelang.export.compact import plan_network
+from wirelang.export.fold import FoldRefused
 from wirelang.export.standalone import instantiate
 
 LOAD_WITHOUT_WIRELANG = """
@@ -94,6 +95,17 @@ def test_export_needs_an_example_and_an_out(resnet, tmp_path):
         wirelang.export(resnet, "pt2", example=torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="unknown format 'wire': choose one of pt2, onnx, python"):
         wirelang.export(resnet, "wire", example=torch.randn(1, 3, 64, 64), out=tmp_path / "m")
+
+
+class Branchy(torch.nn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x  # control flow on data: no single traced program
+
+
+def test_python_source_needs_a_traceable_model(tmp_path):
+    with pytest.raises(FoldRefused, match="format python needs a model torch.fx can trace"):
+        wirelang.export(Branchy(), "python", example=torch.ones(2, 3), out=tmp_path / "py")
+    assert not (tmp_path / "py").exists()
 
 
 SPEC = """\

@@ -460,9 +460,10 @@ def export_(
 ) -> None:
     """Export a run: a frozen .wire, its edges as JSON, or a compact model (pt2, ONNX, Python source).
 
-    The compact model has its dead nodes removed and masks folded; each block of edges runs
-    gathered or dense by its density. The report compares it with the masked model: largest
-    difference, parameters, multiply-adds and latency.
+    The compact model drops dead nodes and folds the masks into its weights.
+    Blocks of edges run gathered or dense, whichever is faster at their density.
+    The report compares it with the masked model (difference, size, latency).
+    RUN may also be a spec: its model with the initial wiring is exported.
 
     Example: wirelang export runs/quickstart --format pt2 --out quickstart.pt2
     """
