@@ -127,7 +127,7 @@ def _evaluation_counts(g: core.Graph, pools: Pools) -> dict:
     """The semantics' parameters, evaluations per forward pass and the multiply-adds of one
     evaluation and of one forward pass (None where an adaptive solver decides the count)."""
     per_eval = graph_cost(g.model_copy(update={"semantics": _static(g)}), pools).rounded().macs
-    n = g.semantics.evaluations
+    n = methods.evaluations_per_forward(g.semantics.kind, g.semantics.params)
     return {
         "semantics_params": dict(g.semantics.params),
         "evaluations_per_forward": n,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirelang.ir import core
+from wirelang.methods import evaluations_per_forward
 from wirelang.passes.check import sparse_candidates
 from wirelang.passes.limits import ENV_VAR, format_bytes, layer_weights, max_bytes, set_weights
 
@@ -97,12 +98,12 @@ def stored_weights(net: core.Network) -> tuple[int, int, int]:
 
 def graph_evaluations(g: core.Graph) -> int:
     """Evaluations of the graph whose activations one forward pass keeps for backward: its
-    evaluations per forward pass (`Semantics.evaluations`), one with the adjoint method (it
+    evaluations per forward pass (`methods.evaluations_per_forward`), one with the adjoint method (it
     recomputes them backwards), ADAPTIVE_EVALUATIONS where an adaptive solver decides."""
     sem = g.semantics
     if sem.kind == "continuous" and sem.params.get("adjoint"):
         return 1
-    n = sem.evaluations
+    n = evaluations_per_forward(sem.kind, sem.params)
     return ADAPTIVE_EVALUATIONS if n is None else n
 
 

@@ -72,14 +72,6 @@ class Semantics(IRNode):
             raise ValueError("a continuous-time graph has no fixed number of steps")
         return int(self.params["steps"]) if self.kind == "discrete" else 1
 
-    @property
-    def evaluations(self) -> int | None:
-        """Graph evaluations per forward pass (`wirelang.methods.evaluations_per_forward`):
-        None for continuous time with an adaptive solver."""
-        from wirelang.methods import evaluations_per_forward
-
-        return evaluations_per_forward(self.kind, self.params)
-
 
 class Init(IRNode):
     """How a graph's edge weights are drawn (`wirelang.methods.INITS`), parameters resolved."""
