@@ -126,6 +126,21 @@ def rank_dag_only(model: torch.nn.Module) -> None:
     graph.get_weight = lambda: ChooseTopEdges.apply(graph.weight * dag, graph.prune_rate)
 
 
+def random_in_dag(model: torch.nn.Module, seed: int) -> None:
+    """Redraw the authors' random graph with all k edges where the static forward reads them, as
+    wirelang's random graph places them on declared candidates: the baseline without the
+    handicap of edges the DAG never uses (their staircase mask leaves ~16% of k outside it)."""
+    graph = model.graph
+    used = used_region().flatten()
+    k = int(round((1 - graph.prune_rate) * used.numel()))
+    candidates = used.nonzero().squeeze(1)
+    g = torch.Generator().manual_seed(seed)
+    chosen = candidates[torch.randperm(candidates.numel(), generator=g)[:k]]
+    mask = torch.zeros(used.numel(), dtype=graph.mask.dtype)
+    mask[chosen] = 1.0
+    graph.mask.copy_(mask.view_as(graph.mask))
+
+
 def effective(model: torch.nn.Module) -> torch.Tensor:
     """The boolean top-k (DNW) or random mask the forward pass applies, 800 x 800."""
     with torch.no_grad():
@@ -159,6 +174,13 @@ def main() -> None:
         help="DNW ranks |w| over the whole 800 x 800 matrix (the authors' code) or only where the "
         "DAG reads it (as wirelang ranks only declared candidates): one difference, isolated",
     )
+    p.add_argument(
+        "--random-region",
+        choices=("staircase", "dag"),
+        default="staircase",
+        help="the random graph's k edges among the authors' staircase mask (their code) or only "
+        "where the DAG reads (as wirelang's random graph): the other half of the comparison",
+    )
     p.add_argument("--setting", choices=tuple(CLASSES), default="static")
     p.add_argument(
         "--size", choices=tuple(SIZES), default="full", help="quarter: 200 nodes, 2,000 edges"
@@ -176,6 +198,8 @@ def main() -> None:
     args = p.parse_args()
     if args.rank == "dag" and args.setting != "static":
         p.error("--rank dag is about the static DAG only")
+    if args.random_region == "dag" and (args.setting != "static" or args.graph != "random"):
+        p.error("--random-region dag is about the static random graph only")
 
     from wirelang.data import build_datasets
     from wirelang.train.data import GlobalBatchSampler
@@ -194,6 +218,8 @@ def main() -> None:
     model = authors_model(args.authors, args.graph, args.seed, args.setting, args.size)
     if args.rank == "dag":
         rank_dag_only(model)
+    if args.random_region == "dag":
+        random_in_dag(model, args.seed)
     if args.setting == "continuous" and args.solver is not None:
         fixed_step_solver(model, args.solver, args.step_size)
     opt_cfg = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -208,6 +234,7 @@ def main() -> None:
     name = (
         f"{args.setting}-{args.graph}-seed{args.seed}"
         + ("-rankdag" if args.rank == "dag" else "")
+        + ("-randomdag" if args.random_region == "dag" else "")
         + ("" if args.size == "full" else f"-{args.size}")
         + ("" if args.subset is None else f"-subset{args.subset}-val{args.val}-e{args.epochs}")
         + ("" if args.solver is None else f"-{args.solver}{args.step_size:g}")
@@ -265,6 +292,7 @@ def main() -> None:
         "solver": args.solver or ("dopri5" if args.setting == "continuous" else None),
         "step_size": args.step_size if args.solver else None,
         "rank": args.rank,
+        "random_region": args.random_region,
         "graph": args.graph,
         "seed": args.seed,
         "epochs": args.epochs,
