@@ -8,10 +8,11 @@ parameters; convolutions and linear layers are the multiply-adds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wirelang.ir.core import Shape
+from wirelang.ir.core import Layer, Shape
 
 
 class OpError(ValueError):
@@ -88,6 +89,27 @@ def _conv_shape(p: dict, s: Shape) -> Shape:
 def conv_weight_count(p: dict, s: Shape) -> int:
     out = p.get("out") or s.channels
     return out * (s.channels // p.get("groups", 1)) * p["k"] * p["k"]
+
+
+def sparse_weight_shape(layer: Layer) -> tuple[int, ...]:
+    """The shape of the weight a sparse conv or linear layer masks, in PyTorch's layout:
+    (out, in) for a linear layer, (out, in / groups, k, k) for a convolution. Empty before the
+    shapes pass has given the layer its input."""
+    s = layer.in_shape
+    if s is None:
+        return ()
+    p = layer.params
+    if layer.op == "linear":
+        return (p["out"], s.channels)
+    if layer.op == "dwconv":
+        return (s.channels, 1, p["k"], p["k"])
+    return (p.get("out") or s.channels, s.channels // p.get("groups", 1), p["k"], p["k"])
+
+
+def sparse_candidates(layer: Layer) -> int:
+    """The weights a sparse layer masks (0 before its input shape is known)."""
+    shape = sparse_weight_shape(layer)
+    return math.prod(shape) if shape else 0
 
 
 def _conv_cost(p: dict, s: Shape, o: Shape) -> tuple[int, int]:
