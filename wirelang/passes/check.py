@@ -10,6 +10,7 @@ import math
 
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
+from wirelang.ops import sparse_candidates
 from wirelang.passes.shapes import topo_order
 
 
@@ -394,17 +395,3 @@ def _member(budget: core.Budget, name: str, cand: int, pools, members, rep: Repo
         return
     members[budget.pool].append((name, cand, budget.span))
 
-
-def sparse_candidates(layer: core.Layer) -> int:
-    from wirelang.ops import conv_weight_count
-
-    if layer.in_shape is None:
-        return 0
-    if layer.op == "linear":
-        return layer.in_shape.channels * layer.params["out"]
-    if layer.op == "dwconv":
-        return conv_weight_count(
-            {**layer.params, "groups": layer.in_shape.channels, "out": layer.in_shape.channels},
-            layer.in_shape,
-        )
-    return conv_weight_count(layer.params, layer.in_shape)
