@@ -126,10 +126,10 @@ def test_tiny_variants(name: str):
     assert g["wiring"] == ("random" if name.endswith("_random") else "dnw")
     (graph,) = net.graphs()
     if g["semantics"] == "discrete":
-        assert graph.semantics.params["steps"] == 5
+        assert graph.semantics.steps == 5
     if g["semantics"] == "continuous":
-        p = graph.semantics.params
-        assert (p["time"], p["solver"], p["rtol"], p["atol"]) == (1.0, "dopri5", 1e-3, 1e-3)
+        p = graph.semantics
+        assert (p.time, p.solver, p.rtol, p.atol) == (1.0, "dopri5", 1e-3, 1e-3)
     fmnist = name.startswith("fmnist")
     assert out["input"] == ([1, 28, 28] if fmnist else [3, 32, 32])
     assert all(s.in_hw == ((7, 7) if fmnist else (8, 8)) for s in graph.sets)
@@ -360,9 +360,7 @@ def test_wiring_and_semantics_held_by_template_parameters(tmp_path: Path):
     (g,) = net.graphs()
     assert g.wiring.method == "targeted_dropout" and g.wiring.params["rho"] == 0.9
     assert (
-        g.semantics.kind == "continuous"
-        and g.semantics.params["time"] == 2
-        and g.semantics.params["solver"] == "rk4"
+        g.semantics.kind == "continuous" and g.semantics.time == 2 and g.semantics.solver == "rk4"
     )
     assert (
         build(tmp_path / "t.wire", HELD.replace("METHOD", "random")).graphs()[0].wiring.method

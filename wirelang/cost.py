@@ -42,7 +42,7 @@ class Cost:
 
 def budget_k(budget: core.Budget, candidates: int, pools: Pools) -> int:
     """The k of one learned wiring; a pool member's own share of its pool's k when pooled."""
-    if budget.kind != "pooled":
+    if not isinstance(budget, core.PooledBudget):
         return int(budget.k or 0)
     p = pools[budget.pool]
     if p.budget.k is None or not p.candidates:
@@ -57,7 +57,7 @@ def weights_at_budget(
     of a pool ranked together: the pool's k spread in proportion to the candidates)."""
     if method == "complete":
         return candidates
-    if budget.kind == "pooled" and methods.WIRINGS[method].pools:
+    if isinstance(budget, core.PooledBudget) and methods.WIRINGS[method].pools:
         p = pools.get(budget.pool)
         if p is None or p.budget.k is None or not p.candidates:
             return 0
@@ -127,9 +127,9 @@ def _evaluation_counts(g: core.Graph, pools: Pools) -> dict:
     """The semantics' parameters, evaluations per forward pass and the multiply-adds of one
     evaluation and of one forward pass (None where an adaptive solver decides the count)."""
     per_eval = graph_cost(g.model_copy(update={"semantics": _static(g)}), pools).rounded().macs
-    n = methods.evaluations_per_forward(g.semantics.kind, g.semantics.params)
+    n = methods.evaluations_per_forward(g.semantics)
     return {
-        "semantics_params": dict(g.semantics.params),
+        "semantics_params": g.semantics.parameters(),
         "evaluations_per_forward": n,
         "macs_per_evaluation": per_eval,
         "macs_per_forward": None if n is None else per_eval * n,
@@ -137,7 +137,7 @@ def _evaluation_counts(g: core.Graph, pools: Pools) -> dict:
 
 
 def _static(g: core.Graph) -> core.Semantics:
-    return core.Semantics(span=g.semantics.span, kind="static")
+    return core.StaticSemantics(span=g.semantics.span)
 
 
 def summary(net: core.Network) -> dict:
@@ -147,19 +147,20 @@ def summary(net: core.Network) -> dict:
     graphs = []
     for g in net.graphs():
         c = graph_cost(g, pools).rounded()
+        pooled = isinstance(g.budget, core.PooledBudget)
         entry = {
             "name": g.name,
             "nodes": g.size,
             "sets": [{"name": s.name, "size": s.size, "role": s.role} for s in g.sets],
             "candidate_edges": g.candidates,
-            "budget": None if g.budget.kind == "pooled" else g.budget.k,
+            "budget": None if pooled else g.budget.k,
             "semantics": g.semantics.kind,
             "wiring": g.wiring.method,
             "params": c.params,
             "macs": c.macs,
             **_evaluation_counts(g, pools),
         }
-        if g.budget.kind == "pooled":
+        if pooled:
             entry["pool"] = g.budget.pool
         graphs.append(entry)
     out = {
@@ -186,8 +187,7 @@ def summary(net: core.Network) -> dict:
             "path": layer.path,
             "op": layer.op,
             "candidates": sparse_candidates(layer),
-            "budget": layer.sparse.budget.k,
-            "pool": layer.sparse.budget.pool,
+            **_budget_entry(layer.sparse.budget),
             "wiring": layer.sparse.wiring.method,
         }
         for layer in net.layers()
@@ -210,6 +210,13 @@ def summary(net: core.Network) -> dict:
     if notes:
         out["notes"] = notes
     return out
+
+
+def _budget_entry(budget: core.Budget) -> dict:
+    """A sparse layer's own k, or the pool it draws from (whose k is the pool's)."""
+    if isinstance(budget, core.PooledBudget):
+        return {"budget": None, "pool": budget.pool}
+    return {"budget": budget.k, "pool": None}
 
 
 def _network_macs_per_forward(net: core.Network, macs: int, graphs: list[dict]) -> int | None:

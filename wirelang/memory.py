@@ -101,9 +101,9 @@ def graph_evaluations(g: core.Graph) -> int:
     evaluations per forward pass (`methods.evaluations_per_forward`), one with the adjoint method (it
     recomputes them backwards), ADAPTIVE_EVALUATIONS where an adaptive solver decides."""
     sem = g.semantics
-    if sem.kind == "continuous" and sem.params.get("adjoint"):
+    if isinstance(sem, core.ContinuousSemantics) and sem.adjoint:
         return 1
-    n = evaluations_per_forward(sem.kind, sem.params)
+    n = evaluations_per_forward(sem)
     return ADAPTIVE_EVALUATIONS if n is None else n
 
 

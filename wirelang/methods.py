@@ -10,6 +10,7 @@ import math
 import struct
 from dataclasses import dataclass
 
+from wirelang.ir import core
 from wirelang.ops import ParamSpec
 
 
@@ -126,19 +127,17 @@ def fixed_grid_steps(time: float, step_size: float) -> int:
     return math.ceil(_f32(_f32(_f32(time) / _f32(step_size)) + 1.0)) - 1
 
 
-def evaluations_per_forward(kind: str, params: dict) -> int | None:
+def evaluations_per_forward(sem: core.Semantics) -> int | None:
     """How many times one forward pass evaluates a graph: 1 static, T in discrete time, and in
     continuous time with a fixed-step solver steps x evaluations per step; None for adaptive
     solvers (and implicit Adams), whose count depends on the data."""
-    if kind == "static":
-        return 1
-    if kind == "discrete":
-        return int(params["steps"])
-    per_step = EVALUATIONS_PER_STEP.get(str(params["solver"]))
-    if per_step is None or params.get("step_size") is None:
+    if not isinstance(sem, core.ContinuousSemantics):
+        return sem.steps
+    per_step = EVALUATIONS_PER_STEP.get(sem.solver)
+    if per_step is None or sem.step_size is None:
         return None
-    steps = fixed_grid_steps(float(params["time"]), float(params["step_size"]))
-    warmup = min(steps, ADAMS_WARMUP) if params["solver"] == "explicit_adams" else 0
+    steps = fixed_grid_steps(sem.time, sem.step_size)
+    warmup = min(steps, ADAMS_WARMUP) if sem.solver == "explicit_adams" else 0
     return per_step * (steps - warmup) + EVALUATIONS_PER_STEP["rk4"] * warmup
 
 
@@ -168,6 +167,15 @@ SEMANTICS: dict[str, MethodSpec] = {
     ]
 }
 
+
+# What one forward pass may cost in graph evaluations: beyond these a spec that checks would
+# hang in `train` or `load` (a billion discrete steps, a step size of 1e-300). The builder
+# (`passes/graph_build.py`) refuses semantics outside them.
+MAX_STEPS = 10_000
+TIME_RANGE = (1e-6, 1e6)
+TOLERANCE_RANGE = (1e-12, 1.0)
+# A fixed-step solver without `step_size` takes this many steps over `time`.
+DEFAULT_FIXED_STEPS = 10
 
 # How a graph's edge weights are drawn before training (`init ...` in a graph). The scale matters
 # to DNW beyond the usual reasons: every node normalises its summed input, so the loss hardly

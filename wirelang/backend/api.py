@@ -145,7 +145,7 @@ def _join_pools(
     )
     for name, mask in model.masks().items():
         b = budgets[name]
-        if b.kind == "pooled" and methods.WIRINGS[mask.method].pools:
+        if isinstance(b, core.PooledBudget) and methods.WIRINGS[mask.method].pools:
             pool = pools[b.pool]
             mask.pool = pool
             pool.members.append(mask)

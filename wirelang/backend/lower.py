@@ -517,7 +517,8 @@ class ODEBlock(nn.Module):
 
     def __init__(self, graph: core.Graph, parts: GraphParts):
         super().__init__()
-        self.params = dict(graph.semantics.params)
+        assert isinstance(graph.semantics, core.ContinuousSemantics)
+        self.semantics = graph.semantics
         self.sizes = [s.size for s in graph.sets]
         self.outputs = [i for i, s in enumerate(graph.sets) if s.role == "output"]
         self.inputs = [i for i, s in enumerate(graph.sets) if s.role == "input"]
@@ -547,15 +548,11 @@ class ODEBlock(nn.Module):
         z0 = torch.cat(chunks, dim=0)
         d = self.derivative
         d.nfe = 0
-        t = torch.tensor([0.0, float(self.params["time"])], dtype=x.dtype, device=x.device)
-        options = {"step_size": self.params["step_size"]} if self.params.get("step_size") else None
-        kwargs = dict(
-            rtol=self.params["rtol"],
-            atol=self.params["atol"],
-            method=self.params["solver"],
-            options=options,
-        )
-        if self.params.get("adjoint"):
+        sem = self.semantics
+        t = torch.tensor([0.0, sem.time], dtype=x.dtype, device=x.device)
+        options = {"step_size": sem.step_size} if sem.step_size else None
+        kwargs = dict(rtol=sem.rtol, atol=sem.atol, method=sem.solver, options=options)
+        if sem.adjoint:
             # the adjoint method needs the derivative to use its own parameters directly, so
             # the masked weights are recomputed inside every evaluation
             d.ws = None

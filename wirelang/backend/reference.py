@@ -157,7 +157,7 @@ def _continuous(parts, graph, incoming, states, receivers, solver_options):
     from torchdiffeq import odeint
 
     keys = list(states)
-    p = graph.semantics.params
+    sem = graph.semantics
 
     def derivative(t, z):
         current = {k: z[:, i : i + 1] for i, k in enumerate(keys)}
@@ -173,9 +173,9 @@ def _continuous(parts, graph, incoming, states, receivers, solver_options):
         )
 
     z0 = torch.cat([states[k] for k in keys], dim=1)
-    t = torch.tensor([0.0, float(p["time"])])
-    options = {"step_size": p["step_size"]} if p.get("step_size") else None
+    t = torch.tensor([0.0, sem.time])
+    options = {"step_size": sem.step_size} if sem.step_size else None
     zt = odeint(
-        derivative, z0, t, rtol=p["rtol"], atol=p["atol"], method=p["solver"], options=options
+        derivative, z0, t, rtol=sem.rtol, atol=sem.atol, method=sem.solver, options=options
     )[-1]
     return {k: zt[:, i : i + 1] for i, k in enumerate(keys)}

@@ -15,6 +15,10 @@ as PyTorch source importing only torch, and `standalone.instantiate` runs. Per g
   matrix product above);
 - each set's operator (norm, activation, depthwise conv: all per channel) keeps the channels
   of its kept nodes;
+- batch norms are folded away where they are an affine map after a linear one (`Affine`): into
+  the conv before them, into the rows of the product feeding a set (a row scale and a bias),
+  and a graph's input sets' into the layer or graph before the graph (the head's into the
+  graph before it);
 - static graphs run in topological order, discrete time unrolls its T steps, continuous time is
   exported only with a fixed-step solver (euler, midpoint, rk4), unrolled on torchdiffeq's grid.
 Sparse layers become ordinary conv / linear layers with the mask folded into the weight
@@ -89,6 +93,13 @@ class GraphPlan:
     output_cm: str = ""
     nodes: tuple[int, int] = (0, 0)  # (kept, all)
     edges: tuple[int, int] = (0, 0)
+    biased: set[str] = field(default_factory=set)  # `Edges` attributes with a bias (folded norms)
+    # the output sets in the order of the output's channels: (Edges attribute, rows); an
+    # affine map after the graph can move into those rows when `absorbs` (static, the output
+    # sets have no operator, read by no other set, and all have an Edges module)
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+    absorbs: bool = False
+    key: str = ""  # the state_dict prefix of this graph's module
 
     def forms(self) -> dict[str, int]:
         """How many products of each form, and their live and stored weights."""
@@ -131,12 +142,108 @@ def ident(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-# ----------------------------------------------------------------------------- plain layers
-def _sequence(model, layers: list[core.Layer], prefix: str, state: dict[str, Tensor]) -> str:
-    for i, layer in enumerate(layers):
-        for k, v in folded_state(getattr(model.gm, safe(layer.path))).items():
-            state[f"{prefix}.{i}.{k}"] = v
-    return sequential([ctor(x.op, x.params, x.in_shape.channels) for x in layers])
+# ----------------------------------------------------------------------------- folding
+@dataclass
+class Affine:
+    """y = x * scale + shift per channel: what a batch norm in eval mode computes."""
+
+    scale: Tensor
+    shift: Tensor
+
+    @staticmethod
+    def of(bn: nn.Module, idx: Tensor | None = None) -> Affine | None:
+        """An eval-mode batch norm (on channels `idx`) as an affine map; None for anything else,
+        or a batch norm without running statistics (it normalises by the batch even in eval).
+        Computed in float64, so that folding it rounds once, where it is multiplied in."""
+        if not isinstance(bn, nn.BatchNorm2d) or bn.training or bn.running_mean is None:
+            return None
+        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+        if bn.affine:
+            scale = scale * bn.weight.double()
+        shift = -bn.running_mean.double() * scale
+        if bn.affine:
+            shift = shift + bn.bias.double()
+        if idx is not None:
+            scale, shift = scale.index_select(0, idx), shift.index_select(0, idx)
+        return Affine(scale, shift)
+
+    def then(self, other: Affine) -> Affine:
+        return Affine(self.scale * other.scale, self.shift * other.scale + other.shift)
+
+
+def leading_affine(layers: list, module: nn.Module, idx: Tensor | None = None) -> Affine | None:
+    """The affine map of an operator's first layer, if it is a foldable batch norm."""
+    if not layers or layers[0].op != "batchnorm":
+        return None
+    first = list(module)[0] if isinstance(module, nn.Sequential) else module
+    return Affine.of(first, idx)
+
+
+def fold_rows(w: Tensor, bias: Tensor | None, a: Affine) -> tuple[Tensor, Tensor]:
+    """(a.scale * w, a.scale * bias + a.shift): a linear map's output rows (dim 0) followed
+    by `a`, as one linear map."""
+    scale = a.scale.view(-1, *[1] * (w.dim() - 1))
+    w = (w.double() * scale).to(w.dtype)
+    b = a.shift if bias is None else bias.double() * a.scale + a.shift
+    return w, b.to(w.dtype)
+
+
+@dataclass
+class _Layer:
+    op: str
+    params: dict
+    channels: int
+    tensors: dict[str, Tensor]
+    module: nn.Module
+
+
+class _Seq:
+    """A block of plain layers: folded batch norms, written out as an nn.Sequential."""
+
+    def __init__(self, model, layers: list[core.Layer]):
+        self.layers = [
+            _Layer(
+                x.op,
+                dict(x.params),
+                x.in_shape.channels,
+                folded_state(getattr(model.gm, safe(x.path))),
+                getattr(model.gm, safe(x.path)),
+            )
+            for x in layers
+        ]
+        kept: list[_Layer] = []
+        for layer in self.layers:  # a batch norm after a conv: into the conv's weight and bias
+            a = Affine.of(layer.module) if layer.op == "batchnorm" else None
+            if a is not None and kept and self._absorb(kept[-1], a):
+                continue
+            kept.append(layer)
+        self.layers = kept
+
+    @staticmethod
+    def _absorb(layer: _Layer, a: Affine) -> bool:
+        if layer.op not in ("conv", "dwconv"):
+            return False
+        t = layer.tensors
+        t["weight"], t["bias"] = fold_rows(t["weight"], t.get("bias"), a)
+        layer.params["bias"] = True
+        return True
+
+    def absorb(self, a: Affine) -> bool:
+        """Fold an affine map on this block's output into its last layer, if that is linear."""
+        return bool(self.layers) and self._absorb(self.layers[-1], a)
+
+    def pop_leading(self) -> Affine | None:
+        """Take a leading batch norm off this block (the caller folds it into what precedes)."""
+        a = Affine.of(self.layers[0].module) if self.layers[0].op == "batchnorm" else None
+        if a is not None:
+            self.layers.pop(0)
+        return a
+
+    def source(self, prefix: str, state: dict[str, Tensor]) -> str:
+        for i, layer in enumerate(self.layers):
+            for k, v in layer.tensors.items():
+                state[f"{prefix}.{i}.{k}"] = v
+        return sequential([ctor(x.op, x.params, x.channels) for x in self.layers])
 
 
 def _set_module(
@@ -146,15 +253,24 @@ def _set_module(
     idx: Tensor,
     prefix: str,
     state: dict[str, Tensor],
+    skip: int = 0,
+    fresh: bool = False,
 ) -> str:
-    """A node set's operator on its kept channels: per-channel tensors keep rows `idx`."""
-    for k, v in trained.state_dict().items():
-        state[f"{prefix}.{k}"] = (
-            v.detach().index_select(0, idx).clone()
-            if v.dim() and v.shape[0] == size
-            else v.detach().clone()
-        )
-    return sequential([ctor(x.op, x.params, int(idx.numel())) for x in layers], "NodeOps")
+    """A node set's operator on its kept channels: per-channel tensors keep rows `idx`;
+    `skip` leading layers are left out (folded elsewhere); `fresh`: its input is a new tensor
+    that it may overwrite."""
+    modules = list(trained) if isinstance(trained, nn.Sequential) else [trained]
+    for i, module in enumerate(modules[skip:]):
+        for k, v in module.state_dict().items():
+            state[f"{prefix}.{i}.{k}"] = (
+                v.detach().index_select(0, idx).clone()
+                if v.dim() and v.shape[0] == size
+                else v.detach().clone()
+            )
+    ctors = [ctor(x.op, x.params, int(idx.numel())) for x in layers[skip:]]
+    if fresh and ctors:
+        ctors.append("fresh=True")
+    return sequential(ctors, "NodeOps")
 
 
 def _block_state(w: Tensor, live: Tensor, gathered: bool) -> dict[str, Tensor]:
@@ -181,19 +297,18 @@ def fixed_grid(time: float, step_size: float) -> list[float]:
 
 def solver_plan(g: core.Graph, solver: str | None, steps: int | None) -> tuple[str, list[float]]:
     """(mode, step sizes) for a graph; refuses a continuous graph with no fixed program."""
-    kind = g.semantics.kind
-    if kind != "continuous":
-        return kind, []
-    p = g.semantics.params
-    solver = solver or (p["solver"] if p["solver"] in SOLVERS else None)
-    if solver is None or solver not in SOLVERS or (steps is None and p.get("step_size") is None):
+    sem = g.semantics
+    if not isinstance(sem, core.ContinuousSemantics):
+        return sem.kind, []
+    solver = solver or (sem.solver if sem.solver in SOLVERS else None)
+    if solver is None or solver not in SOLVERS or (steps is None and sem.step_size is None):
         raise ExportRefused(
-            f"graph `{g.name}` runs in continuous time with the solver `{p['solver']}`, which is not a fixed program; "
+            f"graph `{g.name}` runs in continuous time with the solver `{sem.solver}`, which is not a fixed program; "
             "pass --solver euler|midpoint|rk4 --steps N to export it with that fixed-step solver unrolled"
         )
     if steps is not None and steps < 1:
         raise ExportRefused(f"--steps must be at least 1, got {steps}")
-    return solver, fixed_grid(p["time"], p["time"] / steps if steps is not None else p["step_size"])
+    return solver, fixed_grid(sem.time, sem.time / steps if steps is not None else sem.step_size)
 
 
 @torch.no_grad()
@@ -205,7 +320,11 @@ def _graph(
     steps: int | None,
     state: dict[str, Tensor],
     device: str = "cpu",
-) -> GraphPlan:
+    fold_inputs: bool = False,
+) -> tuple[GraphPlan, Affine | None]:
+    """The plan of one graph, and (with `fold_inputs`, when the item before the graph can take
+    it) the affine map over the graph's input channels that its input sets' leading batch
+    norms were folded into: the caller folds it into that item."""
     mode, dts = solver_plan(g, solver, steps)
     parts = model.graph_parts(g.name)
     wiring = parts.wiring
@@ -219,39 +338,29 @@ def _graph(
         mode=mode,
         dts=[repr(d) for d in dts],
         steps=g.semantics.steps if mode == "discrete" else 0,
+        key=attr,
     )
     key = f"{attr}."
     dynamic = mode != "static"
-    for s in g.sets:  # operators of the kept channels
-        n = int(idx[s.name].numel())
-        if n and s.op:
-            plan.modules.append(
-                (
-                    f"op_{ident(s.name)}",
-                    _set_module(
-                        parts.ops[safe(s.name)],
-                        s.op,
-                        s.size,
-                        idx[s.name],
-                        f"{key}op_{ident(s.name)}",
-                        state,
-                    ),
-                )
-            )
-        if n and s.send:
-            plan.modules.append(
-                (
-                    f"send_{ident(s.name)}",
-                    _set_module(
-                        parts.send[safe(s.name)],
-                        s.send,
-                        s.size,
-                        idx[s.name],
-                        f"{key}send_{ident(s.name)}",
-                        state,
-                    ),
-                )
-            )
+    skip: dict[str, int] = {}  # leading layers of a set's operator folded elsewhere
+    # input sets: in a static graph their operator runs on g(x) once; a leading batch norm
+    # there folds into the item before the graph (an identity on channels it does not cover)
+    inputs: Affine | None = None
+    if fold_inputs and not dynamic:
+        channels = g.in_shape.channels
+        inputs = Affine(torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64))
+        start = 0
+        for s in g.sets:
+            if s.role != "input":
+                continue
+            a = leading_affine(s.op, parts.ops[safe(s.name)])
+            if a is not None and s.name not in wiring.targets:  # its operator runs once
+                inputs.scale[start : start + s.size] = a.scale
+                inputs.shift[start : start + s.size] = a.shift
+                skip[s.name] = 1
+            start += s.size
+        if not skip:
+            inputs = None
     # initial states: input nodes hold g(x) (static: after their operator), the rest 0; every
     # state is C x N x H x W (`swap_nc`), the layout of the edge products
     plan.init.append(("x", "swap_nc(x)"))
@@ -268,7 +377,7 @@ def _graph(
                 sel = f"x.index_select(0, self.{buf})"
             start += s.size
             if n:
-                apply_op = not dynamic and bool(s.op)
+                apply_op = not dynamic and len(s.op) > skip.get(s.name, 0)
                 plan.init.append(
                     (var[s.name], f"self.op_{ident(s.name)}({sel})" if apply_op else sel)
                 )
@@ -280,7 +389,9 @@ def _graph(
     sets = {s.name: s for s in g.sets}
     order = topo_order(g) if mode == "static" else [s.name for s in g.sets]
     where = {t: i for i, t in enumerate(wiring.targets)}
+    sources = {s for i in range(len(wiring.targets)) for s in wiring.sources[i]}
     sent: dict[str, str] = {}
+    edges_of: dict[str, str] = {}
     kept_edges = 0
     ref = "x" if mode in ("static", "discrete") else None
     below = SPARSE_BELOW.get(device, 0.0)
@@ -307,36 +418,87 @@ def _graph(
             w = effective[i].index_select(0, rows).index_select(1, cols)
             on = masks[i].index_select(0, rows).index_select(1, cols)
             block = Block(int(rows.numel()), int(cols.numel()), live, hh * ww, live <= below * size)
-            blocks.append((_block_state(w, on, block.sparse), block))
+            blocks.append((w, on, block))
         wname = f"w_{ident(t)}"
         ref = ref or f"{var[t]}"
         if blocks:
-            for j, (tensors, _) in enumerate(blocks):
-                for name, v in tensors.items():
+            # the set's leading batch norm: an affine map of each row of the product
+            a = leading_affine(sets[t].op, parts.ops[safe(t)], rows)
+            # (not a static input set's: its operator also runs on x, unfolded)
+            if a is not None and not (sets[t].role == "input" and not dynamic):
+                skip[t] = 1
+                state[f"{key}{wname}.bias"] = fold_rows(blocks[0][0], None, a)[1]
+                plan.biased.add(wname)
+            for j, (w, on, block) in enumerate(blocks):
+                if a is not None:
+                    w = fold_rows(w, None, a)[0]
+                for name, v in _block_state(w, on, block.sparse).items():
                     state[f"{key}{wname}.{name}{j}"] = v
-            plan.blocks += [b for _, b in blocks]
+            plan.blocks += [b for _, _, b in blocks]
             plan.weights.append(
                 (
                     wname,
                     int(rows.numel()),
-                    tuple(b.cols for _, b in blocks),
-                    tuple(b.live if b.sparse else 0 for _, b in blocks),
+                    tuple(b.cols for _, _, b in blocks),
+                    tuple(b.live if b.sparse else 0 for _, _, b in blocks),
                 )
             )
+            edges_of[t] = wname
             summed = f"self.{wname}({', '.join(srcs)})"
         else:  # no live edge in: the node computes f(0), a constant map
             summed = f"{ref}.new_zeros(({int(rows.numel())}, {ref}.shape[1], {hh}, {ww}))"
-        out = f"self.op_{ident(t)}({summed})" if sets[t].op else summed
+        has_op = len(sets[t].op) > skip.get(t, 0)
+        out = f"self.op_{ident(t)}({summed})" if has_op else summed
         new = var[t] if mode == "static" else f"d_{ident(t)}"
         plan.step.append((new, out))
         if mode != "static":
             plan.targets.append(var[t])
             plan.news.append(new)
+    for s in g.sets:  # operators of the kept channels, without the layers folded above
+        n = int(idx[s.name].numel())
+        if n and len(s.op) > skip.get(s.name, 0):
+            plan.modules.append(
+                (
+                    f"op_{ident(s.name)}",
+                    _set_module(
+                        parts.ops[safe(s.name)],
+                        s.op,
+                        s.size,
+                        idx[s.name],
+                        f"{key}op_{ident(s.name)}",
+                        state,
+                        skip=skip.get(s.name, 0),
+                        # a product's output is new; a static input set's is a slice of x
+                        fresh=s.name in where and not (s.role == "input" and not dynamic),
+                    ),
+                )
+            )
+        if n and s.send:
+            plan.modules.append(
+                (
+                    f"send_{ident(s.name)}",
+                    _set_module(
+                        parts.send[safe(s.name)],
+                        s.send,
+                        s.size,
+                        idx[s.name],
+                        f"{key}send_{ident(s.name)}",
+                        state,
+                    ),
+                )
+            )
     if dynamic:  # sets that only send keep their initial state
         plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
-    outs = [var[s.name] for s in g.sets if s.role == "output"]
+    out_sets = [s for s in g.sets if s.role == "output"]
+    outs = [var[s.name] for s in out_sets]
     plan.output_cm = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}])"
     plan.output = f"swap_nc({plan.output_cm})"
+    plan.outputs = [(edges_of.get(s.name, ""), int(idx[s.name].numel())) for s in out_sets]
+    plan.absorbs = (
+        mode == "static"
+        and all(not s.op and not s.send and s.name not in sources for s in out_sets)
+        and all(e and n == s.size for (e, n), s in zip(plan.outputs, out_sets, strict=True))
+    )
     plan.nodes = (int(kept.sum()), g.size)
     plan.edges = (kept_edges, int(ng.src.numel()))
     how = {
@@ -347,7 +509,29 @@ def _graph(
         f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
         f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept."
     )
-    return plan
+    return plan, inputs
+
+
+def _absorb_into_graph(g: GraphPlan, a: Affine, state: dict[str, Tensor]) -> None:
+    """Fold an affine map on a graph's output channels into its output sets' product rows
+    (`g.absorbs` must hold: each output channel is one row of one of them)."""
+    start = 0
+    for wname, rows in g.outputs:
+        part = Affine(a.scale[start : start + rows], a.shift[start : start + rows])
+        start += rows
+        prefix = f"{g.key}.{wname}."
+        old = state.get(prefix + "bias")
+        for name in [k for k in state if k.startswith(prefix)]:
+            block = name[len(prefix) :]
+            if block.startswith("w"):  # a dense block: its rows
+                state[name] = fold_rows(state[name], None, part)[0]
+            elif block.startswith("val"):  # a gathered block: each entry by its row's scale
+                row = state[prefix + "row" + block[3:]]
+                scale = part.scale.index_select(0, row)
+                state[name] = (state[name].double() * scale).to(state[name].dtype)
+        dtype = next(v.dtype for k, v in state.items() if k.startswith(prefix) and v.is_floating_point())
+        state[prefix + "bias"] = fold_rows(torch.zeros(rows, 1), old, part)[1].to(dtype)
+        g.biased.add(wname)
 
 
 def plan_network(
@@ -359,7 +543,8 @@ def plan_network(
     device: str = "cpu",
 ) -> CompactPlan:
     """The compact plan of a trained model (put in eval mode here); products take the forms
-    that are fastest on `device` (`SPARSE_BELOW`)."""
+    that are fastest on `device` (`SPARSE_BELOW`); batch norms are folded into the linear
+    maps before them where that is exact up to rounding (`Affine`)."""
     model.eval()
     plan = CompactPlan(
         network=net.name,
@@ -368,23 +553,56 @@ def plan_network(
         input=(net.input.channels, net.input.height, net.input.width),
         device=device,
     )
+    built: list[tuple[str, object]] = []  # (attribute, _Seq | GraphPlan | residual source)
+
+    def absorb(a: Affine) -> bool:
+        """Fold `a`, on the output of the item built last, into that item if it can take it."""
+        prev = built[-1][1] if built else None
+        if isinstance(prev, _Seq):
+            return prev.absorb(a)
+        if isinstance(prev, GraphPlan) and prev.absorbs:
+            _absorb_into_graph(prev, a, plan.state)
+            return True
+        return False
+
+    def can_absorb() -> bool:
+        prev = built[-1][1] if built else None
+        if isinstance(prev, _Seq):
+            return bool(prev.layers) and prev.layers[-1].op in ("conv", "dwconv")
+        return isinstance(prev, GraphPlan) and prev.absorbs
+
     with torch.no_grad():
         for item in layer_blocks(net.items):
             if isinstance(item, tuple):
-                attr = ident(item[0])
-                plan.items.append((attr, _sequence(model, item[1], attr, plan.state)))
+                seq = _Seq(model, item[1])
+                if seq.layers and can_absorb():
+                    a = seq.pop_leading()
+                    if a is not None and not absorb(a):
+                        raise AssertionError("an item that could absorb refused")
+                built.append((ident(item[0]), seq))
             elif isinstance(item, core.Residual):
                 attr = ident(item.name)
-                parts = [
-                    _sequence(model, getattr(item, p), f"{attr}.{p}", plan.state)
-                    for p in ("branch", "shortcut", "after")
-                ]
-                plan.items.append((attr, f"Residual({', '.join(parts)})"))
+                parts = []
+                for p in ("branch", "shortcut", "after"):
+                    seq = _Seq(model, getattr(item, p))
+                    parts.append(seq.source(f"{attr}.{p}", plan.state))
+                built.append((attr, f"Residual({', '.join(parts)})"))
             else:
                 attr = ident(item.name)
-                g = _graph(model, item, attr, solver, steps, plan.state, device)
+                g, inputs = _graph(
+                    model, item, attr, solver, steps, plan.state, device, can_absorb()
+                )
+                if inputs is not None and not absorb(inputs):
+                    raise AssertionError("an item that could absorb refused")
                 plan.graphs.append(g)
-                plan.items.append((attr, f"{g.cls}()"))
+                built.append((attr, g))
+    for attr, obj in built:
+        if isinstance(obj, _Seq):
+            plan.items.append((attr, obj.source(attr, plan.state)))
+        elif isinstance(obj, GraphPlan):
+            plan.items.append((attr, f"{obj.cls}()"))
+        else:
+            plan.items.append((attr, obj))
     _chain_graphs(plan)
     for g in plan.graphs:
         plan.notes.append(f"Graph `{g.name}`: {g.doc}")
@@ -412,15 +630,10 @@ def fixed_step_reference(net: core.Network, model, solver: str, steps: int):
 
     items = []
     for item in net.items:
-        if isinstance(item, core.Graph) and item.semantics.kind == "continuous":
-            params = {
-                **item.semantics.params,
-                "solver": solver,
-                "step_size": item.semantics.params["time"] / steps,
-            }
-            item = item.model_copy(
-                update={"semantics": item.semantics.model_copy(update={"params": params})}
-            )
+        sem = item.semantics if isinstance(item, core.Graph) else None
+        if isinstance(sem, core.ContinuousSemantics):
+            fixed = sem.model_copy(update={"solver": solver, "step_size": sem.time / steps})
+            item = item.model_copy(update={"semantics": fixed})
         items.append(item)
     ref = compile_network(net.model_copy(update={"items": items}))
     ref.load_state_dict(model.state_dict())

@@ -263,7 +263,7 @@ def draw(net: core.Network, out: Path, model=None, label: str = "") -> Path:
             ]
             _sparse_panel(ax, kept, "sparse layers: weights kept")
         else:
-            kept = [(x.path, (x.sparse.budget.k or 0) / _weights(x)) for x in sparse]
+            kept = [(x.path, _own_k(x.sparse.budget) / _weights(x)) for x in sparse]
             _sparse_panel(ax, kept, "sparse layers: budget (pooled budgets shown as 0)")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -277,14 +277,18 @@ def _weights(layer: core.Layer) -> int:
     return max(1, sparse_candidates(layer))
 
 
+def _own_k(budget: core.Budget) -> int:
+    """The budget's resolved k; 0 for a pool member (its k is the pool's)."""
+    return 0 if isinstance(budget, core.PooledBudget) else budget.k or 0
+
+
 def _draw_candidates(axes, g: core.Graph) -> None:
-    k = g.budget.k
     counts = {(b.source, b.target): b.candidates for b in g.blocks}
-    budget = (
-        f"budget k = {k:,} of {g.candidates:,} candidates ({k / g.candidates:.1%})"
-        if k
-        else f"budget pooled {g.budget.pool}"
-    )
+    if isinstance(g.budget, core.PooledBudget):
+        budget = f"budget pooled {g.budget.pool}"
+    else:
+        k = g.budget.k or 0
+        budget = f"budget k = {k:,} of {g.candidates:,} candidates ({k / g.candidates:.1%})"
     _wiring_panel(
         axes[0],
         g,

@@ -163,8 +163,9 @@ class _Printer:
 
     def semantics(self, g: core.Graph) -> None:
         """The graph's last line, and its closing brace."""
-        spec = methods.SEMANTICS[g.semantics.kind]
-        self.line("semantics " + call(g.semantics.kind, g.semantics.params, spec.params))
+        sem = g.semantics
+        spec = methods.SEMANTICS[sem.kind]
+        self.line("semantics " + call(sem.kind, sem.parameters(), spec.params))
         self.line("init " + call(g.init.kind, g.init.params, methods.INITS[g.init.kind].params))
         self.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from wirelang.diagnostics import Span
 
@@ -32,20 +32,33 @@ class Shape(BaseModel):
         return f"{self.channels}x{self.height}x{self.width}"
 
 
-class Budget(IRNode):
-    """Exactly k edges (or weights): a count, a fraction of the candidates, or a pool's share."""
+class CountBudget(IRNode):
+    """Exactly `count` edges (or weights)."""
 
-    kind: Literal["count", "fraction", "pooled"]
-    count: int | None = None
-    fraction: float | None = None
-    pool: str | None = None
-    k: int | None = None  # resolved by the check pass; None for pooled budgets
+    kind: Literal["count"] = "count"
+    count: int
+    k: int | None = None  # resolved by the check pass (the count, once checked against candidates)
 
-    @model_validator(mode="after")
-    def _one_form(self) -> Budget:
-        expected = {"count": self.count, "fraction": self.fraction, "pooled": self.pool}[self.kind]
-        assert expected is not None, f"budget of kind {self.kind} without its value"
-        return self
+
+class FractionBudget(IRNode):
+    """A fraction of the candidates, rounded down to a whole k by the check pass."""
+
+    kind: Literal["fraction"] = "fraction"
+    fraction: float
+    k: int | None = None  # resolved by the check pass
+
+
+class PooledBudget(IRNode):
+    """A share of the pool `pool`: its k belongs to the pool (`Pool.budget.k`), not the member."""
+
+    kind: Literal["pooled"] = "pooled"
+    pool: str
+
+
+# A pool's own budget is a count or a fraction of its members' candidates, never another pool.
+OwnBudget = Annotated[CountBudget | FractionBudget, Field(discriminator="kind")]
+Budget = Annotated[CountBudget | FractionBudget | PooledBudget, Field(discriminator="kind")]
+BUDGET_TYPES = (CountBudget, FractionBudget, PooledBudget)
 
 
 class Wiring(IRNode):
@@ -57,20 +70,57 @@ class Wiring(IRNode):
     fixed_spans: list[Span] | None = Field(default=None, exclude=True, repr=False)
 
 
-class Semantics(IRNode):
-    """How a graph is run; `params` are bound against `wirelang.methods.SEMANTICS`, defaults
-    filled in, so every reader finds every parameter (read them through the properties)."""
+class _SemanticsKind(IRNode):
+    def parameters(self) -> dict[str, Scalar]:
+        """The parameters by name, as `semantics KIND(...)` writes them (export, reports)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name not in _OWN}
 
-    kind: Literal["static", "discrete", "continuous"]
-    params: dict[str, Scalar] = {}
+
+_OWN = ("span", "kind")
+
+
+class StaticSemantics(_SemanticsKind):
+    """A DAG evaluated once, sets in topological order."""
+
+    kind: Literal["static"] = "static"
 
     @property
     def steps(self) -> int:
-        """Synchronous evaluations of the whole graph per forward pass: 1 when static, T in
-        discrete time. Continuous time has no fixed count (`nfe` is measured)."""
-        if self.kind == "continuous":
-            raise ValueError("a continuous-time graph has no fixed number of steps")
-        return int(self.params["steps"]) if self.kind == "discrete" else 1
+        """Synchronous evaluations of the whole graph per forward pass."""
+        return 1
+
+
+class DiscreteSemantics(_SemanticsKind):
+    """`steps` synchronous steps of the whole graph per forward pass."""
+
+    kind: Literal["discrete"] = "discrete"
+    steps: int
+
+
+class ContinuousSemantics(_SemanticsKind):
+    """dZ/dt = f(sum w Z) on [0, time], integrated by torchdiffeq's `solver`. `step_size` is
+    None for adaptive solvers (their evaluation count is measured, see `nfe`)."""
+
+    kind: Literal["continuous"] = "continuous"
+    time: float
+    solver: str
+    rtol: float
+    atol: float
+    adjoint: bool
+    step_size: float | None
+
+
+# The fields of each kind are the parameters `wirelang.methods.SEMANTICS` declares for it, in its
+# order and without defaults: that registry owns names, defaults and ranges, the builder binds a
+# spec's call against it and constructs the model (a test checks the two agree).
+Semantics = Annotated[
+    StaticSemantics | DiscreteSemantics | ContinuousSemantics, Field(discriminator="kind")
+]
+SEMANTICS_TYPES: dict[str, type[_SemanticsKind]] = {
+    "static": StaticSemantics,
+    "discrete": DiscreteSemantics,
+    "continuous": ContinuousSemantics,
+}
 
 
 class Init(IRNode):
@@ -156,7 +206,7 @@ Item = Annotated[Layer | Graph | Residual, Field(discriminator="kind")]
 
 class Pool(IRNode):
     name: str
-    budget: Budget
+    budget: OwnBudget
     members: list[str] = []  # graph names and layer paths sharing this pool
     candidates: int = 0
 

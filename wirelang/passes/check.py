@@ -22,9 +22,9 @@ def block_candidates(block: core.EdgeBlock, sizes: dict[str, int]) -> int:
 
 
 def resolve_k(budget: core.Budget, candidates: int, what: str, rep: Reporter) -> core.Budget | None:
-    if budget.kind == "pooled":
+    if isinstance(budget, core.PooledBudget):
         return budget
-    if budget.kind == "fraction":
+    if isinstance(budget, core.FractionBudget):
         k = math.floor(budget.fraction * candidates)
         if k < 1:
             rep.error(
@@ -151,7 +151,7 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
         return _fixed(g, rep)
     if method == "complete":
         return g.model_copy(
-            update={"budget": core.Budget(span=g.budget.span, kind="count", count=cand, k=cand)}
+            update={"budget": core.CountBudget(span=g.budget.span, count=cand, k=cand)}
         )
     budget = resolve_k(g.budget, cand, f"graph `{g.name}`", rep)
     return g.model_copy(update={"budget": budget}) if budget is not None else g
@@ -342,13 +342,14 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
     if k == 0:
         rep.error(g.wiring.span, "`wiring fixed` lists no edges")
         return g
-    if g.budget.kind == "count" and g.budget.span != g.span and g.budget.count not in (1, k):
-        rep.error(
-            g.budget.span, f"the budget says {g.budget.count} edges but `wiring fixed` lists {k}"
-        )
-    return g.model_copy(
-        update={"budget": core.Budget(span=g.budget.span, kind="count", count=k, k=k)}
-    )
+    budget = g.budget
+    if (
+        isinstance(budget, core.CountBudget)
+        and budget.span != g.span
+        and budget.count not in (1, k)
+    ):
+        rep.error(budget.span, f"the budget says {budget.count} edges but `wiring fixed` lists {k}")
+    return g.model_copy(update={"budget": core.CountBudget(span=g.budget.span, count=k, k=k)})
 
 
 def check_pools(net: core.Network, rep: Reporter) -> core.Network:
@@ -356,10 +357,10 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
     members: dict[str, list[tuple[str, int, Span]]] = {name: [] for name in pools}
     before = len(rep.diagnostics)
     for g in net.graphs():
-        if g.budget.kind == "pooled":
+        if isinstance(g.budget, core.PooledBudget):
             _member(g.budget, g.name, g.candidates, pools, members, rep)
     for layer in net.layers():
-        if layer.sparse is not None and layer.sparse.budget.kind == "pooled":
+        if layer.sparse is not None and isinstance(layer.sparse.budget, core.PooledBudget):
             _member(layer.sparse.budget, layer.path, sparse_candidates(layer), pools, members, rep)
     resolved = []
     unknown = len(rep.diagnostics) > before  # a misspelt pool name: its pool is not "unused"
@@ -385,7 +386,7 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
     return net.model_copy(update={"pools": resolved})
 
 
-def _member(budget: core.Budget, name: str, cand: int, pools, members, rep: Reporter) -> None:
+def _member(budget: core.PooledBudget, name: str, cand: int, pools, members, rep: Reporter) -> None:
     if budget.pool not in pools:
         rep.error(
             budget.span,
@@ -394,4 +395,3 @@ def _member(budget: core.Budget, name: str, cand: int, pools, members, rep: Repo
         )
         return
     members[budget.pool].append((name, cand, budget.span))
-

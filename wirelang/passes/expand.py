@@ -240,7 +240,7 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
             case ast.PoolDecl():
                 budget = budget_value(item.budget, scope, ctx.rep)
                 if budget is not None:
-                    if budget.kind == "pooled":
+                    if isinstance(budget, core.PooledBudget):
                         ctx.rep.error(
                             item.budget.span,
                             "a pool's budget is a count or a percentage, not another pool",

@@ -62,7 +62,7 @@ def build_graph(
     wiring = core.Wiring(span=item.span, method="dnw")
     if "wiring" in singles:
         wiring = wiring_from(singles["wiring"], scope, rep)
-    semantics = core.Semantics(span=item.span, kind="static")
+    semantics = core.StaticSemantics(span=item.span)
     if "semantics" in singles:
         semantics = _semantics(singles["semantics"], scope, rep)
     budget = None
@@ -88,7 +88,7 @@ def build_graph(
     if not ok or wiring is None or semantics is None or blocks is None:
         return None
     if budget is None:  # complete / fixed: a placeholder count fixed by the check pass
-        budget = core.Budget(span=item.span, kind="count", count=1)
+        budget = core.CountBudget(span=item.span, count=1)
     init = _init(singles.get("init"), item.span, sets, blocks, scope, rep)
     if init is None:
         return None
@@ -314,56 +314,54 @@ def _room(have: int, adding: int, span: Span, rep: Reporter) -> bool:
 
 
 def _semantics(stmt: ast.SemanticsStmt, scope: Scope, rep: Reporter) -> core.Semantics | None:
+    """The typed semantics from its call bound against `methods.SEMANTICS` (which owns the
+    parameters' names, defaults and ranges), or None after reporting a problem."""
     call = stmt.semantics
     bound = bind_method(call, methods.SEMANTICS, scope, rep, "semantics")
     if bound is None:
         return None
     name, params = bound
-    problem = _semantics_problem(name, params)
+    sem = core.SEMANTICS_TYPES[name](span=stmt.span, **params)
+    problem = _semantics_problem(sem)
     if problem is not None:
         rep.error(call.span, *problem)
         return None
     if (
-        name == "continuous"
-        and params["solver"] in methods.FIXED_STEP_SOLVERS
-        and params.get("step_size") is None
+        isinstance(sem, core.ContinuousSemantics)
+        and sem.solver in methods.FIXED_STEP_SOLVERS
+        and sem.step_size is None
     ):
-        params["step_size"] = params["time"] / 10  # ten steps unless told otherwise
-    return core.Semantics(span=stmt.span, kind=name, params=params)
+        sem = sem.model_copy(update={"step_size": sem.time / methods.DEFAULT_FIXED_STEPS})
+    return sem
 
 
-# What one forward pass may cost in graph evaluations: beyond these a spec that checks would
-# hang in `train` or `load` (a billion discrete steps, a step size of 1e-300).
-MAX_STEPS = 10_000
-TIME_RANGE = (1e-6, 1e6)
-TOLERANCE_RANGE = (1e-12, 1.0)
-
-
-def _semantics_problem(name: str, params: dict) -> tuple[str, str] | None:
+def _semantics_problem(sem: core.Semantics) -> tuple[str, str] | None:
     """(message, hint) when a semantics parameter is outside what can run, else None."""
-    if name == "discrete" and params["steps"] > MAX_STEPS:
+    limit = methods.MAX_STEPS
+    if isinstance(sem, core.DiscreteSemantics) and sem.steps > limit:
         return (
-            f"{params['steps']:,} steps are more than the limit of {MAX_STEPS:,}",
+            f"{sem.steps:,} steps are more than the limit of {limit:,}",
             "a discrete-time graph runs every step in each forward pass",
         )
-    if name != "continuous":
+    if not isinstance(sem, core.ContinuousSemantics):
         return None
-    time = params["time"]
-    if not TIME_RANGE[0] <= time <= TIME_RANGE[1]:
+    low, high = methods.TIME_RANGE
+    if not low <= sem.time <= high:
         return (
-            f"the integration time {time:g} is outside [{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}]",
+            f"the integration time {sem.time:g} is outside [{low:g}, {high:g}]",
             "the paper integrates over time=1",
         )
-    for key in ("rtol", "atol"):
-        if not TOLERANCE_RANGE[0] <= params[key] <= TOLERANCE_RANGE[1]:
+    low, high = methods.TOLERANCE_RANGE
+    for key, tol in (("rtol", sem.rtol), ("atol", sem.atol)):
+        if not low <= tol <= high:
             return (
-                f"`{key}` {params[key]:g} is outside [{TOLERANCE_RANGE[0]:g}, {TOLERANCE_RANGE[1]:g}]",
+                f"`{key}` {tol:g} is outside [{low:g}, {high:g}]",
                 "the paper uses rtol=1e-3, atol=1e-3",
             )
-    step = params.get("step_size")
-    if step is not None and (step <= 0 or time / step > MAX_STEPS):
+    step = sem.step_size
+    if step is not None and (step <= 0 or sem.time / step > limit):
         return (
-            f"step_size {step:g} makes more than {MAX_STEPS:,} solver steps over time {time:g}",
-            f"use a step_size of at least {time / MAX_STEPS:g}",
+            f"step_size {step:g} makes more than {limit:,} solver steps over time {sem.time:g}",
+            f"use a step_size of at least {sem.time / limit:g}",
         )
     return None

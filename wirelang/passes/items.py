@@ -84,7 +84,7 @@ def budget_from(value: Any, span: Span, rep: Reporter) -> core.Budget | None:
                 f"a budget percentage must be above 0% and at most 100%, found {value.value * 100:g}%",
             )
             return None
-        return core.Budget(span=span, kind="fraction", fraction=value.value)
+        return core.FractionBudget(span=span, fraction=value.value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -98,12 +98,12 @@ def budget_from(value: Any, span: Span, rep: Reporter) -> core.Budget | None:
     if value < 1:
         rep.error(span, f"a budget must be at least 1 edge, found {value}")
         return None
-    return core.Budget(span=span, kind="count", count=value)
+    return core.CountBudget(span=span, count=value)
 
 
 def budget_value(value: ast.BudgetValue, scope: Scope, rep: Reporter) -> core.Budget | None:
     if isinstance(value, ast.BudgetPooled):
-        return core.Budget(span=value.span, kind="pooled", pool=value.pool)
+        return core.PooledBudget(span=value.span, pool=value.pool)
     try:
         v = evaluate(value.value, scope, rep)
     except EvalError:

@@ -89,15 +89,14 @@ def pool_members(net: core.Network, pool: core.Pool) -> list[Member]:
     pools = {p.name: p for p in net.pools}
     for g in net.graphs():
         b = g.budget
-        if b.kind == "pooled" and b.pool == pool.name and _ranks_pool(g.wiring.method):
+        if _draws_from(b, pool) and _ranks_pool(g.wiring.method):
             kind, scale = graph_draw(g, budget_k(b, g.candidates, pools))
             out.append(Member(g.name, g.candidates, kind, scale, b.span))
     for layer in net.layers():
         sp = layer.sparse
         if (
             sp is not None
-            and sp.budget.kind == "pooled"
-            and sp.budget.pool == pool.name
+            and _draws_from(sp.budget, pool)
             and _ranks_pool(sp.wiring.method)
             and layer.in_shape is not None
         ):
@@ -141,8 +140,12 @@ def warn_starved_members(net: core.Network, rep: Reporter) -> core.Network:
     return net
 
 
+def _draws_from(budget: core.Budget, pool: core.Pool) -> bool:
+    return isinstance(budget, core.PooledBudget) and budget.pool == pool.name
+
+
 def _own_budget(pool: core.Pool) -> str:
-    if pool.budget.kind == "fraction":
+    if isinstance(pool.budget, core.FractionBudget):
         return f"`budget {100 * pool.budget.fraction:g}%`"
     return "a count or a percentage of each member's own weights"
 
