@@ -16,7 +16,15 @@ from wirelang.syntax import ast
 from wirelang.syntax.parse import parse_bytes, parse_text
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-_SPAN_FIELDS = {"span", "name_span", "key_span", "branch_span", "shortcut_span", "path_spans"}
+_SPAN_FIELDS = {
+    "span",
+    "name_span",
+    "key_span",
+    "branch_span",
+    "shortcut_span",
+    "path_spans",
+    "allocate_span",
+}
 
 
 def meaning(file: ast.File) -> object:
@@ -67,7 +75,7 @@ network   messy{   # trailing on header
 
     let d = ( width + 1 ) * 3
     pool shared 5%
-  pool other (d*100)%
+  pool other (d*100)%   allocate = erk
     use stage(32, 64) as s1
   stem {  conv(16,k=3,stride=2),batchnorm,relu
     dwconv( k = 3, stride=2 )
@@ -173,7 +181,7 @@ network messy {  # trailing on header
 
   let d = (width + 1) * 3
   pool shared 5%
-  pool other (d * 100)%
+  pool other (d * 100)% allocate=erk
   use stage(32, 64) as s1
 
   stem {
@@ -458,6 +466,7 @@ KEYWORDS = {
     "edges",
     "budget",
     "pooled",
+    "allocate",
     "wiring",
     "fixed",
     "semantics",
@@ -673,7 +682,8 @@ def net_items(draw, depth: int) -> list[str]:
         elif kind == "let":
             lines.append(f"let {draw(names)} = {draw(exprs())}")
         elif kind == "pool":
-            lines.append(f"pool {draw(names)} {budget_value(draw)}")
+            allocate = f" allocate={draw(names)}" if draw(st.booleans()) else ""
+            lines.append(f"pool {draw(names)} {budget_value(draw)}{allocate}")
         elif kind == "use":
             lines.append(
                 "use " + draw(calls()) + (f" as {draw(names)}" if draw(st.booleans()) else "")

@@ -417,13 +417,17 @@ def test_a_pool_that_starves_a_member_is_flagged(tmp_path):
     assert "starving.wire:7:5: note: `stem.3` draws from the pool here" in r.output
     assert (
         "help: if each member should keep its own share, give members their own budget "
-        "(`budget 5%` instead of `budget pooled shared`)"
+        "(`budget 5%` instead of `budget pooled shared`) or allocate the pool per member "
+        "(`pool shared 5% allocate=uniform`, or `allocate=erk` for RigL's Erdos-Renyi-Kernel "
+        "densities)"
     ) in " ".join(r.output.split())
     # the suggested fix builds and silences the warning; a method that does not rank the pool
     # together has nothing to warn about either
     for fixed in (
         STARVING.replace("budget pooled shared", "budget 5%").replace("  pool shared 5%\n", ""),
         STARVING.replace("wiring dnw", "wiring random"),
+        STARVING.replace("pool shared 5%", "pool shared 5% allocate=uniform"),
+        STARVING.replace("pool shared 5%", "pool shared 5% allocate=erk"),
     ):
         path.write_text(fixed)
         r = CliRunner().invoke(app, ["check", str(path)])

@@ -8,20 +8,23 @@ evaluation (the solver decides how many). Batch-norm affine parameters count as 
 only convolutions, linear layers and edges count as multiply-adds.
 
 A pool's k is the one fact both this module and the compiled model read through `budget_k`
-and `weights_at_budget`: members whose method ranks the pool together hold k weights between
-them (counted here as shares in proportion to their candidates, exact in sum); members whose
-method does not keep their own rounded share.
+and `weights_at_budget`. A pool that allocates per member (`pool w 10% allocate=erk|uniform`)
+gives each member its own k, computed once by `member_ks` (called by the check pass, stored in
+`Pool.shares`). In a `global` pool, members whose method ranks the pool together
+(`ranks_jointly`) hold k weights between them (counted here as shares in proportion to their
+candidates, exact in sum); members whose method does not keep their own rounded share.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from wirelang import methods
 from wirelang.ir import core
-from wirelang.ops import get_op
-from wirelang.passes.check import sparse_candidates
+from wirelang.ops import get_op, sparse_candidates, sparse_weight_shape
 
 Pools = dict[str, core.Pool]
 
@@ -40,29 +43,109 @@ class Cost:
         return Cost(round(self.params), round(self.macs))
 
 
-def budget_k(budget: core.Budget, candidates: int, pools: Pools) -> int:
-    """The k of one learned wiring; a pool member's own share of its pool's k when pooled."""
+def ranks_jointly(budget: core.Budget, method: str, pools: Pools) -> bool:
+    """Whether a wiring's weights are ranked together with its pool's other members (one top k
+    over the pool): a pooled budget, a method that ranks pools (`methods.WIRINGS`) and a pool
+    that allocates `global`ly. Otherwise the wiring keeps exactly its own k (`budget_k`)."""
+    if not isinstance(budget, core.PooledBudget) or not methods.WIRINGS[method].pools:
+        return False
+    p = pools.get(budget.pool)
+    return p is not None and p.allocate == "global"
+
+
+def budget_k(budget: core.Budget, candidates: int, pools: Pools, member: str) -> int:
+    """The k of the learned wiring `member` (a graph name or a sparse layer path): its budget's,
+    or when pooled its own k of the pool's: the allocation's (`Pool.shares`), or in a global pool
+    its share in proportion to its candidates (what a member that does not rank the pool keeps)."""
     if not isinstance(budget, core.PooledBudget):
         return int(budget.k or 0)
     p = pools[budget.pool]
+    if member in p.shares:
+        return p.shares[member]
     if p.budget.k is None or not p.candidates:
         return 0
     return max(1, round(p.budget.k * candidates / p.candidates))
 
 
 def weights_at_budget(
-    budget: core.Budget, method: str, candidates: int, pools: Pools
+    budget: core.Budget, method: str, candidates: int, pools: Pools, member: str
 ) -> int | Fraction:
     """How many of a wiring's `candidates` weights count at the budget (a Fraction for a member
     of a pool ranked together: the pool's k spread in proportion to the candidates)."""
     if method == "complete":
         return candidates
-    if isinstance(budget, core.PooledBudget) and methods.WIRINGS[method].pools:
+    if ranks_jointly(budget, method, pools):
         p = pools.get(budget.pool)
         if p is None or p.budget.k is None or not p.candidates:
             return 0
         return Fraction(p.budget.k * candidates, p.candidates)
-    return budget_k(budget, candidates, pools)
+    return budget_k(budget, candidates, pools, member)
+
+
+# What a per-member allocation reads of one member: for each of its parts, the dimensions ERK
+# weighs and the candidates (a sparse layer is one part, its weight; a graph one per edge block).
+Part = tuple[tuple[int, ...], int]
+
+
+def member_parts(item: core.Graph | core.Layer) -> list[Part]:
+    """A pool member's parts: a sparse layer's weight shape ((out, in) for a linear layer,
+    (out, in / groups, kh, kw) for a convolution) with its size; a graph's edge blocks as
+    (targets, sources) with their candidates."""
+    if isinstance(item, core.Layer):
+        return [(sparse_weight_shape(item), sparse_candidates(item))]
+    sizes = {s.name: s.size for s in item.sets}
+    return [((sizes[b.target], sizes[b.source]), b.candidates) for b in item.blocks]
+
+
+def member_ks(k: int, allocate: str, members: Sequence[list[Part]]) -> list[int]:
+    """Each member's own k when a pool of k allocates per member; they sum to exactly k.
+
+    `uniform`: every member keeps the pool's fraction k / N of its own candidates. `erk`
+    (Erdos-Renyi-Kernel, Evci et al. 2020, RigL): a part's density is eps x (sum of its dims) /
+    (product of its dims), one eps for the whole pool; a part whose density would exceed 1 is
+    made dense and eps is solved again over the rest. Both are exact rationals; the whole counts
+    are then taken by largest remainder (ties to the earlier member)."""
+    if allocate == "uniform":
+        total = sum(n for parts in members for _, n in parts)
+        exact = [Fraction(k * sum(n for _, n in parts), total or 1) for parts in members]
+    elif allocate == "erk":
+        exact = _erk(k, members)
+    else:
+        raise ValueError(f"allocation {allocate!r} does not give members their own k")
+    return _largest_remainder(exact, k)
+
+
+def _erk(k: int, members: Sequence[list[Part]]) -> list[Fraction]:
+    parts = [
+        (i, Fraction(sum(dims), math.prod(dims)), n)
+        for i, member in enumerate(members)
+        for dims, n in member
+        if n > 0
+    ]
+    dense: set[int] = set()
+    eps = Fraction(0)
+    while True:
+        rest = k - sum(parts[j][2] for j in dense)
+        weighed = sum(raw * n for j, (_, raw, n) in enumerate(parts) if j not in dense)
+        eps = Fraction(rest) / weighed if weighed else Fraction(0)
+        # making a part dense frees budget for the rest, so eps only grows: a part over 1 stays over
+        over = {j for j, (_, raw, _) in enumerate(parts) if j not in dense and eps * raw > 1}
+        if not over:
+            break
+        dense |= over
+    exact = [Fraction(0)] * len(members)
+    for j, (i, raw, n) in enumerate(parts):
+        exact[i] += n if j in dense else eps * raw * n
+    return exact
+
+
+def _largest_remainder(exact: list[Fraction], k: int) -> list[int]:
+    counts = [math.floor(x) for x in exact]
+    left = k - sum(counts)
+    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[:left]:
+        counts[i] += 1
+    return counts
 
 
 def layer_cost(layer: core.Layer, pools: Pools | None = None) -> Cost:
@@ -71,7 +154,9 @@ def layer_cost(layer: core.Layer, pools: Pools | None = None) -> Cost:
     params, macs = get_op(layer.op).cost(layer.params, layer.in_shape, layer.out_shape)
     if layer.sparse is not None:
         cand = sparse_candidates(layer)
-        k = weights_at_budget(layer.sparse.budget, layer.sparse.wiring.method, cand, pools or {})
+        k = weights_at_budget(
+            layer.sparse.budget, layer.sparse.wiring.method, cand, pools or {}, layer.path
+        )
         macs = Fraction(macs * k, cand)
         params -= cand - k
     return Cost(params, macs)
@@ -97,7 +182,7 @@ def edge_macs(
 
 def graph_cost(g: core.Graph, pools: Pools) -> Cost:
     """Exact (a Fraction where a pool spreads its k); round the total, not the parts."""
-    k = weights_at_budget(g.budget, g.wiring.method, g.candidates, pools)
+    k = weights_at_budget(g.budget, g.wiring.method, g.candidates, pools, g.name)
     cand = g.candidates or 1
     per_block = {(b.source, b.target): Fraction(k * b.candidates, cand) for b in g.blocks}
     c = Cost(params=k)
@@ -153,7 +238,7 @@ def summary(net: core.Network) -> dict:
             "nodes": g.size,
             "sets": [{"name": s.name, "size": s.size, "role": s.role} for s in g.sets],
             "candidate_edges": g.candidates,
-            "budget": None if pooled else g.budget.k,
+            "budget": _own_k(g.budget, g.wiring.method, g.candidates, pools, g.name),
             "semantics": g.semantics.kind,
             "wiring": g.wiring.method,
             "params": c.params,
@@ -178,6 +263,8 @@ def summary(net: core.Network) -> dict:
                 "candidate_edges": p.candidates,
                 "budget": p.budget.k,
                 "members": p.members,
+                "allocate": p.allocate,
+                "shares": dict(p.shares),
             }
             for p in net.pools
         ],
@@ -187,7 +274,7 @@ def summary(net: core.Network) -> dict:
             "path": layer.path,
             "op": layer.op,
             "candidates": sparse_candidates(layer),
-            **_budget_entry(layer.sparse.budget),
+            **_budget_entry(layer, pools),
             "wiring": layer.sparse.wiring.method,
         }
         for layer in net.layers()
@@ -196,9 +283,10 @@ def summary(net: core.Network) -> dict:
     if sparse:
         out["sparse_layers"] = sparse
     notes = []
-    if net.pools:
+    if any(p.allocate == "global" for p in net.pools):
         notes.append(
-            "pooled budgets: counts assume edges spread over the members in proportion to their candidates"
+            "pooled budgets ranked jointly: counts assume edges spread over the members in "
+            "proportion to their candidates"
         )
     if any(g.semantics.kind == "continuous" for g in net.graphs()):
         notes.append(
@@ -212,11 +300,24 @@ def summary(net: core.Network) -> dict:
     return out
 
 
-def _budget_entry(budget: core.Budget) -> dict:
-    """A sparse layer's own k, or the pool it draws from (whose k is the pool's)."""
-    if isinstance(budget, core.PooledBudget):
-        return {"budget": None, "pool": budget.pool}
-    return {"budget": budget.k, "pool": None}
+def _own_k(
+    budget: core.Budget, method: str, candidates: int, pools: Pools, member: str
+) -> int | None:
+    """A wiring's own k in the summary; None for a member ranked jointly with its pool (the
+    pool holds its k between those members, none of them a fixed number)."""
+    if ranks_jointly(budget, method, pools):
+        return None
+    return budget_k(budget, candidates, pools, member)
+
+
+def _budget_entry(layer: core.Layer, pools: Pools) -> dict:
+    """A sparse layer's own k (None when ranked jointly with its pool) and its pool, if any."""
+    sp = layer.sparse
+    k = _own_k(sp.budget, sp.wiring.method, sparse_candidates(layer), pools, layer.path)
+    return {
+        "budget": k,
+        "pool": sp.budget.pool if isinstance(sp.budget, core.PooledBudget) else None,
+    }
 
 
 def _network_macs_per_forward(net: core.Network, macs: int, graphs: list[dict]) -> int | None:

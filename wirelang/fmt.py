@@ -153,7 +153,8 @@ def _one_line(node: ast.Node) -> str | None:
         case ast.ClassesStmt():
             return f"classes {expr(node.value)}"
         case ast.PoolDecl():
-            return f"pool {node.name} {_budget(node.budget)}"
+            allocate = f" allocate={node.allocate}" if node.allocate is not None else ""
+            return f"pool {node.name} {_budget(node.budget)}{allocate}"
         case ast.UseDecl():
             return f"use {_call(node.call)}" + (f" as {node.alias}" if node.alias else "")
         case ast.LayerLine():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from wirelang.ir import core
 from wirelang.methods import evaluations_per_forward
-from wirelang.passes.check import sparse_candidates
+from wirelang.ops import sparse_candidates
 from wirelang.passes.limits import ENV_VAR, format_bytes, layer_weights, max_bytes, set_weights
 
 BYTES = 4  # float32

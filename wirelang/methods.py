@@ -22,7 +22,9 @@ class MethodSpec:
     two_phase: bool = False  # trains the complete graph first, then a fixed mask
     positional: tuple[str, ...] = ()
     # Under a pooled budget, ranks all members' weights together (one top k over the pool);
-    # otherwise each member keeps its own share of the pool's k (`wirelang.cost.budget_k`).
+    # otherwise each member keeps its own share of the pool's k (`wirelang.cost.budget_k`). A pool
+    # that allocates per member (`allocate=erk|uniform`) gives every member its own k whatever
+    # the method (`wirelang.cost.ranks_jointly`).
     pools: bool = False
 
     def param(self, name: str) -> ParamSpec | None:

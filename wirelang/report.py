@@ -21,6 +21,14 @@ def plain_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=10_000, no_color=True)
 
 
+def _kept(budget: int | None, pool: str | None) -> str:
+    """A wiring's k, and the pool it comes from; just the pool when its members are ranked
+    together (they hold the pool's k between them, none a fixed number)."""
+    if budget is None:
+        return f"pooled {pool}"
+    return f"{budget:,}" + (f" (pool {pool})" if pool else "")
+
+
 def print_summary(info: dict, console: Console | None = None) -> None:
     console = console or plain_console()
     c, h, w = info["input"]
@@ -42,7 +50,7 @@ def print_summary(info: dict, console: Console | None = None) -> None:
         )
         for g in info["graphs"]:
             sets = ", ".join(f"{s['name']}[{s['size']}]" for s in g["sets"])
-            budget = f"pooled {g['pool']}" if g.get("pool") else f"{g['budget']:,}"
+            budget = _kept(g["budget"], g.get("pool"))
             table.add_row(
                 g["name"],
                 sets,
@@ -56,8 +64,10 @@ def print_summary(info: dict, console: Console | None = None) -> None:
             )
         console.print(table)
     for p in info["pools"]:
+        how = "" if p["allocate"] == "global" else f", allocated by {p['allocate']}"
         console.print(
-            f"pool {p['name']}: {p['budget']:,} of {p['candidate_edges']:,} candidates over {len(p['members'])} members"
+            f"pool {p['name']}: {p['budget']:,} of {p['candidate_edges']:,} candidates over "
+            f"{len(p['members'])} members{how}"
         )
     if info.get("sparse_layers"):
         table = Table("sparse layer", "op", "weights", "kept", "wiring")
@@ -66,7 +76,7 @@ def print_summary(info: dict, console: Console | None = None) -> None:
                 s["path"],
                 s["op"],
                 f"{s['candidates']:,}",
-                f"pooled {s['pool']}" if s["pool"] else f"{s['budget']:,}",
+                _kept(s["budget"], s["pool"]),
                 s["wiring"],
             )
         console.print(table)

@@ -12,11 +12,10 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from wirelang import methods
 from wirelang.backend.lower import Emitter, GraphParts, ODEBlock, cat_channels, emit_graph, safe
 from wirelang.backend.masks import EdgeMask, Pool, mask_hash
 from wirelang.backend.modules import build_layer
-from wirelang.cost import budget_k
+from wirelang.cost import budget_k, ranks_jointly
 from wirelang.ir import core
 
 
@@ -122,7 +121,7 @@ def _compile(net: core.Network, seed: int) -> WiredModel:
         elif isinstance(item, core.Residual):
             x = _residual(em, item, x, seed, pool_info)
         else:
-            k = budget_k(item.budget, item.candidates, pool_info)
+            k = budget_k(item.budget, item.candidates, pool_info, item.name)
             x = emit_graph(em, item, x, k, seed)
     em.graph.output(x)
     em.graph.lint()
@@ -145,7 +144,7 @@ def _join_pools(
     )
     for name, mask in model.masks().items():
         b = budgets[name]
-        if isinstance(b, core.PooledBudget) and methods.WIRINGS[mask.method].pools:
+        if ranks_jointly(b, mask.method, info):
             pool = pools[b.pool]
             mask.pool = pool
             pool.members.append(mask)

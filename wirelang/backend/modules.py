@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from wirelang.backend.masks import EdgeMask
 from wirelang.cost import budget_k
 from wirelang.ir import core
-from wirelang.passes.check import sparse_candidates
+from wirelang.ops import sparse_candidates
 
 
 class CenterCrop(nn.Module):
@@ -123,7 +123,7 @@ def build_layer(
     else:
         module = _conv(layer, SparseConv2d)
     w = layer.sparse.wiring
-    k = budget_k(layer.sparse.budget, sparse_candidates(layer), pools or {})
+    k = budget_k(layer.sparse.budget, sparse_candidates(layer), pools or {}, layer.path)
     module.attach_mask(w.method, w.params, k, seed)
     return module
 

@@ -272,7 +272,7 @@ def draw(net: core.Network, out: Path, model=None, label: str = "") -> Path:
 
 
 def _weights(layer: core.Layer) -> int:
-    from wirelang.passes.check import sparse_candidates
+    from wirelang.ops import sparse_candidates
 
     return max(1, sparse_candidates(layer))
 

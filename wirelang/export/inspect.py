@@ -17,7 +17,7 @@ from typing import Any
 from wirelang import cost
 from wirelang.export.nodes import NodeGraph, node_graph
 from wirelang.ir import core
-from wirelang.passes.check import sparse_candidates
+from wirelang.ops import sparse_candidates
 from wirelang.runs.load import Run
 
 
@@ -138,16 +138,17 @@ def inspect_run(run: Run) -> dict[str, Any]:
         c = cost.layer_cost(layer) if layer.path not in by_path else None
         params += c.params if c else by_path[layer.path]["params"]
         macs += c.macs if c else by_path[layer.path]["macs"]
-    # a pool holds k edges over all its members together
-    pooled = [(g["pool"], g["active_edges"]) for g in graphs if g["pool"]] + [
-        (x["pool"], x["active"]) for x in sparse if x["pool"]
-    ]
+    # a pool holds k edges over all its members together (ranked jointly, or each its own k)
+    active = {g["name"]: g["active_edges"] for g in graphs} | {
+        x["path"]: x["active"] for x in sparse
+    }
     pool_rows = [
         {
             "name": p.name,
             "budget": p.budget.k,
-            "active": sum(n for name, n in pooled if name == p.name),
+            "active": sum(active[m] for m in p.members),
             "members": p.members,
+            "allocate": p.allocate,
         }
         for p in net.pools
     ]

@@ -204,11 +204,24 @@ class Residual(IRNode):
 Item = Annotated[Layer | Graph | Residual, Field(discriminator="kind")]
 
 
+# How a pool's k is split between its members: `global` ranks all members' weights together (one
+# top k over the pool); `uniform` gives each member the pool's fraction of its own candidates;
+# `erk` gives each the Erdos-Renyi-Kernel density of RigL. The counts: `wirelang.cost.member_ks`.
+Allocation = Literal["global", "uniform", "erk"]
+ALLOCATIONS: tuple[str, ...] = Allocation.__args__
+
+
 class Pool(IRNode):
     name: str
     budget: OwnBudget
     members: list[str] = []  # graph names and layer paths sharing this pool
     candidates: int = 0
+    # Both are left out of the dump when they hold their defaults, so that a pooled network
+    # written before allocations existed keeps its meaning and `spec_hash` (runs, checkpoints).
+    allocate: Allocation = Field(default="global", exclude_if=lambda v: v == "global")
+    # Each member's own k (graph name or layer path -> k) when the allocation is per member,
+    # set by the check pass from `cost.member_ks`; empty for a pool ranked jointly.
+    shares: dict[str, int] = Field(default={}, exclude_if=lambda v: not v)
 
 
 class Network(IRNode):

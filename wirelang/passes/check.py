@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
+from wirelang import cost
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
-from wirelang.ops import sparse_candidates
 from wirelang.passes.shapes import topo_order
 
 
@@ -353,15 +353,17 @@ def _fixed(g: core.Graph, rep: Reporter) -> core.Graph:
 
 
 def check_pools(net: core.Network, rep: Reporter) -> core.Network:
+    """Resolve each pool's k over its members' candidates and, when the pool allocates per
+    member, each member's own k (`Pool.shares`, from `cost.member_ks`)."""
     pools = {p.name: p for p in net.pools}
-    members: dict[str, list[tuple[str, int, Span]]] = {name: [] for name in pools}
+    members: dict[str, list[tuple[str, list[cost.Part], Span]]] = {name: [] for name in pools}
     before = len(rep.diagnostics)
     for g in net.graphs():
         if isinstance(g.budget, core.PooledBudget):
-            _member(g.budget, g.name, g.candidates, pools, members, rep)
+            _member(g.budget, g.name, cost.member_parts(g), pools, members, rep)
     for layer in net.layers():
         if layer.sparse is not None and isinstance(layer.sparse.budget, core.PooledBudget):
-            _member(layer.sparse.budget, layer.path, sparse_candidates(layer), pools, members, rep)
+            _member(layer.sparse.budget, layer.path, cost.member_parts(layer), pools, members, rep)
     resolved = []
     unknown = len(rep.diagnostics) > before  # a misspelt pool name: its pool is not "unused"
     for p in net.pools:
@@ -375,18 +377,44 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
                 "use `budget pooled " + p.name + "` in a graph or a sparse block",
             )
             continue
-        cand = sum(c for _, c, _ in got)
+        cand = sum(n for _, parts, _ in got for _, n in parts)
         budget = resolve_k(p.budget, cand, f"pool `{p.name}`", rep)
-        if budget is not None:
-            resolved.append(
-                p.model_copy(
-                    update={"budget": budget, "members": [m for m, _, _ in got], "candidates": cand}
-                )
-            )
+        if budget is None:
+            continue
+        shares = _shares(p, budget.k, got, rep)
+        if shares is not None:
+            names = [m for m, _, _ in got]
+            update = {"budget": budget, "members": names, "candidates": cand, "shares": shares}
+            resolved.append(p.model_copy(update=update))
     return net.model_copy(update={"pools": resolved})
 
 
-def _member(budget: core.PooledBudget, name: str, cand: int, pools, members, rep: Reporter) -> None:
+def _shares(
+    p: core.Pool, k: int, got: list[tuple[str, list[cost.Part], Span]], rep: Reporter
+) -> dict[str, int] | None:
+    """Each member's own k when `p` allocates per member ({} when it ranks them jointly); None
+    after an error: a member left without a single weight would be cut out of the network."""
+    if p.allocate == "global":
+        return {}
+    ks = cost.member_ks(k, p.allocate, [parts for _, parts, _ in got])
+    empty = [(name, span) for (name, _, span), n in zip(got, ks, strict=True) if n == 0]
+    if empty:
+        listed = ", ".join(f"`{name}`" for name, _ in empty[:12])
+        more = f" and {len(empty) - 12} more" if len(empty) > 12 else ""
+        rep.error(
+            p.span,
+            f"pool `{p.name}` allocates its {k} weights by `{p.allocate}` and leaves "
+            f"{len(empty)} of its {len(got)} members without any: {listed}{more}",
+            "raise the pool's budget, or give these members their own budget",
+            related=[(span, f"`{name}` draws from the pool here") for name, span in empty[:3]],
+        )
+        return None
+    return {name: n for (name, _, _), n in zip(got, ks, strict=True)}
+
+
+def _member(
+    budget: core.PooledBudget, name: str, parts: list[cost.Part], pools, members, rep: Reporter
+) -> None:
     if budget.pool not in pools:
         rep.error(
             budget.span,
@@ -394,4 +422,4 @@ def _member(budget: core.PooledBudget, name: str, cand: int, pools, members, rep
             did_you_mean(budget.pool, pools) or "declare it in the network: `pool NAME 10%`",
         )
         return
-    members[budget.pool].append((name, cand, budget.span))
+    members[budget.pool].append((name, parts, budget.span))

@@ -246,7 +246,12 @@ def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int 
                             "a pool's budget is a count or a percentage, not another pool",
                         )
                     elif ctx.claim(f"pool:{item.name}", item.span):
-                        ctx.pools.append(core.Pool(span=item.span, name=item.name, budget=budget))
+                        allocate = _allocation(item, ctx.rep)
+                        ctx.pools.append(
+                            core.Pool(
+                                span=item.span, name=item.name, budget=budget, allocate=allocate
+                            )
+                        )
             case ast.SparseDecl():
                 ctx.sparse.append(item)
                 ctx.sparse_scope = scope
@@ -330,6 +335,23 @@ def _residual(
     ctx.items.append(
         core.Residual(span=item.span, name=name, branch=branch, shortcut=shortcut, after=after)
     )
+
+
+def _allocation(item: ast.PoolDecl, rep: Reporter) -> str:
+    """The pool's `allocate=NAME`, one of `core.ALLOCATIONS` (`global` when absent). An unknown
+    name is an error; the pool is still declared, so its members report nothing more."""
+    if item.allocate is None:
+        return "global"
+    if item.allocate in core.ALLOCATIONS:
+        return item.allocate
+    known = ", ".join(f"`{a}`" for a in core.ALLOCATIONS)
+    rep.error(
+        item.allocate_span or item.span,
+        f"unknown allocation `{item.allocate}`: a pool allocates by one of {known}",
+        did_you_mean(item.allocate, core.ALLOCATIONS)
+        or "`global` ranks all members together; `uniform` and `erk` give each member its own k",
+    )
+    return "global"
 
 
 def _use(item: ast.UseDecl, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:

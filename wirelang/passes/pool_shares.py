@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass
 
 from wirelang import methods
-from wirelang.cost import budget_k
+from wirelang.cost import budget_k, ranks_jointly
 from wirelang.diagnostics import Reporter, Span
 from wirelang.ir import core
-from wirelang.passes.check import sparse_candidates
+from wirelang.ops import sparse_candidates
 
 # A member starves when it keeps less than this fraction of its fair share (the pool's fraction).
 STARVED = 0.1
@@ -89,15 +89,15 @@ def pool_members(net: core.Network, pool: core.Pool) -> list[Member]:
     pools = {p.name: p for p in net.pools}
     for g in net.graphs():
         b = g.budget
-        if _draws_from(b, pool) and _ranks_pool(g.wiring.method):
-            kind, scale = graph_draw(g, budget_k(b, g.candidates, pools))
+        if _draws_from(b, pool) and _ranks_pool(b, g.wiring.method, pools):
+            kind, scale = graph_draw(g, budget_k(b, g.candidates, pools, g.name))
             out.append(Member(g.name, g.candidates, kind, scale, b.span))
     for layer in net.layers():
         sp = layer.sparse
         if (
             sp is not None
             and _draws_from(sp.budget, pool)
-            and _ranks_pool(sp.wiring.method)
+            and _ranks_pool(sp.budget, sp.wiring.method, pools)
             and layer.in_shape is not None
         ):
             n = sparse_candidates(layer)
@@ -105,10 +105,10 @@ def pool_members(net: core.Network, pool: core.Pool) -> list[Member]:
     return out
 
 
-def _ranks_pool(method: str) -> bool:
+def _ranks_pool(budget: core.Budget, method: str, pools: dict[str, core.Pool]) -> bool:
+    # Only a joint ranking can starve a member (a per-member allocation gives each its own k).
     # Two-phase methods rank the pool after training the complete network, not at initialisation.
-    spec = methods.WIRINGS[method]
-    return spec.pools and not spec.two_phase
+    return ranks_jointly(budget, method, pools) and not methods.WIRINGS[method].two_phase
 
 
 def warn_starved_members(net: core.Network, rep: Reporter) -> core.Network:
@@ -134,7 +134,9 @@ def warn_starved_members(net: core.Network, rep: Reporter) -> core.Network:
             f"of the pool's {_percent(fair)}: {listed}{more} (their initial weights are smaller, "
             "so few of them rank in the top k)",
             "if each member should keep its own share, give members their own budget "
-            f"({_own_budget(pool)} instead of `budget pooled {pool.name}`)",
+            f"({_own_budget(pool)} instead of `budget pooled {pool.name}`) or allocate the pool "
+            f"per member (`pool {pool.name} {_pool_budget(pool)} allocate=uniform`, or "
+            "`allocate=erk` for RigL's Erdos-Renyi-Kernel densities)",
             related=[(m.span, f"`{m.name}` draws from the pool here") for m in starved[:3]],
         )
     return net
@@ -142,6 +144,12 @@ def warn_starved_members(net: core.Network, rep: Reporter) -> core.Network:
 
 def _draws_from(budget: core.Budget, pool: core.Pool) -> bool:
     return isinstance(budget, core.PooledBudget) and budget.pool == pool.name
+
+
+def _pool_budget(pool: core.Pool) -> str:
+    if isinstance(pool.budget, core.FractionBudget):
+        return f"{100 * pool.budget.fraction:g}%"
+    return str(pool.budget.count)
 
 
 def _own_budget(pool: core.Pool) -> str:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from wirelang.diagnostics import Reporter, did_you_mean
 from wirelang.ir import core
-from wirelang.passes.check import resolve_k, sparse_candidates
+from wirelang.ops import sparse_candidates
+from wirelang.passes.check import resolve_k
 from wirelang.passes.evaluate import Scope
 from wirelang.passes.items import budget_value, wiring_from
 from wirelang.syntax import ast

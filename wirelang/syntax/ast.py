@@ -311,6 +311,8 @@ class PoolDecl(Node):
     kind: Literal["pool"] = "pool"
     name: str
     budget: BudgetValue
+    allocate: str | None = None  # `allocate=NAME` as written; checked when the pool is built
+    allocate_span: Span | None = None
 
 
 @syntax_node

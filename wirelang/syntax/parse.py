@@ -652,7 +652,17 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def pool(self, meta, c):
-        return ast.PoolDecl(span=self._s(meta), name=str(c[0]), budget=c[1])
+        allocate = c[2]  # the NAME token of `allocate=NAME`, or None
+        return ast.PoolDecl(
+            span=self._s(meta),
+            name=str(c[0]),
+            budget=c[1],
+            allocate=None if allocate is None else str(allocate),
+            allocate_span=None if allocate is None else self._tok(allocate),
+        )
+
+    def pool_allocate(self, c):
+        return c[0]
 
     @v_args(meta=True)
     def sparse_kinds(self, meta, c):
