@@ -62,6 +62,7 @@ from wirelang.train.optim import (
 )
 from wirelang.train.progress import Progress
 from wirelang.train.runs import RunPlan
+from wirelang.train_config import TrainConfig
 from wirelang.version import LANGUAGE_VERSION, __version__
 
 
@@ -158,317 +159,409 @@ class EpochCounters:
     window: Window = field(default_factory=Window)
 
 
+@dataclass
+class Loop:
+    """Everything the steps of `run` share: the plan, the model and how it executes, the data,
+    and three values that live across epochs (the weight average, which phase two restarts; the
+    best epoch so far; the active edges at the last epoch end and the last metrics.csv row, for
+    `edges_swapped`). What a resumed run needs of them is saved as a `TrainState`."""
+
+    plan: RunPlan
+    d: Dist
+    progress: Progress
+    model: nn.Module
+    initial: dict[str, torch.Tensor]  # the weights before training: lottery_one_shot rewinds here
+    phases: list
+    memory_format: torch.memory_format
+    cuda: bool
+    # set by `_load_data`
+    splits: Any = None
+    loader: Any = None
+    sampler: Any = None
+    val_loader: Any = None
+    test_loader: Any = None
+    batches: int = 0  # per epoch, a multiple of `accumulate`, the same on every rank
+    steps: int = 0  # optimizer steps per epoch: the schedule counts these
+    # set by `_resume` and `_execution`
+    ema: WeightAverage | None = None
+    log: MetricsLog | None = None
+    step_log: StepLog | None = None
+    forward: Any = None
+    no_sync: Any = None
+    autocast: Any = nullcontext
+    scaler: Any = None
+    criterion: Any = None
+    # across epochs
+    best: dict[str, Any] | None = None
+    epoch_masks: dict | None = None
+    row_masks: dict | None = None
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.plan.config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan.run_dir
+
+    def say(self, text: str) -> None:
+        self.progress.say(text)
+
+    def epochs_before(self, phase) -> int:
+        """Epochs of the phases before `phase`: epochs and steps count across phases."""
+        return sum(p.epochs for p in self.phases if p.number < phase.number)
+
+    def steps_before(self, phase) -> int:
+        return self.steps * self.epochs_before(phase)
+
+
 def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
-    cfg, run_dir = plan.config, plan.run_dir
-    progress = progress or Progress(enabled=d.is_main)
-    say = progress.say
-    spec_hash = plan.spec_hash
+    """Train `plan` in this process (every rank runs it with the same plan)."""
+    loop = _build(plan, d, progress or Progress(enabled=d.is_main))
+    found = ckpt.resume_point(plan.run_dir, say=loop.say, spec_hash=plan.spec_hash)
+    if found is not None and found[0].get("finished"):  # before it looks for its data
+        resumed = found[0]
+        loop.say(
+            f"{plan.run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do"
+        )
+        return RunResult(plan.run_dir, _last_record(plan.run_dir))
+    _load_data(loop)
+    state = _resume(loop, found)
+    _execution(loop)
+    record: dict[str, Any] = {}
+    for phase in loop.phases:
+        if phase.number < state.phase:
+            continue
+        first_epoch = state.epoch if phase.number == state.phase else 0
+        optimizer = _start_phase(loop, phase, state, fresh=first_epoch == 0)
+        for epoch in range(first_epoch + 1, phase.epochs + 1):
+            counters, lr, started = _train_epoch(loop, phase, epoch, optimizer, state)
+            record, improved = _evaluate(loop, phase, epoch, counters, lr, started)
+            state = _checkpoint(loop, phase, epoch, optimizer, record, improved)
+    return _finish(loop, record)
+
+
+def _build(plan: RunPlan, d: Dist, progress: Progress) -> Loop:
+    """The model: every rank compiles the same initial weights and masks from the seed."""
+    cfg = plan.config
     cuda = d.device.type == "cuda"
     if not cuda and (cfg.amp != "none" or cfg.channels_last):
-        say("note: amp and channels_last apply to CUDA only; ignored on CPU")
-
-    # ---- the model: every rank compiles the same initial weights and masks from the seed
+        progress.say("note: amp and channels_last apply to CUDA only; ignored on CPU")
     model = compile_network(plan.net, seed=cfg.seed)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}  # lottery_one_shot rewinds here
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     model.to(d.device)
     memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    plan_phases = phases(cfg, model.two_phase())
+    return Loop(
+        plan, d, progress, model, initial, phases(cfg, model.two_phase()), memory_format, cuda
+    )
 
-    # ---- a finished run says so before it looks for its data
-    found = ckpt.resume_point(run_dir, say=say, spec_hash=spec_hash)
-    if found is not None and found[0].get("finished"):
-        say(
-            f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do"
-        )
-        return RunResult(run_dir, _last_record(run_dir))
 
-    # ---- data: the val split is held out of training; the test set is only reported
-    given = plan.given
-    splits = given.splits() if given is not None else load_splits(cfg, plan.net, plan.download)
+def _load_data(loop: Loop) -> None:
+    """The splits and their loaders: the val split is held out of training; the test set is
+    only reported."""
+    cfg, plan, given = loop.cfg, loop.plan, loop.plan.given
+    loop.splits = given.splits() if given is not None else load_splits(cfg, plan.net, plan.download)
     collate = given.collate_fn if given is not None else None
-    loader, sampler = train_loader(splits.train, cfg, d, collate)
-    val_loader = eval_loader(splits.val, cfg, d, collate)
-    test_loader = eval_loader(splits.test, cfg, d, collate)
-    accumulate = cfg.accumulate
-    batches = len(loader)  # per epoch, a multiple of `accumulate`, the same on every rank
-    steps = batches // accumulate  # optimizer steps per epoch: the schedule counts these
+    loop.loader, loop.sampler = train_loader(loop.splits.train, cfg, loop.d, collate)
+    loop.val_loader = eval_loader(loop.splits.val, cfg, loop.d, collate)
+    loop.test_loader = eval_loader(loop.splits.test, cfg, loop.d, collate)
+    loop.batches = len(loop.loader)
+    loop.steps = loop.batches // cfg.accumulate
 
-    # ---- resume: continue after the last good checkpoint (none in a fresh run)
-    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+
+def _resume(loop: Loop, found: tuple[dict[str, Any], Path] | None) -> TrainState:
+    """Continue after the last good checkpoint (`found`; None in a fresh run): the weights, the
+    weight average, the random state, and where training stood. Opens the metrics files."""
+    cfg, d, model = loop.cfg, loop.d, loop.model
+    loop.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     state = TrainState()
     if found is not None:
-        state = _restore(found, model, ema, d, plan_phases, steps)
+        state = _restore(found, model, loop.ema, d, loop.phases, loop.steps)
         where = (
             f"epoch {state.epoch}"
             if state.within is None
             else f"epoch {state.within['epoch']}, step {state.within['step']}"
         )
-        say(f"resuming {run_dir} from {found[1].name} (phase {state.phase}, {where})")
-    log = MetricsLog(run_dir)
-    step_log = StepLog(run_dir, state.step, cfg.tensorboard) if d.is_main else None
+        loop.say(f"resuming {loop.run_dir} from {found[1].name} (phase {state.phase}, {where})")
+    loop.log = MetricsLog(loop.run_dir)
+    loop.step_log = StepLog(loop.run_dir, state.step, cfg.tensorboard) if d.is_main else None
     if d.is_main and found is not None:
-        log.truncate_after(state.phase, state.epoch)
+        loop.log.truncate_after(state.phase, state.epoch)
+    loop.best = state.best
+    loop.epoch_masks, loop.row_masks = state.masks(model, d.device)
+    splits = loop.splits
     n_val = len(splits.val) if splits.val is not None else 0
-    say(
-        f"{plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test or ())} test, "
+    loop.say(
+        f"{loop.plan.net.name}: {cfg.data.name} {len(splits.train)} train / {n_val} val / {len(splits.test or ())} test, "
         f"batch {cfg.batch} ({cfg.batch // d.world_size} x {d.world_size} {d.device.type})"
-        + (f" x accumulate {accumulate}" if accumulate > 1 else "")
-        + f", {model.count_params():,} parameters -> {run_dir}"
+        + (f" x accumulate {cfg.accumulate}" if cfg.accumulate > 1 else "")
+        + f", {model.count_params():,} parameters -> {loop.run_dir}"
     )
+    return state
 
-    # ---- execution: DDP across ranks, optional torch.compile, AMP on CUDA
+
+def _execution(loop: Loop) -> None:
+    """How a batch runs: DDP across ranks, optional torch.compile, AMP on CUDA."""
+    cfg, d, cuda = loop.cfg, loop.d, loop.cuda
     ddp = (
-        DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None)
+        DistributedDataParallel(loop.model, device_ids=[d.local_rank] if cuda else None)
         if d.is_distributed
-        else model
+        else loop.model
     )
-    forward = _CompileOrEager(ddp, say) if cfg.compile else ddp
+    loop.forward = _CompileOrEager(ddp, loop.say) if cfg.compile else ddp
+    loop.no_sync = ddp.no_sync if d.is_distributed else None
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    autocast = (
-        partial(torch.autocast, "cuda", dtype=amp_dtype) if cuda and amp_dtype else nullcontext
+    if cuda and amp_dtype:
+        loop.autocast = partial(torch.autocast, "cuda", dtype=amp_dtype)
+    loop.scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
+    loop.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+def _start_phase(loop: Loop, phase, state: TrainState, fresh: bool):
+    """The phase's optimizer (its saved state when the run resumes inside the phase). Phase two
+    begins by fixing the masks (`_enter_phase_two`) unless it had already begun (`fresh`: no
+    epoch of it is done)."""
+    if phase.number == 2 and fresh and state.within is None:
+        _enter_phase_two(loop.model, loop.initial, loop.say)
+        if loop.ema is not None:  # the average restarts from the sparse network
+            loop.ema = WeightAverage(loop.model, loop.cfg.ema)
+        loop.best = None  # the best checkpoint is chosen among the sparse network's epochs
+    optimizer = build_optimizer(loop.model, phase.optimizer)
+    if state.optimizer is not None and phase.number == state.phase:
+        optimizer.load_state_dict(state.optimizer)
+        loop.scaler.load_state_dict(state.scaler)
+    return optimizer
+
+
+def _train_epoch(
+    loop: Loop, phase, epoch: int, optimizer, state: TrainState
+) -> tuple[EpochCounters, float, float]:
+    """One pass over the training split (the rest of it in the epoch a checkpoint was written
+    inside): (this epoch's counters, the last learning rate, the time it started)."""
+    cfg, d, steps = loop.cfg, loop.d, loop.steps
+    seed_epoch(loop.loader, loop.sampler, cfg.seed, _data_epoch(loop, phase, epoch), d.rank)
+    title = f"epoch {epoch}/{phase.epochs}"
+    loop.progress.start_epoch(
+        f"phase {phase.number} {title}" if len(loop.phases) > 1 else title, loop.batches
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    # edges_swapped compares each epoch end with the last, and each metrics.csv row with the last
-    previous_active, row_active = state.masks(model, d.device)
-
-    def measure(loader_: Any) -> tuple[dict | None, dict | None]:
-        """The model's figures on a split, and its weight average's (None without `ema`)."""
-        own = evaluate(model, loader_, d, autocast, cuda and cfg.channels_last)
-        if ema is None:
-            return own, None
-        with ema.swapped_into(model):
-            return own, evaluate(model, loader_, d, autocast, cuda and cfg.channels_last)
-
-    best, record = state.best, {}
-    for phase in plan_phases:
-        if phase.number < state.phase:
-            continue
-        first_epoch = state.epoch if phase.number == state.phase else 0
-        epoch_offset = sum(p.epochs for p in plan_phases if p.number < phase.number)
-        if phase.number == 2 and first_epoch == 0 and state.within is None:
-            _enter_phase_two(model, initial, say)
-            if ema is not None:  # the average restarts from the sparse network
-                ema = WeightAverage(model, cfg.ema)
-            best = None  # the best checkpoint is chosen among the sparse network's epochs
-        optimizer = build_optimizer(model, phase.optimizer)
-        if state.optimizer is not None and phase.number == state.phase:
-            optimizer.load_state_dict(state.optimizer)
-            scaler.load_state_dict(state.scaler)
-
-        for epoch in range(first_epoch + 1, phase.epochs + 1):
-            global_epoch = epoch_offset + epoch  # counts across phases: the data order's key
-            seed_epoch(loader, sampler, cfg.seed, global_epoch, d.rank)
-            title = (
-                f"phase {phase.number} epoch {epoch}/{phase.epochs}"
-                if len(plan_phases) > 1
-                else f"epoch {epoch}/{phase.epochs}"
-            )
-            progress.start_epoch(title, batches)
-            model.train()
-            t0 = time.perf_counter()
-            c = state.begin_epoch(phase.number, epoch, d.rank)
-            sampler.start = c.batch  # a resumed epoch skips the batches it had done
-            for i, (x, y) in enumerate(loader, start=c.batch):
-                # batch i; with gradient accumulation, `accumulate` batches make one step
-                step = (epoch - 1) * steps + i // accumulate  # within this phase; the schedule's
-                last_of_step = (i + 1) % accumulate == 0
-                if i % accumulate == 0:
-                    lr = set_lr(optimizer, lr_factor(step, steps, phase))
-                    model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
-                    optimizer.zero_grad(set_to_none=True)
-                x = x.to(d.device, non_blocking=True).contiguous(
-                    memory_format=memory_format
-                )  # (b, C, H, W)
-                y = y.to(d.device, non_blocking=True)  # (b,)
-                # DDP averages gradients over ranks at the batch that ends a step only
-                sync = ddp.no_sync if d.is_distributed and not last_of_step else nullcontext
-                with sync():
-                    with autocast():
-                        logits = forward(x)  # (b, classes)
-                        loss = criterion(logits.float(), y) + model.regularization().to(d.device)
-                    hits = int((logits.argmax(1) == y).sum())
-                    # One small all-reduce per batch: every rank's loss, hits and images for
-                    # the log, and a non-finite loss on any rank is seen by every rank at the
-                    # same batch, so all stop together.
-                    loss_all, hits_all, seen_all = all_sum(d, [loss.item(), hits, len(y)])
-                    mean_loss = loss_all / d.world_size
-                    if not math.isfinite(mean_loss):
-                        _stop_non_finite(
-                            mean_loss,
-                            epoch_offset * steps + step + 1,
-                            phase.number,
-                            epoch,
-                            run_dir,
-                            d,
-                        )
-                    scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
-                if last_of_step:
-                    if cfg.clip_grad:
-                        scaler.unscale_(optimizer)  # the bound is on the true gradient's norm
-                        clip_gradients(model, cfg.clip_grad)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if ema is not None:
-                        ema.update(model)
-                c.batch = i + 1
-                c.loss_sum += mean_loss * len(y)
-                c.correct += hits
-                c.seen += len(y)
-                c.shown.add(mean_loss * seen_all, hits_all, seen_all)
-                c.window.add(mean_loss * seen_all, hits_all, seen_all)
-                shown = c.shown
-                progress.step(
-                    i + 1, shown.loss_sum / shown.seen, shown.correct / shown.seen, int(shown.seen)
-                )
-                done = epoch_offset * steps + step + 1  # optimizer steps over the whole run
-                if last_of_step and (done % cfg.log_every == 0 or i + 1 == batches):
-                    if step_log is not None:
-                        active = model.active_masks()
-                        swapped = sum(edges_swapped(row_active, active).values())
-                        step_log.append(c.window.row(phase.number, epoch, done, lr, swapped))
-                        row_active = active
-                    c.window = Window()
-                if (
-                    cfg.checkpoint_steps
-                    and last_of_step
-                    and (i + 1) // accumulate % cfg.checkpoint_steps == 0
-                    and i + 1 < batches
-                ):
-                    state = TrainState.inside_epoch(
-                        phase.number,
-                        epoch,
-                        best,
-                        done,
-                        c,
-                        (previous_active, row_active),
-                        d.world_size,
-                    )
-                    _checkpoint_within(
-                        run_dir,
-                        d,
-                        model,
-                        ema,
-                        optimizer,
-                        scaler,
-                        _schedule(phase, steps, step + 1),
-                        state,
-                        (c.loss_sum, c.correct, c.seen),
-                        cfg.seed,
-                        spec_hash,
-                    )
-            sampler.start = 0
-
-            # ---- end of epoch: measure, check the ranks agree, log, checkpoint
-            model.set_progress(epoch / phase.epochs)
-            loss_total, correct, seen = all_sum(d, [c.loss_sum, c.correct, c.seen])
-            sync_buffers(d, model)
-            val, ema_val = measure(val_loader)
-            nfe = model.nfe()  # function evaluations of the last (validation) forward pass
-            mask_hash = model.mask_hash()
-            if not same_everywhere(d, mask_hash):
-                raise RunError(
-                    f"the masks differ between processes after phase {phase.number} epoch {epoch}; stopped",
-                    quiet=not d.is_main,
-                )
-            active = model.active_masks()
-            record = {
-                "epoch": epoch,
-                "phase": phase.number,
-                "step": (epoch_offset + epoch) * steps,
-                "lr": lr,
-                "train_loss": loss_total / seen,
-                "train_top1": correct / seen,
-                **_figures("val", val),
-                "time_s": time.perf_counter() - t0,
-                "edges_swapped": edges_swapped(previous_active, active),
-                "mask_hash": mask_hash,
-                "seed": cfg.seed,
-                "spec_hash": spec_hash,
-            }
-            if ema is not None:
-                record.update(_figures("ema_val", ema_val))
-            previous_active = active
-            if nfe:
-                record["nfe"] = nfe
-            # The checkpoints hand out the weight average when there is one: the best epoch is
-            # chosen by its top-1. Without a validation split the best is the last.
-            chosen = ema_val if ema is not None else val
-            improved = best is None or chosen is None or chosen["top1"] > best["val_top1"]
-            if improved:
-                best = {
-                    "phase": phase.number,
-                    "epoch": epoch,
-                    "val_top1": chosen and chosen["top1"],
-                }
-            finished = phase is plan_phases[-1] and epoch == phase.epochs
-            if finished:  # the test set is looked at once, at the very end
-                test, ema_test = measure(test_loader)  # None: a data folder without a test split
-                record.update(_figures("test", test))
-                if ema is not None:
-                    record.update(_figures("ema_test", ema_test))
-                record.update(
-                    best_phase=best["phase"],
-                    best_epoch=best["epoch"],
-                    best_val_top1=best["val_top1"],
-                    best_by="ema_val_top1" if ema is not None else "val_top1",
-                )
-            progress.end_epoch(record)
-            if step_log is not None:
-                step_log.epoch(record)
-            state = TrainState(phase=phase.number, epoch=epoch, best=best, step=record["step"])
-            payload = _payload(
-                model,
-                ema,
-                optimizer,
-                scaler,
-                d,
-                state,
-                scheduler=_schedule(phase, steps, epoch * steps),
-                rng=ckpt.rng_state(),
-                sampler={"seed": cfg.seed, "epoch": global_epoch},
-                seed=cfg.seed,
-                spec_hash=spec_hash,
-                mask_hash=mask_hash,
-                finished=finished,
-            )
-            # The metrics line goes first: a crash before the checkpoint lands only repeats
-            # this epoch on resume (lines past the checkpoint are dropped then).
-            error = (
-                _write_epoch(
-                    run_dir,
-                    log,
-                    record,
-                    payload,
-                    improved,
-                    phase.number == 1 and len(plan_phases) > 1 and epoch == phase.epochs,
-                )
-                if d.is_main
-                else None
-            )
-            if not all_agree(d, error is None):
-                raise error or RunError(
-                    "rank 0 could not write its checkpoint; stopped", quiet=True
-                )
-
-    progress.close()
-    if step_log is not None:
-        step_log.close()
-    if record:
-        say(
-            "done: test top1 "
-            + ("n/a" if record["test_top1"] is None else f"{100 * record['test_top1']:.2f}%")
-            + ", best val top1 "
-            + (
-                "n/a"
-                if record["best_val_top1"] is None
-                else f"{100 * record['best_val_top1']:.2f}%"
-            )
-            + (" (weight average)" if ema is not None else "")
-            + f" (phase {best['phase']} epoch {best['epoch']}) -> {run_dir}"
+    loop.model.train()
+    started = time.perf_counter()
+    c = state.begin_epoch(phase.number, epoch, d.rank)
+    loop.sampler.start = c.batch  # a resumed epoch skips the batches it had done
+    lr = math.nan
+    for i, (x, y) in enumerate(loop.loader, start=c.batch):
+        # batch i; with gradient accumulation, `accumulate` batches make one step
+        step = (epoch - 1) * steps + i // cfg.accumulate  # within this phase: the schedule's
+        last_of_step = (i + 1) % cfg.accumulate == 0
+        if i % cfg.accumulate == 0:
+            lr = set_lr(optimizer, lr_factor(step, steps, phase))
+            loop.model.set_progress(step / (phase.epochs * steps))  # l1_anneal's threshold
+            optimizer.zero_grad(set_to_none=True)
+        done = loop.steps_before(phase) + step + 1  # optimizer steps over the whole run
+        mean_loss, hits, hits_all, seen_all = _train_batch(
+            loop, optimizer, x, y, last_of_step, (phase.number, epoch, done)
         )
-    return RunResult(run_dir, record, model.eval())
+        c.batch = i + 1
+        c.loss_sum += mean_loss * len(y)
+        c.correct += hits
+        c.seen += len(y)
+        c.shown.add(mean_loss * seen_all, hits_all, seen_all)
+        c.window.add(mean_loss * seen_all, hits_all, seen_all)
+        shown = c.shown
+        loop.progress.step(
+            i + 1, shown.loss_sum / shown.seen, shown.correct / shown.seen, int(shown.seen)
+        )
+        if last_of_step and (done % cfg.log_every == 0 or i + 1 == loop.batches):
+            _log_steps(loop, c, phase.number, epoch, done, lr)
+        checkpoint_due = (
+            cfg.checkpoint_steps and (i + 1) // cfg.accumulate % cfg.checkpoint_steps == 0
+        )
+        if last_of_step and checkpoint_due and i + 1 < loop.batches:
+            _checkpoint_within(loop, phase, epoch, optimizer, c, done, step + 1)
+    loop.sampler.start = 0
+    return c, lr, started
+
+
+def _train_batch(
+    loop: Loop, optimizer, x: torch.Tensor, y: torch.Tensor, last_of_step: bool, where: tuple
+) -> tuple[float, int, float, float]:
+    """Forward and backward for one batch, and the optimizer step when it ends one: (the loss
+    averaged over the ranks, this rank's hits, every rank's hits and images)."""
+    cfg, d, model = loop.cfg, loop.d, loop.model
+    x = x.to(d.device, non_blocking=True).contiguous(
+        memory_format=loop.memory_format
+    )  # (b, C, H, W)
+    y = y.to(d.device, non_blocking=True)  # (b,)
+    accumulate = cfg.accumulate
+    # DDP averages gradients over ranks at the batch that ends a step only
+    sync = loop.no_sync if loop.no_sync is not None and not last_of_step else nullcontext
+    with sync():
+        with loop.autocast():
+            logits = loop.forward(x)  # (b, classes)
+            loss = loop.criterion(logits.float(), y) + model.regularization().to(d.device)
+        hits = int((logits.argmax(1) == y).sum())
+        # One small all-reduce per batch: every rank's loss, hits and images for the log, and
+        # a non-finite loss on any rank is seen by every rank at the same batch, so all stop
+        # together.
+        loss_all, hits_all, seen_all = all_sum(d, [loss.item(), hits, len(y)])
+        mean_loss = loss_all / d.world_size
+        if not math.isfinite(mean_loss):
+            phase, epoch, done = where
+            _stop_non_finite(mean_loss, done, phase, epoch, loop.run_dir, d)
+        loop.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+    if last_of_step:
+        if cfg.clip_grad:
+            loop.scaler.unscale_(optimizer)  # the bound is on the true gradient's norm
+            clip_gradients(model, cfg.clip_grad)
+        loop.scaler.step(optimizer)
+        loop.scaler.update()
+        if loop.ema is not None:
+            loop.ema.update(model)
+    return mean_loss, hits, hits_all, seen_all
+
+
+def _log_steps(loop: Loop, c: EpochCounters, phase: int, epoch: int, done: int, lr: float) -> None:
+    """A metrics.csv row for the steps since the last one (rank 0 writes it)."""
+    if loop.step_log is not None:
+        active = loop.model.active_masks()
+        swapped = sum(edges_swapped(loop.row_masks, active).values())
+        loop.step_log.append(c.window.row(phase, epoch, done, lr, swapped))
+        loop.row_masks = active
+    c.window = Window()
+
+
+def _evaluate(
+    loop: Loop, phase, epoch: int, c: EpochCounters, lr: float, started: float
+) -> tuple[dict[str, Any], bool]:
+    """The end of an epoch: (its metrics.jsonl line, whether it is the best so far). Measures
+    the validation split (the test split after the last epoch), checks that the ranks agree."""
+    d, model, ema = loop.d, loop.model, loop.ema
+    model.set_progress(epoch / phase.epochs)
+    loss_total, correct, seen = all_sum(d, [c.loss_sum, c.correct, c.seen])
+    sync_buffers(d, model)
+    val, ema_val = _measure(loop, loop.val_loader)
+    nfe = model.nfe()  # function evaluations of the last (validation) forward pass
+    mask_hash = model.mask_hash()
+    if not same_everywhere(d, mask_hash):
+        raise RunError(
+            f"the masks differ between processes after phase {phase.number} epoch {epoch}; stopped",
+            quiet=not d.is_main,
+        )
+    active = model.active_masks()
+    record = {
+        "epoch": epoch,
+        "phase": phase.number,
+        "step": loop.steps_before(phase) + epoch * loop.steps,
+        "lr": lr,
+        "train_loss": loss_total / seen,
+        "train_top1": correct / seen,
+        **_figures("val", val),
+        "time_s": time.perf_counter() - started,
+        "edges_swapped": edges_swapped(loop.epoch_masks, active),
+        "mask_hash": mask_hash,
+        "seed": loop.cfg.seed,
+        "spec_hash": loop.plan.spec_hash,
+    }
+    if ema is not None:
+        record.update(_figures("ema_val", ema_val))
+    loop.epoch_masks = active
+    if nfe:
+        record["nfe"] = nfe
+    # The checkpoints hand out the weight average when there is one: the best epoch is chosen
+    # by its top-1. Without a validation split the best is the last.
+    chosen = ema_val if ema is not None else val
+    best = loop.best
+    improved = best is None or chosen is None or chosen["top1"] > best["val_top1"]
+    if improved:
+        loop.best = {"phase": phase.number, "epoch": epoch, "val_top1": chosen and chosen["top1"]}
+    if _is_last(loop, phase, epoch):  # the test set is looked at once, at the very end
+        test, ema_test = _measure(loop, loop.test_loader)  # None: a folder without a test split
+        record.update(_figures("test", test))
+        if ema is not None:
+            record.update(_figures("ema_test", ema_test))
+        record.update(
+            best_phase=loop.best["phase"],
+            best_epoch=loop.best["epoch"],
+            best_val_top1=loop.best["val_top1"],
+            best_by="ema_val_top1" if ema is not None else "val_top1",
+        )
+    return record, improved
+
+
+def _checkpoint(
+    loop: Loop, phase, epoch: int, optimizer, record: dict[str, Any], improved: bool
+) -> TrainState:
+    """The epoch's metrics.jsonl line, then last.pt (and best.pt when `improved`,
+    phase1_last.pt): the state a resumed run starts from, which is returned."""
+    d, cfg = loop.d, loop.cfg
+    loop.progress.end_epoch(record)
+    if loop.step_log is not None:
+        loop.step_log.epoch(record)
+    state = TrainState(phase=phase.number, epoch=epoch, best=loop.best, step=record["step"])
+    finished = _is_last(loop, phase, epoch)
+    payload = _payload(
+        loop.model,
+        loop.ema,
+        optimizer,
+        loop.scaler,
+        d,
+        state,
+        scheduler=_schedule(phase, loop.steps, epoch * loop.steps),
+        rng=ckpt.rng_state(),
+        sampler={"seed": cfg.seed, "epoch": _data_epoch(loop, phase, epoch)},
+        seed=cfg.seed,
+        spec_hash=loop.plan.spec_hash,
+        mask_hash=record["mask_hash"],
+        finished=finished,
+    )
+    # The metrics line goes first: a crash before the checkpoint lands only repeats this epoch
+    # on resume (lines past the checkpoint are dropped then).
+    end_of_phase1 = phase.number == 1 and len(loop.phases) > 1 and epoch == phase.epochs
+    error = (
+        _write_epoch(loop.run_dir, loop.log, record, payload, improved, end_of_phase1)
+        if d.is_main
+        else None
+    )
+    if not all_agree(d, error is None):
+        raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
+    return state
+
+
+def _finish(loop: Loop, record: dict[str, Any]) -> RunResult:
+    loop.progress.close()
+    if loop.step_log is not None:
+        loop.step_log.close()
+    if record:
+        test, best = record["test_top1"], record["best_val_top1"]
+        loop.say(
+            "done: test top1 "
+            + ("n/a" if test is None else f"{100 * test:.2f}%")
+            + ", best val top1 "
+            + ("n/a" if best is None else f"{100 * best:.2f}%")
+            + (" (weight average)" if loop.ema is not None else "")
+            + f" (phase {loop.best['phase']} epoch {loop.best['epoch']}) -> {loop.run_dir}"
+        )
+    return RunResult(loop.run_dir, record, loop.model.eval())
+
+
+def _measure(loop: Loop, loader: Any) -> tuple[dict | None, dict | None]:
+    """The model's figures on a split, and its weight average's (None without `ema`)."""
+    channels_last = loop.cuda and loop.cfg.channels_last
+    own = evaluate(loop.model, loader, loop.d, loop.autocast, channels_last)
+    if loop.ema is None:
+        return own, None
+    with loop.ema.swapped_into(loop.model):
+        return own, evaluate(loop.model, loader, loop.d, loop.autocast, channels_last)
+
+
+def _data_epoch(loop: Loop, phase, epoch: int) -> int:
+    """The epoch counted across phases: the key of the data order."""
+    return loop.epochs_before(phase) + epoch
+
+
+def _is_last(loop: Loop, phase, epoch: int) -> bool:
+    return phase is loop.phases[-1] and epoch == phase.epochs
 
 
 def _enter_phase_two(model: nn.Module, initial: dict[str, torch.Tensor], say) -> None:
@@ -570,48 +663,41 @@ def _restore(
 
 
 def _checkpoint_within(
-    run_dir: Path,
-    d: Dist,
-    model: nn.Module,
-    ema: WeightAverage | None,
-    optimizer,
-    scaler,
-    scheduler: dict[str, Any],
-    state: TrainState,
-    counters: tuple[float, int, int],
-    seed: int,
-    spec_hash: str,
+    loop: Loop, phase, epoch: int, optimizer, c: EpochCounters, done: int, phase_steps: int
 ) -> None:
-    """last.pt in the middle of an epoch: a resumed run continues at `state.within["step"]`
-    exactly as if it had never stopped (with data.workers = 0; worker processes draw their
-    augmentation afresh)."""
-    loss_sum, correct, seen = counters
+    """last.pt in the middle of an epoch, after batch `c.batch` (`done` optimizer steps over the
+    run, `phase_steps` in this phase): a resumed run continues there exactly as if it had never
+    stopped (with data.workers = 0; worker processes draw their augmentation afresh)."""
+    d = loop.d
+    state = TrainState.inside_epoch(
+        phase.number, epoch, loop.best, done, c, (loop.epoch_masks, loop.row_masks), d.world_size
+    )
     ranks = gather_to_all(
-        d, {"loss_sum": loss_sum, "correct": correct, "seen": seen, "rng": ckpt.rng_state()}
+        d, {"loss_sum": c.loss_sum, "correct": c.correct, "seen": c.seen, "rng": ckpt.rng_state()}
     )
     error = None
     if d.is_main:
         state.within["ranks"] = ranks
         payload = _payload(
-            model,
-            ema,
+            loop.model,
+            loop.ema,
             optimizer,
-            scaler,
+            loop.scaler,
             d,
             state,
-            scheduler=scheduler,
+            scheduler=_schedule(phase, loop.steps, phase_steps),
             rng=ranks[0]["rng"],
-            seed=seed,
-            spec_hash=spec_hash,
-            mask_hash=model.mask_hash(),
+            seed=loop.cfg.seed,
+            spec_hash=loop.plan.spec_hash,
+            mask_hash=loop.model.mask_hash(),
             finished=False,
         )
         try:
-            ckpt.save(run_dir / CHECKPOINTS / LAST, payload, keep_previous=True)
+            ckpt.save(loop.run_dir / CHECKPOINTS / LAST, payload, keep_previous=True)
         except RunError as err:
             error = err
         except OSError as err:
-            error = RunError(f"cannot write a checkpoint in {run_dir}: {err.strerror or err}")
+            error = RunError(f"cannot write a checkpoint in {loop.run_dir}: {err.strerror or err}")
     if not all_agree(d, error is None):
         raise error or RunError("rank 0 could not write its checkpoint; stopped", quiet=True)
 
