@@ -19,6 +19,15 @@ Tables printed:
    the peak Python heap of the build (tracemalloc) and the growth of the maximum RSS.
 
     python benchmarks/compile_time.py --sweep-only   # the text-size sweep alone (a minute)
+
+4. `--hostile`: `wirelang check` of 4 MB texts dense in tokens that the fast path for bulk lines
+   leaves to lark (commented `let`s, one long stem line), one `let` list of two million
+   tokens on one line, and 30,000 bulk `let`s followed by a syntax error (lark alone used to
+   read them all again, then once more per further error). Per text, in a fresh process: the
+   exit code, the first line of the output, CPU seconds and the maximum RSS. `--tree DIR`
+   runs another checkout's wirelang (a before/after comparison); `--timeout S` ends a case.
+
+    python benchmarks/compile_time.py --hostile [--tree DIR] [--timeout 120]
 """
 
 from __future__ import annotations
@@ -305,6 +314,80 @@ def sweep(sizes: tuple[int, ...]) -> None:
                 )
 
 
+HOSTILE_NET = """network n {
+  input image(1, 6, 6)
+  classes 2
+  stem {
+    conv(4, k=3)
+  }
+  head {
+    avgpool, linear(classes)
+  }
+}
+"""
+
+
+def hostile_texts() -> dict[str, str]:
+    """About 4 MB each of text dense in tokens (see the module's docstring, table 4)."""
+    return {
+        "commented lets (lark)": "".join(f"let a{i} = 1 + 2 * 3  # c\n" for i in range(160_000))
+        + HOSTILE_NET,
+        "one stem line (lark)": HOSTILE_NET.replace(
+            "conv(4, k=3)", "conv(4, k=3), " + "relu, " * 700_000 + "relu"
+        ),
+        "one let list (fast path)": "let xs = ["
+        + ", ".join(["1"] * 1_300_000)
+        + "]\n"
+        + HOSTILE_NET,
+        "bulk lets + a syntax error": "".join(f"let v{i} = {i} + 1\n" for i in range(30_000))
+        + "let = 2\n"
+        + HOSTILE_NET,
+        "sweep lets, 4 MB (valid)": lets_text(4_000_000),
+    }
+
+
+def hostile(tree: Path, timeout: float) -> None:
+    import os
+    import signal
+
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"wirelang from {tree}; load average before: {load}\n")
+    print("| text | size (MB) | exit | first line of the output | CPU (s) | max RSS (MiB) |")
+    print("|---|---:|---:|---|---:|---:|")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in hostile_texts().items():
+            path = Path(tmp) / "hostile.wire"
+            path.write_text(text, encoding="utf-8")
+            out = Path(tmp) / "out.txt"
+            with open(out, "w") as sink:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "wirelang", "check", str(path)],
+                    cwd=tree,
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
+                t0 = time.monotonic()
+                while True:
+                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        break
+                    if time.monotonic() - t0 > timeout:
+                        proc.send_signal(signal.SIGKILL)
+                        pid, status, usage = os.wait4(proc.pid, 0)
+                        break
+                    time.sleep(0.05)
+            code = os.waitstatus_to_exitcode(status)
+            first = out.read_text(errors="replace").split("\n", 1)[0].replace(tmp + "/", "")
+            shown = f"killed after {timeout:.0f} s" if code == -signal.SIGKILL else first[:90]
+            print(
+                f"| {name} | {len(text.encode()) / 1e6:.1f} | {code} | {shown.replace('|', '/')} "
+                f"| {usage.ru_utime + usage.ru_stime:.1f} | {usage.ru_maxrss / 1024:.0f} |",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -317,7 +400,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--family-only", action="store_true", help="skip the shipped specs")
     p.add_argument("--sweep", action="store_true", help="also the text-size sweep (table 3)")
     p.add_argument("--sweep-only", action="store_true", help="the text-size sweep alone")
+    p.add_argument("--hostile", action="store_true", help="token-dense texts alone (table 4)")
+    p.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run (--hostile)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds per case (--hostile)")
     args = p.parse_args(argv)
+    if args.hostile:
+        hostile(args.tree.resolve(), args.timeout)
+        return
     reps = args.reps or (1 if args.quick else 3)
     sizes = SWEEP_SIZES[:3] if args.quick else SWEEP_SIZES
     if args.sweep_only:

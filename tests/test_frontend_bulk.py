@@ -18,7 +18,7 @@ from test_fmt import exprs, specs
 from wirelang.diagnostics import SpecError
 from wirelang.frontend import build
 from wirelang.syntax import fast
-from wirelang.syntax.parse import MAX_TREE_DEPTH, _parse_file, parse_text
+from wirelang.syntax.parse import MAX_TOKENS, MAX_TREE_DEPTH, _parse_file, parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted(
@@ -100,7 +100,7 @@ def test_a_claimed_let_too_deep_for_its_block_is_refused_like_lark():
     lines.append("  " * nest + "let a = " + " + ".join(["1"] * 50))
     lines += [f"{'  ' * i}}}" for i in reversed(range(nest))]
     text = "network n {\n" + "\n".join(lines) + "\n}\n"
-    assert fast.scan(text, "t.wire")[1], "the let line is claimed"
+    assert fast.scan(text, "t.wire", MAX_TOKENS)[1], "the let line is claimed"
     kind, errors = outcome(parse_text, text)
     assert kind == "errors" and f"nested more than {MAX_TREE_DEPTH}" in errors[0][1]
     assert_same(text)

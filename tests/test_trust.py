@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 from wirelang.cli.commands import app
 from wirelang.diagnostics import SpecError
 from wirelang.frontend import build
-from wirelang.passes.load import INCLUDE_PATH_ENV, MAX_SPEC_BYTES
+from wirelang.passes.load import INCLUDE_PATH_ENV
 from wirelang.runs.layout import BEST, CHECKPOINTS, CONFIG
+from wirelang.syntax import parse
+from wirelang.syntax.parse import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = textwrap.dedent("""\
@@ -258,6 +260,77 @@ def test_huge_indices_are_located_errors(tmp_path, where):
     path = tmp_path / "big.wire"
     path.write_text(NET.replace("edges forward(a, h, o)", body))
     assert "index with 4400 digits is too large" in errors_of(path)
+
+
+# ---------------------------------------------------------------------------- token-dense text
+def check_cli(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wirelang", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# Each took lark minutes and GBs (2.7 MB of commented `let`s: 32 s of CPU to parse alone); the
+# parser's text is now counted first and refused at its 100,001st token.
+DENSE = {
+    # ten tokens a line (`let`, name, `=`, five, the comment, the line end): line 10,001
+    "commented_lets": (
+        "".join(f"let a{i} = 1 + 2 * 3  # c\n" for i in range(160_000)) + NET,
+        "10001:1",
+    ),
+    # layers in one stem line: 20 tokens before it, 9 for `conv(4, k=3),`, two per `relu, `:
+    # the 100,001st token is the comma after relu number 49,986 (at column 5 + 14 + 6 * 49,985)
+    "one_stem_line": (
+        NET.replace("conv(4, k=3)", "conv(4, k=3), " + "relu, " * 700_000 + "relu"),
+        f"5:{5 + 14 + 6 * 49_985 + 4}",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", DENSE)
+def test_text_too_dense_for_the_parser_is_refused_before_parsing(tmp_path, kind):
+    text, where = DENSE[kind]
+    path = tmp_path / "dense.wire"
+    path.write_text(text)
+    assert path.stat().st_size > 4_000_000
+    r = check_cli(path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"dense.wire:{where}: error: more than 100,000 tokens for the parser" in r.stderr
+
+
+def test_a_syntax_error_after_bulk_lines_is_found_without_lark_reading_them(tmp_path):
+    # 30,000 `let`s read by the fast path (7 tokens each: past the parser's limit), then a
+    # syntax error: reported where it is, as lark reports it, without lark reading the `let`s
+    path = tmp_path / "bulk.wire"
+    path.write_text("".join(f"let v{i} = {i} + 1\n" for i in range(30_000)) + "let = 2\n" + NET)
+    r = check_cli(path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "bulk.wire:30001:5: error: unexpected `=`" in r.stderr
+    assert r.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        # `let xs = [`: 4 tokens, then two per item; the 1,001st token is item 498's `1`
+        ("let xs = [" + ", ".join(["1"] * 2_000) + "]", f"1:{11 + 3 * 498}"),
+        # fixed edges are counted per line before their targets are read
+        ("let x = 1", None),
+    ],
+)
+def test_bulk_lines_past_the_token_limit_are_refused(tmp_path, monkeypatch, line, where):
+    monkeypatch.setattr(parse, "MAX_TOKENS", 1_000)
+    path = tmp_path / "many.wire"
+    text = line + "\n" + NET
+    if where is None:  # `let x = 1` (5 tokens), then edge lines of 28 tokens from line 14:
+        # the 36th (line 49) takes the count from 985 to 1,013
+        edges = "".join(f"      a[0] -> h[{', '.join(['1'] * 10)}]\n" for _ in range(200))
+        text = line + "\n" + NET.replace("budget 12", f"wiring fixed {{\n{edges}    }}")
+        where = "49:7"
+    path.write_text(text)
+    assert f"many.wire:{where}: more than 1,000 tokens in one spec file" in errors_of(path)
 
 
 # ---------------------------------------------------------------------------- specs that cannot run

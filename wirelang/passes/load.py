@@ -5,9 +5,9 @@ only `let`s, `template`s and further includes. Include cycles are errors at the 
 statement that closes them.
 
 A spec may come from someone else, so an include reads only what it is allowed to: a regular
-`.wire` file of at most MAX_SPEC_BYTES, inside the root spec's project folder (the nearest
-folder above the root spec holding one of PROJECT_MARKERS; the root spec's own folder when there
-is none) or inside a folder given explicitly (`--include-path DIR`, the `include_paths`
+`.wire` file of at most MAX_SPEC_BYTES (`syntax/parse.py` owns the limits of a file's text),
+inside the root spec's project folder (the nearest folder above the root spec holding one of
+PROJECT_MARKERS; the root spec's own folder when there is none) or inside a folder given explicitly (`--include-path DIR`, the `include_paths`
 argument, or WIRELANG_INCLUDE_PATH). Paths resolve relative to the including file, symlinks
 followed, before they are checked. A refused include is reported by its path alone: the file
 is never opened, so no line of it reaches a message.
@@ -24,10 +24,9 @@ from pathlib import Path
 
 from wirelang.diagnostics import Diagnostic, Reporter, Span, SpecError
 from wirelang.syntax import ast
-from wirelang.syntax.parse import parse_bytes
+from wirelang.syntax.parse import MAX_SPEC_BYTES, parse_bytes
 
 MAX_INCLUDE_DEPTH = 32
-MAX_SPEC_BYTES = 64 * 2**20  # a frozen export of a large learned graph is a few MB
 PROJECT_MARKERS = ("pyproject.toml", "wirelang.toml", ".git")
 INCLUDE_PATH_ENV = "WIRELANG_INCLUDE_PATH"
 

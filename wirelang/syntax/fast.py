@@ -59,6 +59,14 @@ class Unclaimable(Exception):
     """A claimed line is not where its statement may stand: parse the original text instead."""
 
 
+class TooManyTokens(Exception):
+    """The claimed lines hold more tokens than the caller allows; the first line past it."""
+
+    def __init__(self, line: int, col: int):
+        super().__init__(f"line {line}")
+        self.line, self.col = line, col
+
+
 @dataclass
 class Claim:
     """One statement read without lark: its line, its node, and its depth in lark's tree."""
@@ -104,13 +112,17 @@ class _Expr:
     0-based columns of its container (its outermost parentheses, which lark's positions count
     for the node that holds it), depth its height in lark's tree."""
 
-    def __init__(self, text: str, start: int, path: str, line: int):
+    def __init__(self, text: str, start: int, path: str, line: int, most: int):
         self.path, self.line = path, line
         # at(col, end_line, end_col): a span on this line (1-based columns, end exclusive)
         self.at = functools.partial(Span, path, line)
         self.toks: list[tuple[str, str, int, int]] = []
         end = len(text.rstrip(" \t\f"))
         pos, nesting = start, 0
+        if end - start > most:  # it may hold more than `most` tokens: counted before it is read
+            for i, m in enumerate(_TOKENS.finditer(text, start, end)):
+                if i >= most:
+                    raise TooManyTokens(line, m.end(1) + 1)
         # findall skips what no token matches: then the tokens do not reach the end.
         for ws, num, name, string, op in _TOKENS.findall(text, start, end):
             pos += len(ws)
@@ -303,25 +315,34 @@ def number_value(text: str) -> int | float:
     return int(text)
 
 
-def _let(m: re.Match, text: str, path: str, line: int) -> Claim:
+def _let(m: re.Match, text: str, path: str, line: int, most: int) -> tuple[Claim, int]:
+    """The claim of a `let` line and its tokens (`let`, the name, `=`, the expression's and the
+    line end); TooManyTokens if that is more than `most`."""
     indent = len(m.group(1))
-    node, _, end, depth = _Expr(text, m.end(), path, line).whole()
+    reader = _Expr(text, m.end(), path, line, most - 3)
+    node, _, end, depth = reader.whole()
+    tokens = len(reader.toks) - 1 + 4  # not `$end`
+    if tokens > most:  # the line end is the one too many
+        raise TooManyTokens(line, end + 1)
     stmt = ast.LetStmt(
         span=Span(path=path, line=line, col=indent + 1, end_line=line, end_col=end + 1),
         name=m.group(2),
         value=node,
     )
-    return Claim(line, stmt, depth + 1)
+    return Claim(line, stmt, depth + 1), tokens
 
 
-def scan(text: str, path: str) -> tuple[str, list[Claim]]:
-    """The text with every claimed line blanked, and the claims in line order."""
+def scan(text: str, path: str, max_tokens: int) -> tuple[str, list[Claim], int]:
+    """The text with every claimed line blanked, the claims in line order, and the tokens the
+    claimed lines hold (as `parse._TOKEN` counts them, a set member as two); raises
+    TooManyTokens at the line that takes them past `max_tokens`, before reading it whole."""
     if "\r" in text or ("->" not in text and "let" not in text):
-        return text, []
+        return text, [], 0
     if not text.endswith("\n"):  # as lark's caller ends it: a claimed last line is not the end
         text += "\n"
     lines = text.split("\n")
     claims: list[Claim] = []
+    used = 0
     continued = False  # the line before ended in `\`: this one continues its statement
     for i, raw in enumerate(lines):
         was_continued, continued = continued, raw.rstrip(" \t\f").endswith("\\")
@@ -331,19 +352,27 @@ def scan(text: str, path: str) -> tuple[str, list[Claim]]:
             m = _EDGE.match(raw)
             if m is None:
                 continue
+            # `src [ i ] -> dst [`, the targets and commas, `]`, the line end: counted before
+            # the targets are read
+            tokens = 7 + 2 * m.group(7).count(",") + 1 + 2
+            tokens += 2 * (m.group(3) is not None) + 2 * (m.group(6) is not None)
+            if used + tokens > max_tokens:
+                raise TooManyTokens(i + 1, len(m.group(1)) + 1)
             claims.append(Claim(i + 1, _edge(m, path, i + 1), 2))  # fixed_edge, set_ref
         else:
             m = _LET.match(raw)
             if m is None:
                 continue
             try:
-                claims.append(_let(m, raw, path, i + 1))
+                claim, tokens = _let(m, raw, path, i + 1, max_tokens - used)
             except _NoClaim:
                 continue
+            claims.append(claim)
+        used += tokens
         lines[i] = m.group(1)
     if not claims:
-        return text, []
-    return "\n".join(lines), claims
+        return text, [], 0
+    return "\n".join(lines), claims, used
 
 
 # Where a claimed statement may stand: the nodes whose body holds it, and the field.

@@ -6,6 +6,9 @@ the spec author's terms ("expected `}` or a name"), never lark's terminal names.
 
 from __future__ import annotations
 
+import itertools
+import re
+
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
@@ -32,22 +35,89 @@ _FRIENDLY = {
 }
 
 
+# How much text one spec file may hold. Reading is linear, but lark's LALR parser costs 20-30 us
+# of CPU per token and 600-900 bytes of memory per token of the tree (measured on 2.7 MB of
+# commented `let`s: 32 s), and the fast path for bulk lines ~4 us and ~300 bytes: a hostile
+# file of a few MB would take minutes and GBs. Each cap is checked before the work it bounds.
+MAX_SPEC_BYTES = 64 * 2**20  # bytes of one file (a frozen export of a large graph is a few MB)
+MAX_TOKENS = 2_000_000  # tokens of one file (a 4 MB frozen MobileNetV1 export holds 1.6 million)
+MAX_PARSER_TOKENS = 100_000  # of them, tokens lark parses: lines other than whole-line bulk
+
+# What counts as one token: a comment, a string, a name or number (with a fraction and an
+# exponent), a run of line ends with the indentation after them, any other visible character.
+# It is close to lark's lexer (`a.b` counts as one where lark sees three), and cheap: C code.
+_TOKEN = re.compile(
+    r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|[A-Za-z0-9_]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?'
+    r"|(?:\r?\n[\t \f]*)+|\S"
+)
+
+
 def parse_text(text: str, path: str) -> ast.File:
     remember_source(path, text)
+    if len(text) > MAX_SPEC_BYTES:  # text given directly (the API); files are cut when read
+        raise SpecError(
+            [Diagnostic(_at(path, 1, 1), f"the spec is larger than {MAX_SPEC_BYTES:,} bytes")]
+        )
     # The bulk lines (`let`s, fixed edges) are read by `fast`, the rest by lark. Should that
     # text not parse, or a claimed line stand where its statement may not, lark alone reads
-    # the original, so that every error is reported exactly as it always was.
-    blanked, claims = fast.scan(text, path)
+    # the original, so that every error is reported exactly as it always was; unless the
+    # original is too large for lark: then the error found in the rest (every line in its
+    # place) is reported.
+    try:
+        blanked, claims, claimed = fast.scan(text, path, MAX_TOKENS)
+    except fast.TooManyTokens as err:
+        raise SpecError([_too_many(path, err.line, err.col, whole_file=True)]) from None
     if claims:
         try:
-            file = _parse_file(blanked, path, more_errors=False)
+            file = _parse_file(blanked, path, more_errors=False, budget=MAX_TOKENS - claimed)
             return fast.graft(file, claims, MAX_TREE_DEPTH)
-        except (SpecError, fast.Unclaimable):
+        except SpecError:
+            if _beyond(text, MAX_PARSER_TOKENS) is not None:
+                raise
+        except fast.Unclaimable:
             pass
     return _parse_file(text, path)
 
 
-def _parse_file(text: str, path: str, more_errors: bool = True) -> ast.File:
+def _beyond(text: str, limit: int) -> tuple[int, int] | None:
+    """Line and column of the token after the first `limit` tokens of `text`, or None when
+    `text` has no more than `limit`. Stops there: a huge text costs no more than the limit."""
+    after = next(itertools.islice(_TOKEN.finditer(text), limit, None), None)
+    if after is None:
+        return None
+    start = after.start()
+    line = text.count("\n", 0, start) + 1
+    return line, start - (text.rfind("\n", 0, start) + 1) + 1
+
+
+def _too_many(path: str, line: int, col: int, whole_file: bool) -> Diagnostic:
+    if whole_file:
+        return Diagnostic(
+            _at(path, line, col),
+            f"more than {MAX_TOKENS:,} tokens in one spec file",
+            "a spec is read in bounded time and memory, which this much text exceeds",
+        )
+    return Diagnostic(
+        _at(path, line, col),
+        f"more than {MAX_PARSER_TOKENS:,} tokens for the parser",
+        "only whole-line `let`s and fixed edges without comments are read without the parser; "
+        "the rest of a spec is limited to this many tokens",
+    )
+
+
+def _at(path: str, line: int, col: int) -> Span:
+    return Span(path=path, line=line, col=col, end_line=line, end_col=col + 1)
+
+
+def _parse_file(
+    text: str, path: str, more_errors: bool = True, budget: int = MAX_TOKENS
+) -> ast.File:
+    """lark's tree of `text`, built; `budget`: the tokens the file has left (bulk lines used
+    the rest). Refused before parsing when lark would get more than that or MAX_PARSER_TOKENS."""
+    limit = min(MAX_PARSER_TOKENS, budget)
+    over = _beyond(text, limit)
+    if over is not None:
+        raise SpecError([_too_many(path, *over, whole_file=limit < MAX_PARSER_TOKENS)])
     comments: list[ast.Comment] = []
     tree = _parse(text, path, comments, more_errors=more_errors)
     try:
@@ -107,6 +177,9 @@ def _byte_span(data: bytes, offset: int, path: str) -> Span:
 def parse_value(text: str, path: str = "<--set>") -> ast.Expr:
     """Parse a lone value, as given to `--set key=value` on the command line."""
     remember_source(path, text)
+    over = _beyond(text, MAX_PARSER_TOKENS)
+    if over is not None:
+        raise SpecError([_too_many(path, *over, whole_file=False)])
     tree = _parse(
         f"network _ {{\ntrain {{\n_ {text}\n}}\n}}\n", path, [], line_offset=2, col_offset=2
     )
@@ -132,7 +205,15 @@ def _parse(
     except UnexpectedInput as err:
         found = [_syntax_error(err, text, path, lark, line_offset, col_offset)]
         if not line_offset and more_errors:  # a file, not a `--set` value: look further
-            found += _more_syntax_errors(text, err, path, lark)
+            # each further error parses the text again: at most MAX_PARSER_TOKENS more
+            tokens = sum(1 for _ in itertools.islice(_TOKEN.finditer(text), MAX_PARSER_TOKENS))
+            found += _more_syntax_errors(
+                text,
+                err,
+                path,
+                lark,
+                min(MAX_SYNTAX_ERRORS - 1, MAX_PARSER_TOKENS // max(tokens, 1)),
+            )
         raise SpecError(found) from None
     comments.extend(
         ast.Comment(line=t.line, col=t.column, text=t.value.rstrip()) for t in grammar.comment_sink
@@ -170,7 +251,9 @@ def _check_depth(tree: Tree, path: str, line_offset: int, col_offset: int) -> No
 MAX_SYNTAX_ERRORS = 20
 
 
-def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) -> list[Diagnostic]:
+def _more_syntax_errors(
+    text: str, err: UnexpectedInput, path: str, lark: Lark, most: int
+) -> list[Diagnostic]:
     """Syntax errors after the first, found by blanking each bad line and parsing again.
 
     LALR has no error recovery of its own. Blanking a line keeps every line number, and it is
@@ -178,11 +261,11 @@ def _more_syntax_errors(text: str, err: UnexpectedInput, path: str, lark: Lark) 
     statements around it still parse as written; an error at or before the blanked line, on a
     line whose brackets do not balance, or where a `{` was expected (an unclosed or missing `{`
     would make every later line an error) ends the search. So each further error is a mistake
-    of its own, never a cascade of the first.
+    of its own, never a cascade of the first. At most `most` more parses.
     """
     lines = text.split("\n")
     out: list[Diagnostic] = []
-    while len(out) < MAX_SYNTAX_ERRORS - 1:
+    while len(out) < most:
         row = err.line
         if not (
             isinstance(err, UnexpectedToken | UnexpectedCharacters)
