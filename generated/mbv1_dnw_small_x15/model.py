@@ -58,27 +58,37 @@ def swap_nc(x):
 
 
 class NodeOps(nn.Sequential):
-    """A node set's operator (per-channel layers) applied in the C x N x H x W layout."""
+    """A node set's operator (per-channel layers) applied in the C x N x H x W layout.
+    `fresh`: its input is a new tensor (an edge product's output), which it may overwrite."""
+
+    def __init__(self, *layers, fresh=False):
+        super().__init__(*layers)
+        self.fresh = fresh
 
     def forward(self, x):
         for i, layer in enumerate(self):
             c, n, h, w = x.shape
-            if i and type(layer) is nn.ReLU:  # x is the previous layer's own output: overwrite it
+            if (i or self.fresh) and type(layer) is nn.ReLU:  # x is not needed elsewhere
                 x = torch.relu_(x)
-            elif isinstance(layer, nn.BatchNorm2d) and not layer.training:  # one pass: a x + b
+            elif isinstance(layer, nn.BatchNorm2d) and not layer.training:  # a x + b per channel
                 scale = torch.rsqrt(layer.running_var + layer.eps)
                 scale = scale * layer.weight if layer.affine else scale
                 shift = -layer.running_mean * scale
                 shift = shift + layer.bias if layer.affine else shift
-                x = torch.addcmul(shift[:, None, None, None], x, scale[:, None, None, None])
+                # two passes: addcmul with a broadcast first operand is ~10x slower on CPU
+                x = (x * scale[:, None, None, None]).add_(shift[:, None, None, None])
             elif isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
                 x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
             elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
-                mean = x.mean((2, 3), keepdim=True)
-                var = x.var((2, 3), unbiased=False, keepdim=True)
-                x = (x - mean) * torch.rsqrt(var + layer.eps)
+                # the normalisation and the affine map as one scale and shift per map
+                var, mean = torch.var_mean(x, (2, 3), unbiased=False, keepdim=True)
+                scale = torch.rsqrt(var + layer.eps)
                 if layer.affine:
-                    x = x * layer.weight[:, None, None, None] + layer.bias[:, None, None, None]
+                    scale = scale * layer.weight[:, None, None, None]
+                shift = -mean * scale
+                if layer.affine:
+                    shift = shift + layer.bias[:, None, None, None]
+                x = (x * scale).add_(shift)
             elif isinstance(layer, nn.Conv2d) and torch.onnx.is_in_onnx_export():
                 x = swap_nc(layer(swap_nc(x)))  # an ONNX convolution has a fixed group count
             elif isinstance(layer, nn.Conv2d):  # depthwise: one group per map of each image
@@ -96,7 +106,8 @@ class NodeOps(nn.Sequential):
 
 class Edges(nn.Module):
     """The edges into one node set: sum over source sets j of w[j] @ z[j] (z[j]: Q_j x N x H
-    x W, w[j]: U x Q_j, the block of live rows and columns); returns U x N x H x W.
+    x W, w[j]: U x Q_j, the block of live rows and columns), plus `bias` when the set's batch
+    norm was folded in (its rows scaled, its shift the bias); returns U x N x H x W.
 
     A block with few live edges (at or below the density where wirelang measured the gathered
     product to beat the dense one on the device this model was exported for) is gathered:
@@ -105,7 +116,7 @@ class Edges(nn.Module):
     no fast gathered product, so an ONNX export makes every block dense (the same sums).
     """
 
-    def __init__(self, rows, cols, gathered):
+    def __init__(self, rows, cols, gathered, bias=False):
         super().__init__()
         self.rows, self.cols, self.gathered = rows, tuple(cols), tuple(gathered)
         for j, (c, live) in enumerate(zip(cols, gathered)):
@@ -116,6 +127,7 @@ class Edges(nn.Module):
                 self.register_parameter(f"val{j}", nn.Parameter(torch.zeros(live)))
             else:
                 self.register_parameter(f"w{j}", nn.Parameter(torch.zeros(rows, c)))
+        self.bias = nn.Parameter(torch.zeros(rows)) if bias else None
 
     def block(self, j):
         """Block j as a dense matrix."""
@@ -128,7 +140,7 @@ class Edges(nn.Module):
     def forward(self, *zs):
         _, n, h, w = zs[0].shape
         dense = torch.onnx.is_in_onnx_export()
-        y = None
+        y, biased = None, self.bias is None
         for j, z in enumerate(zs):
             z = z.reshape(z.shape[0], -1)  # Q_j x N*H*W
             if self.gathered[j] and not dense:
@@ -140,9 +152,14 @@ class Edges(nn.Module):
                     per_sample_weights=getattr(self, f"val{j}"),
                 )
                 y = part if y is None else y.add_(part)
+            elif y is None and not biased:  # the bias comes with the first dense product
+                y, biased = torch.addmm(self.bias[:, None], self.block(j), z), True
             else:
                 y = self.block(j) @ z if y is None else torch.addmm(y, self.block(j), z)
+        if not biased:
+            y = y.add_(self.bias[:, None])
         return y.view(self.rows, n, h, w)
+
 
 
 class Graph_mbv1_s1(nn.Module):
@@ -150,8 +167,8 @@ class Graph_mbv1_s1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.BatchNorm2d(24, affine=True), nn.ReLU(), nn.Conv2d(24, 24, 3, stride=1, padding=1, groups=24, bias=False))
-        self.w_out = Edges(64, [24], [46])
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(24, 24, 3, stride=1, padding=1, groups=24, bias=False))
+        self.w_out = Edges(64, [24], [46], bias=True)
         self.register_buffer("idx_in", torch.zeros(24, dtype=torch.long))
 
     def forward(self, x):
@@ -166,10 +183,10 @@ class Graph_mbv1_s2(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.BatchNorm2d(64, affine=True), nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
-        self.op_h_1 = NodeOps(nn.BatchNorm2d(80, affine=True), nn.ReLU(), nn.Conv2d(80, 80, 3, stride=1, padding=1, groups=80, bias=False))
-        self.w_h_1 = Edges(80, [64], [139])
-        self.w_out = Edges(128, [64, 80], [127, 194])
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False))
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(80, 80, 3, stride=1, padding=1, groups=80, bias=False), fresh=True)
+        self.w_h_1 = Edges(80, [64], [139], bias=True)
+        self.w_out = Edges(128, [64, 80], [127, 194], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:64])
@@ -183,10 +200,10 @@ class Graph_mbv1_s3(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.BatchNorm2d(128, affine=True), nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False))
-        self.op_h_1 = NodeOps(nn.BatchNorm2d(225, affine=True), nn.ReLU(), nn.Conv2d(225, 225, 3, stride=1, padding=1, groups=225, bias=False))
-        self.w_h_1 = Edges(225, [128], [540])
-        self.w_out = Edges(256, [128, 225], [557, 992])
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False))
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(225, 225, 3, stride=1, padding=1, groups=225, bias=False), fresh=True)
+        self.w_h_1 = Edges(225, [128], [540], bias=True)
+        self.w_out = Edges(256, [128, 225], [557, 992], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:128])
@@ -200,18 +217,18 @@ class Graph_mbv1_s4(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.BatchNorm2d(256, affine=True), nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
-        self.op_h_1 = NodeOps(nn.BatchNorm2d(440, affine=True), nn.ReLU(), nn.Conv2d(440, 440, 3, stride=1, padding=1, groups=440, bias=False))
-        self.op_h_2 = NodeOps(nn.BatchNorm2d(506, affine=True), nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False))
-        self.op_h_3 = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False))
-        self.op_h_4 = NodeOps(nn.BatchNorm2d(510, affine=True), nn.ReLU(), nn.Conv2d(510, 510, 3, stride=1, padding=1, groups=510, bias=False))
-        self.op_h_5 = NodeOps(nn.BatchNorm2d(492, affine=True), nn.ReLU(), nn.Conv2d(492, 492, 3, stride=1, padding=1, groups=492, bias=False))
-        self.w_h_1 = Edges(440, [256], [914])
-        self.w_h_2 = Edges(506, [256, 440], [875, 1486])
-        self.w_h_3 = Edges(512, [256, 440, 506], [890, 1517, 1799])
-        self.w_h_4 = Edges(510, [256, 440, 506, 512], [934, 1486, 1857, 1748])
-        self.w_h_5 = Edges(492, [256, 440, 506, 512, 510], [909, 1539, 1680, 1758, 1699])
-        self.w_out = Edges(512, [256, 440, 506, 512, 510, 492], [900, 1563, 1802, 1768, 1817, 1815])
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False))
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(440, 440, 3, stride=1, padding=1, groups=440, bias=False), fresh=True)
+        self.op_h_2 = NodeOps(nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False), fresh=True)
+        self.op_h_3 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
+        self.op_h_4 = NodeOps(nn.ReLU(), nn.Conv2d(510, 510, 3, stride=1, padding=1, groups=510, bias=False), fresh=True)
+        self.op_h_5 = NodeOps(nn.ReLU(), nn.Conv2d(492, 492, 3, stride=1, padding=1, groups=492, bias=False), fresh=True)
+        self.w_h_1 = Edges(440, [256], [914], bias=True)
+        self.w_h_2 = Edges(506, [256, 440], [875, 1486], bias=True)
+        self.w_h_3 = Edges(512, [256, 440, 506], [890, 1517, 1799], bias=True)
+        self.w_h_4 = Edges(510, [256, 440, 506, 512], [934, 1486, 1857, 1748], bias=True)
+        self.w_h_5 = Edges(492, [256, 440, 506, 512, 510], [909, 1539, 1680, 1758, 1699], bias=True)
+        self.w_out = Edges(512, [256, 440, 506, 512, 510, 492], [900, 1563, 1802, 1768, 1817, 1815], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:256])
@@ -229,10 +246,10 @@ class Graph_mbv1_s5(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.BatchNorm2d(512, affine=True), nn.ReLU(), nn.Conv2d(512, 512, 3, stride=2, padding=1, groups=512, bias=False))
-        self.op_h_1 = NodeOps(nn.BatchNorm2d(1024, affine=True), nn.ReLU(), nn.Conv2d(1024, 1024, 3, stride=1, padding=1, groups=1024, bias=False))
-        self.w_h_1 = Edges(1024, [512], [8847])
-        self.w_out = Edges(1024, [512, 1024], [8912, 17630])
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=2, padding=1, groups=512, bias=False))
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(1024, 1024, 3, stride=1, padding=1, groups=1024, bias=False), fresh=True)
+        self.w_h_1 = Edges(1024, [512], [8847], bias=True)
+        self.w_out = Edges(1024, [512, 1024], [8912, 17630], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:512])
@@ -244,13 +261,13 @@ class Graph_mbv1_s5(nn.Module):
 class Model(nn.Module):
     def __init__(self):
         super().__init__()
-        self.mbv1_stem = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1, groups=1, bias=False))
+        self.mbv1_stem = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1, groups=1, bias=True))
         self.mbv1_s1 = Graph_mbv1_s1()
         self.mbv1_s2 = Graph_mbv1_s2()
         self.mbv1_s3 = Graph_mbv1_s3()
         self.mbv1_s4 = Graph_mbv1_s4()
         self.mbv1_s5 = Graph_mbv1_s5()
-        self.head = nn.Sequential(nn.BatchNorm2d(1024, affine=True), nn.ReLU(), nn.AdaptiveAvgPool2d(1), FlatLinear(1024, 1000, bias=True))
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), FlatLinear(1024, 1000, bias=True))
 
     def forward(self, x):
         x = self.mbv1_stem(x)

@@ -348,7 +348,9 @@ def _graph(
     inputs: Affine | None = None
     if fold_inputs and not dynamic:
         channels = g.in_shape.channels
-        inputs = Affine(torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64))
+        inputs = Affine(
+            torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+        )
         start = 0
         for s in g.sets:
             if s.role != "input":
@@ -529,7 +531,9 @@ def _absorb_into_graph(g: GraphPlan, a: Affine, state: dict[str, Tensor]) -> Non
                 row = state[prefix + "row" + block[3:]]
                 scale = part.scale.index_select(0, row)
                 state[name] = (state[name].double() * scale).to(state[name].dtype)
-        dtype = next(v.dtype for k, v in state.items() if k.startswith(prefix) and v.is_floating_point())
+        dtype = next(
+            v.dtype for k, v in state.items() if k.startswith(prefix) and v.is_floating_point()
+        )
         state[prefix + "bias"] = fold_rows(torch.zeros(rows, 1), old, part)[1].to(dtype)
         g.biased.add(wname)
 
