@@ -6,6 +6,7 @@ peak of training is measured by benchmarks/memory_estimate.py (benchmarks/result
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -97,8 +98,8 @@ def test_available_memory_is_read_from_the_environment(monkeypatch):
 
 
 TRAIN_REFUSAL = (
-    "network `small` needs about 6.14 MB for training with batch 32 (weights 6.02 kB, gradients "
-    "2.82 kB, optimizer state 2.82 kB, activations 6.13 MB), but 1 MB is available "
+    "network `small` needs about 6.21 MB for training with batch 32 (weights 6.02 kB, gradients "
+    "2.82 kB, optimizer state 2.82 kB, activations 6.13 MB, dataset 71.7 kB), but 1 MB is available "
     "(WIRELANG_MEMORY_AVAILABLE); use a smaller batch (`--batch-size`), fewer steps or smaller "
     "sets, or a machine with more memory"
 )
@@ -129,3 +130,93 @@ def test_load_refuses_a_network_that_cannot_fit(small, monkeypatch):
     assert str(err.value) == LOAD_REFUSAL and err.value.exit_code == 2
     monkeypatch.setenv(memory.AVAILABLE_ENV, "1GB")
     assert wirelang.load(small) is not None
+
+
+# ---------------------------------------------------------------------------- every way to train
+def test_the_procs_launcher_refuses_for_all_its_processes(small, tmp_path, monkeypatch):
+    monkeypatch.setenv(memory.AVAILABLE_ENV, "6MB")
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(small), "--out", str(run), "--procs", "2"])
+    assert r.exit_code == 2, r.output
+    # each process holds its own weights, gradients, optimizer state and dataset (twice the
+    # one-process figures above), and the activations of half the batch
+    assert (
+        "needs about 6.3 MB for training in 2 processes with batch 16 each (weights 12 kB, "
+        "gradients 5.65 kB, optimizer state 5.65 kB, activations 6.13 MB, dataset 143 kB), "
+        "but 6 MB is available" in " ".join(r.output.split())
+    )
+    assert not run.exists()
+
+
+def test_each_torchrun_process_refuses_before_joining_the_job(small, tmp_path, monkeypatch):
+    # started by torchrun (RANK, WORLD_SIZE set; not by `--procs`): two processes on this
+    # machine, so twice the memory of one, checked before the process group is joined
+    from wirelang.runs.layout import LAUNCHED_ENV
+    from wirelang.train import TrainOptions, train
+
+    monkeypatch.delenv(LAUNCHED_ENV, raising=False)
+    for key, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv(memory.AVAILABLE_ENV, "6MB")
+    run = tmp_path / "run"
+    with pytest.raises(RunError) as err:
+        train(TrainOptions(spec=small, out=run))
+    assert err.value.exit_code == 2
+    assert "for training in 2 processes with batch 16 each" in str(err.value)
+    assert not run.exists()
+
+
+def test_training_from_python_refuses_a_network_that_cannot_fit(small, tmp_path, monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 10, (64,)))
+    monkeypatch.setenv(memory.AVAILABLE_ENV, "1MB")
+    run = tmp_path / "run"
+    with pytest.raises(RunError) as err:
+        wirelang.train(small, train_data=data, out=run, verbose=False)
+    # datasets passed from Python are in memory already: not counted again
+    assert err.value.exit_code == 2 and str(err.value).startswith(
+        "network `small` needs about 6.14 MB for training with batch 32 (weights 6.02 kB, "
+        "gradients 2.82 kB, optimizer state 2.82 kB, activations 6.13 MB), but 1 MB"
+    )
+    assert not run.exists()
+
+
+def write_idx(path, dims):
+    """An IDX file of unsigned bytes with these dimensions, gzipped when its name says so."""
+    import gzip
+
+    header = (0x08 << 8 | len(dims)).to_bytes(4, "big") + b"".join(
+        d.to_bytes(4, "big") for d in dims
+    )
+    body = header + bytes(int(np.prod(dims)))
+    path.write_bytes(gzip.compress(body) if path.suffix == ".gz" else body)
+
+
+def test_the_dataset_held_in_memory_is_counted(small, tmp_path, monkeypatch):
+    from wirelang.data import build_datasets, dataset_bytes
+
+    # IDX files: the counts in their headers (gzipped or not); the loaded tensors agree
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", (300, 28, 28))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", (300,))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", (50, 28, 28))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", (50,))
+    counted = dataset_bytes("fashion_mnist", tmp_path)
+    assert counted == 350 * (28 * 28 + 8)
+    splits = build_datasets("fashion_mnist", tmp_path, val_size=0, augment=False)
+    held = [(d.images.nbytes + d.labels.nbytes) for d in (splits.train, splits.test)]
+    assert sum(held) == counted
+    assert dataset_bytes("fashion_mnist", tmp_path / "missing") == 0  # loading will say so
+    # CIFAR: a fixed size, counted before the files are downloaded
+    assert dataset_bytes("cifar10", tmp_path / "nothing here") == 60_000 * (3 * 32 * 32 + 8)
+    # and the refusal of `wirelang train` names it
+    small.write_text(
+        SMALL.replace("data synthetic", "data cifar10").replace("(3, 16, 16)", "(3, 32, 32)")
+    )
+    monkeypatch.setenv(memory.AVAILABLE_ENV, "100MB")
+    r = CliRunner().invoke(app, ["train", str(small), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "dataset 185 MB), but 100 MB is available" in r.output.replace(
+        "\n", " "
+    )

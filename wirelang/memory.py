@@ -16,11 +16,17 @@ What is counted (float32, 4 bytes a number):
   once, for every evaluation that keeps activations for backward (discrete steps; continuous
   solver evaluations, one with the adjoint method, each with the solver's own SOLVER_FACTOR);
   multiplied by ACTIVATION_FACTOR, measured;
-- the runtime: RUNTIME_BYTES for the Python process with torch loaded, measured.
+- the runtime: RUNTIME_BYTES for the Python process with torch loaded, measured;
+- the dataset, where it is held in memory: its images and labels as the loader holds them
+  (CIFAR, MNIST, Fashion-MNIST: uint8 images and int64 labels; synthetic data: its labels),
+  given by the caller (`wirelang.data.dataset_bytes`, read from the files' headers or the
+  dataset's fixed size; 0 for images read from a folder on demand and for datasets passed
+  from Python, which are in memory already). Every process holds its own copy.
 
 `benchmarks/memory_estimate.py` measures the real peak (max RSS) of training steps of shipped
-specs and compares it with this estimate (`benchmarks/results/memory.md`). The dataset is not
-counted (images are held as uint8: CIFAR-10's training set is 150 MB).
+specs and compares it with this estimate (`benchmarks/results/memory.md`). What loading a
+dataset allocates for a moment (CIFAR's batches are concatenated, an IDX file is decompressed
+and copied) is not counted.
 """
 
 from __future__ import annotations
@@ -60,10 +66,18 @@ class Estimate:
     optimizer: int
     activations: int
     runtime: int = RUNTIME_BYTES
+    data: int = 0  # the dataset held in memory (see the module's docstring)
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.runtime
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.runtime
+            + self.data
+        )
 
     def parts(self) -> str:
         named = [
@@ -72,6 +86,7 @@ class Estimate:
             ("optimizer state", self.optimizer),
             ("activations", self.activations),
             ("runtime", self.runtime),
+            ("dataset", self.data),
         ]
         return ", ".join(f"{name} {format_bytes(n)}" for name, n in named if n)
 

@@ -104,6 +104,12 @@ class CifarSource(DatasetSource):
     # Somewhere writable to download into when the user gives no --data-root.
     default_root = "~/.cache/wirelang/datasets"
 
+    def held_bytes(self, root: Path | None, **options: Any) -> int:
+        # Every CIFAR has 50,000 training and 10,000 test images of 3 x 32 x 32 bytes; the
+        # labels become int64. (While loading, the training batches are held twice for a moment:
+        # they are concatenated.)
+        return 60_000 * (PIXELS + 8)
+
     def locate(self, root: Path) -> Path:
         """The batch folder: `root/<folder>`, or `root` itself if the files are right there."""
         nested = root / self.folder

@@ -50,6 +50,11 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
 
 
+def _gzipped(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def read_idx(path: Path | str, ndim: int) -> np.ndarray:
     """Read an unsigned-byte IDX file with `ndim` dimensions (3 for images, 1 for labels)."""
     path = Path(path)
@@ -119,6 +124,29 @@ class IdxSource(DatasetSource):
 
     how_to_get: ClassVar[str]
     flip: ClassVar[bool] = False
+
+    def held_bytes(self, root: Path | None, **options: Any) -> int:
+        """uint8 images and int64 labels of both splits, their counts read from the image files'
+        headers (magic and count: the first 8 bytes)."""
+        if root is None:
+            return 0
+        found, missing = find_idx_files(root)
+        if missing:
+            return 0
+        items = 0
+        for stem in (TRAIN_IMAGES, TEST_IMAGES):
+            try:
+                with (
+                    gzip.open(found[stem])
+                    if _gzipped(found[stem])
+                    else open(found[stem], "rb") as f
+                ):
+                    head = f.read(8)
+            except (OSError, EOFError, zlib.error):
+                return 0  # loading reports the damaged file
+            if len(head) == 8:
+                items += int.from_bytes(head[4:8], "big")
+        return items * (self.info.height * self.info.width + 8)
 
     def load(
         self,

@@ -83,6 +83,13 @@ class DatasetSource(ABC):
     ) -> SourceData:
         """Read the dataset; raise DataError for anything the user has to fix."""
 
+    def held_bytes(self, root: Path | None, **options: Any) -> int:
+        """Bytes the loaded dataset keeps in memory (the images and labels of every split, as
+        `load` holds them), found without loading it. 0 for a source that reads its items on
+        demand (a folder of images), and when the files are not there yet (loading then fails
+        with its own message)."""
+        return 0
+
 
 _REGISTRY: dict[str, DatasetSource] = {}
 _S = TypeVar("_S", bound=type[DatasetSource])
@@ -120,6 +127,29 @@ def dataset_info(name: str) -> DatasetInfo:
     return _source(name).info
 
 
+def _root(source: DatasetSource, root: str | Path | None) -> Path | None:
+    if root is not None:
+        return Path(root).expanduser()
+    if source.default_root is not None:
+        return Path(source.default_root).expanduser()
+    return None
+
+
+def dataset_bytes(
+    name: str,
+    root: str | Path | None = None,
+    image_size: tuple[int, int] | None = None,
+    **options: Any,
+) -> int:
+    """Bytes dataset `name` will hold in memory once loaded (`DatasetSource.held_bytes`), from
+    its files' headers or its fixed size: nothing is loaded. The arguments are
+    `build_datasets`'."""
+    source = _source(name)
+    if image_size is not None:
+        options["image_size"] = image_size
+    return source.held_bytes(_root(source, root), **options)
+
+
 def build_datasets(
     name: str,
     root: str | None = None,
@@ -142,12 +172,7 @@ def build_datasets(
     source = _source(name)
     if image_size is not None:
         image_size = _check_image_size(image_size)
-    if root is not None:
-        resolved: Path | None = Path(root).expanduser()
-    elif source.default_root is not None:
-        resolved = Path(source.default_root).expanduser()
-    else:
-        resolved = None
+    resolved = _root(source, root)
     data = source.load(
         resolved, augment=augment, download=download, image_size=image_size, **options
     )

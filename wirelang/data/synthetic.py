@@ -91,6 +91,25 @@ def _positive_int(name: str, value: Any) -> int:
 class SyntheticSource(DatasetSource):
     info = DatasetInfo("synthetic", 3, 32, 32, 10, (0.0,) * 3, (1.0,) * 3)
 
+    def held_bytes(
+        self,
+        root: Path | None,
+        train_size: int = 10_000,
+        test_size: int = 2_000,
+        classes: int = 10,
+        channels: int = 3,
+        image_size: tuple[int, int] | None = None,
+        **options: Any,
+    ) -> int:
+        # Images are drawn per item; held are the labels (int64, and the int64 permutation
+        # that shuffles them) and one float32 prototype per class.
+        height, width = image_size or (self.info.height, self.info.width)
+        if not all(isinstance(n, int) for n in (train_size, test_size, classes, channels)):
+            return 0  # loading reports the bad option
+        return (
+            16 * (max(train_size, 0) + max(test_size, 0)) + 4 * classes * channels * height * width
+        )
+
     def load(
         self,
         root: Path | None,

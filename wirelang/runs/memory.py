@@ -20,9 +20,14 @@ def check_memory(
     config: TrainConfig | None = None,
     device: str = "cpu",
     world_size: int = 1,
+    data_bytes: int = 0,
+    processes: int | None = None,
 ) -> None:
     """RunError (exit 2) when training with `config` (or, without one, loading the model) needs
-    more memory than is available; `world_size` CPU processes each need their own."""
+    more memory than is available. The batch is split over `world_size` processes; on the CPU,
+    the `processes` of them on this machine (default: all) each need their own memory, the
+    dataset's `data_bytes` included."""
+    processes = world_size if processes is None else processes
     if config is None:
         need, what = memory.estimate(net, batch=1, training=False), "loading"
         batch = 0
@@ -33,6 +38,7 @@ def check_memory(
         )
         batch = config.batch // world_size
         what = f"training with batch {batch}"
+    need = dataclasses.replace(need, data=data_bytes)
     if "torch" in sys.modules:  # the runtime is loaded: the memory available says so already
         need = dataclasses.replace(need, runtime=0)
     available, source = memory.available_bytes()
@@ -40,10 +46,11 @@ def check_memory(
         import torch
 
         available, source = torch.cuda.mem_get_info(torch.device(device))[0], "free on the GPU"
-        need = dataclasses.replace(need, runtime=0)  # the Python process lives on the host
-    elif world_size > 1:
-        need = memory.Estimate(*(n * world_size for n in dataclasses.astuple(need)))
-        what = f"training in {world_size} processes with batch {batch} each"
+        # the Python process and the dataset live on the host
+        need = dataclasses.replace(need, runtime=0, data=0)
+    elif processes > 1:
+        need = memory.Estimate(*(n * processes for n in dataclasses.astuple(need)))
+        what = f"training in {processes} processes with batch {batch} each"
     problem = memory.refusal(net, need, available, source, what)
     if problem is not None:
         raise RunError(problem, 2)

@@ -168,8 +168,22 @@ def train(opts: TrainOptions, say=print):
         distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
     elif plan.device.startswith("cuda:"):
         distributed.check_device(plan.device)
-    if job is None:  # refuse before allocating (the launcher checks for all its processes)
-        check_memory(plan.net, plan.config, plan.device, plan.world_size)
+    if job is None or not _is_launched():
+        # Refuse before allocating, once for every process: one process checks for itself,
+        # the --procs launcher for all it starts (they skip it), and each process torchrun
+        # starts for those on its machine (LOCAL_WORLD_SIZE), which share its memory.
+        from wirelang.train.data import held_bytes
+
+        local = plan.world_size if job is None else _local_world_size(job)
+        device = f"cuda:{job[1]}" if job is not None and plan.device == "cuda" else plan.device
+        check_memory(
+            plan.net,
+            plan.config,
+            device,
+            plan.world_size,
+            held_bytes(plan.config, plan.net),
+            processes=local,
+        )
     if opts.resume is None and (job is None or _is_launched()):
         check_fresh_dir(plan.run_dir)
 
@@ -366,6 +380,12 @@ def _resume_given(plan: RunPlan, given: Any) -> None:
             )
     given.check(plan.net)
     plan.given = given
+
+
+def _local_world_size(job: tuple[int, int, int]) -> int:
+    """Processes of a torchrun job on this machine (torchrun sets LOCAL_WORLD_SIZE)."""
+    raw = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else job[2]
 
 
 def _is_launched() -> bool:

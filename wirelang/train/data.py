@@ -22,7 +22,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from wirelang.data import DataError, DatasetInfo, Splits, build_datasets
+from wirelang.data import DataError, DatasetInfo, Splits, build_datasets, dataset_bytes
 from wirelang.ir import core
 from wirelang.runs.layout import RunError
 from wirelang.train.distributed import Dist
@@ -37,6 +37,39 @@ def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Split
             "wirelang.train(resume=RUN, train_data=..., val_data=...) and evaluate it with "
             "wirelang.load(RUN) on your own data"
         )
+    options, image_size = _source_options(config, net)
+    val = int(d.val) if d.val >= 1 else float(d.val)  # a count, or a fraction of the training set
+    try:
+        return build_datasets(
+            d.name,
+            d.root,
+            val_size=val,
+            augment=d.augment,
+            download=download,
+            seed=config.seed,
+            train_subset=d.subset,
+            image_size=image_size,
+            **options,
+        )
+    except DataError as err:
+        raise RunError(str(err)) from None
+
+
+def held_bytes(config: TrainConfig, net: core.Network) -> int:
+    """Bytes the run's dataset will hold in memory once loaded, before it is (0 for datasets
+    passed from Python, which are in memory already, and for sources read on demand)."""
+    if config.data.name == "python":
+        return 0
+    options, image_size = _source_options(config, net)
+    try:
+        return dataset_bytes(config.data.name, config.data.root, image_size, **options)
+    except DataError:
+        return 0  # loading reports it
+
+
+def _source_options(config: TrainConfig, net: core.Network) -> tuple[dict, Any]:
+    """The source's options and the image size a run loads its dataset with."""
+    d = config.data
     options: dict = {}
     image_size = None
     if d.name == "synthetic":
@@ -54,21 +87,7 @@ def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Split
     elif d.name == "folder":  # your own images, shaped and counted by the network
         image_size = (net.input.height, net.input.width)
         options = {"channels": net.input.channels, "classes": net.classes}
-    val = int(d.val) if d.val >= 1 else float(d.val)  # a count, or a fraction of the training set
-    try:
-        return build_datasets(
-            d.name,
-            d.root,
-            val_size=val,
-            augment=d.augment,
-            download=download,
-            seed=config.seed,
-            train_subset=d.subset,
-            image_size=image_size,
-            **options,
-        )
-    except DataError as err:
-        raise RunError(str(err)) from None
+    return options, image_size
 
 
 class GlobalBatchSampler(DistributedSampler):
