@@ -110,3 +110,38 @@ def test_non_finite_weights_are_never_used(trained, tmp_path, capsys):
     assert found is not None and found[1].name == PREV
     assert f"holds non-finite weights ({name})" in capsys.readouterr().out
     assert weights(r / CHECKPOINTS / PREV).keys() == found[0]["model"].keys()
+
+
+def test_a_checkpoint_whose_weights_diverge_is_set_aside(tmp_path):
+    # lr x 1e15 from epoch 2, a checkpoint after every step: step 8 (the first of epoch 2)
+    # blows the weights up to ~1e13 with a finite loss, its checkpoint is written, and step 9
+    # computes a NaN loss from those weights. That checkpoint is not a good one.
+    from test_train import cli
+
+    spec = write_spec(tmp_path)
+    out = tmp_path / "run"
+    r = cli(
+        "train",
+        str(spec),
+        "--out",
+        str(out),
+        "--set",
+        "schedule=multistep(milestones=[1], gamma=1e15)",
+        "--set",
+        "checkpoint_steps=1",
+    )
+    assert r.exit_code == 1, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("error:"))
+    assert "loss is nan at step 9" in line
+    assert "diverged.pt" in line and "the last good checkpoint is" in line
+    diverged = ckpt.read(out / CHECKPOINTS / "diverged.pt")
+    assert diverged["step"] == 8
+    kept = ckpt.read(out / CHECKPOINTS / LAST)
+    assert kept["step"] == 7 and "within" not in kept  # the end of epoch 1
+    assert not (out / CHECKPOINTS / PREV).exists()
+    # the kept weights give finite outputs; the set-aside ones do not
+    model = load_run(out).model
+    x = torch.randn(8, 3, 16, 16)
+    assert bool(torch.isfinite(model(x)).all())
+    model.load_state_dict(diverged["model"])
+    assert not bool(torch.isfinite(model(x)).all())

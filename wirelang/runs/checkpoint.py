@@ -26,6 +26,7 @@ from torch import nn
 from wirelang.runs.layout import (
     BEST,
     CHECKPOINTS,
+    DIVERGED,
     LAST,
     METRICS,
     PREV,
@@ -177,6 +178,30 @@ def resume_point(
             f"the run's is {spec_hash}); start a new run"
         )
     return found
+
+
+def set_aside_diverged(run_dir: Path, step: int) -> str:
+    """After a non-finite loss at optimizer step `step` (counted from 1): last.pt, if it was
+    written after step `step - 1`, holds the very weights that gave that loss, so it is not a
+    good checkpoint. It is renamed to diverged.pt (kept to look at) and prev.pt, written
+    before it, becomes last.pt. Returns what the run folder now keeps, for the message."""
+    folder = Path(run_dir) / CHECKPOINTS
+    last, prev = folder / LAST, folder / PREV
+    try:
+        newest = read(last)
+    except (FileNotFoundError, CorruptCheckpoint):
+        newest = None
+    if newest is not None and int(newest.get("step", -1)) == step - 1:
+        os.replace(last, folder / DIVERGED)
+        if prev.exists():
+            os.replace(prev, last)
+        _fsync_dir(folder)
+        moved = f"{LAST} held the weights that gave it and is now {folder / DIVERGED}; "
+    else:
+        moved = ""
+    if not last.exists():
+        return moved + "no good checkpoint had been written"
+    return moved + f"the last good checkpoint is {last}"
 
 
 def _epoch_of(payload: dict[str, Any]) -> tuple[int, int]:

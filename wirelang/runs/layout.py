@@ -16,6 +16,7 @@ SPEC, CONFIG, METRICS = "spec.wire", "config.json", "metrics.jsonl"
 STEP_METRICS, TENSORBOARD = "metrics.csv", "tensorboard"  # per-step scalars (see train/metrics)
 CHECKPOINTS = "checkpoints"
 LAST, PREV, BEST, PHASE1_LAST = "last.pt", "prev.pt", "best.pt", "phase1_last.pt"
+DIVERGED = "diverged.pt"  # a checkpoint whose weights gave a non-finite loss, set aside
 
 # Set by our launcher in the processes it starts: the run directory is already prepared.
 # Torch-free here, so that the CLI can read it without importing torch.

@@ -734,12 +734,8 @@ def is_mask_buffer(key: str) -> bool:
 def _stop_non_finite(
     value: float, step: int, phase: int, epoch: int, run_dir: Path, d: Dist
 ) -> None:
-    last = run_dir / CHECKPOINTS / LAST
-    kept = (
-        f"the last good checkpoint is {last}"
-        if last.exists()
-        else "no checkpoint had been written yet"
-    )
+    # rank 0 alone touches the files; every rank stops
+    kept = ckpt.set_aside_diverged(run_dir, step) if d.is_main else ""
     # Training is deterministic: resuming with the same settings diverges at the same step.
     raise RunError(
         f"loss is {value} at step {step} (phase {phase}, epoch {epoch}); stopped, {kept}. "
