@@ -74,6 +74,8 @@ def test_a_damaged_last_falls_back_to_prev_on_resume(trained, tmp_path, damage, 
     # and a damaged best.pt never stops eval / inspect: the newest good checkpoint is used
     (r / CHECKPOINTS / BEST).write_bytes(b"")
     assert CliRunner().invoke(app, ["inspect", str(r)]).exit_code == 0
+    evaluated = CliRunner().invoke(app, ["eval", str(r)])
+    assert evaluated.exit_code == 0 and "top1" in evaluated.output, evaluated.output
 
 
 def test_no_checkpoint_left_refuses_to_restart_silently(trained, tmp_path):
