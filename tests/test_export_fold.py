@@ -136,3 +136,39 @@ def test_folded_artifacts_agree_with_the_model(tmp_path, fmt, out):
     report = wirelang.export(model, fmt, example=x, out=tmp_path / out)
     assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"])
     assert report["max_abs_output"] > 0.1
+
+
+def test_merged_products_agree_with_blocks(tmp_path, monkeypatch):
+    """A set fed by several gathered blocks of small maps runs them as one product over its
+    stacked sources (`MERGE_BELOW`); for a larger batch, and in a pt2 program, block by block.
+    Both give the masked model's scores."""
+    model = model_of(tmp_path, FOLD, "fold")
+    monkeypatch.setitem(compact.SPARSE_BELOW, "cpu", 1.0)  # every block gathered
+    plan = plan_network(model.net, model)
+    # g1's h.2 and o read two and three sets; g2's o reads one
+    assert [sorted(g.merged) for g in plan.graphs] == [["w_h_2", "w_o"], []]
+    module = instantiate(plan)
+    (w_o,) = [m for name, m in module.named_modules() if name == "g1.w_o"]
+    per_image = w_o.width * 8 * 8
+    assert plan.merge_below >= 5 * per_image  # batch 5 runs merged, batch 400 does not
+    calls = []
+    monkeypatch.setattr(
+        torch.nn.functional, "embedding_bag", _counting(torch.nn.functional.embedding_bag, calls)
+    )
+    with torch.no_grad():
+        for n in (5, plan.merge_below // per_image + 1):
+            x = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(n))
+            calls.clear()
+            torch.testing.assert_close(module(x), model(x), atol=1e-5, rtol=1e-5)
+            merged_call = any(width == w_o.width for width in calls)
+            assert merged_call == (n == 5), (n, calls)
+    report = wirelang.export(model, "pt2", example=batch(4), out=tmp_path / "m.pt2")
+    assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"])
+
+
+def _counting(fn, calls):
+    def wrapped(index, weight, *args, **kwargs):
+        calls.append(weight.shape[0])  # the rows of the sources the call gathers from
+        return fn(index, weight, *args, **kwargs)
+
+    return wrapped

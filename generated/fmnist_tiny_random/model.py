@@ -17,6 +17,9 @@ from torch import nn
 
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
+# Edges with `merged` blocks run them as one product over the stacked sources when the stack
+# holds at most this many values (source rows x N x H x W): measured for the exporting device
+MERGE_BELOW = 16384
 
 
 class CenterCrop(nn.Module):
@@ -46,6 +49,12 @@ class Residual(nn.Module):
         return self.after(self.branch(x) + self.shortcut(x))
 
 
+def onnx_export():
+    """Whether an ONNX exporter is tracing this call (it runs under a tracer or torch.export,
+    both cheap to ask first: torch.onnx.is_in_onnx_export costs microseconds per call)."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling()) and torch.onnx.is_in_onnx_export()
+
+
 def swap_nc(x):
     """N x C x H x W <-> C x N x H x W, contiguous. Inside a graph states are C x N x H x W:
     each node's maps over the batch are one row of the edge products (free for one image)."""
@@ -61,20 +70,25 @@ class NodeOps(nn.Sequential):
         self.fresh = fresh
 
     def forward(self, x):
-        for i, layer in enumerate(self):
-            c, n, h, w = x.shape
-            if (i or self.fresh) and type(layer) is nn.ReLU:  # x is not needed elsewhere
+        # dispatch on the exact class: the layers are built by this file's constructors
+        owned = self.fresh
+        for layer in self:
+            kind = type(layer)
+            if kind is nn.ReLU and owned:  # x is not needed elsewhere: overwrite it
                 x = torch.relu_(x)
-            elif isinstance(layer, nn.BatchNorm2d) and not layer.training:  # a x + b per channel
+            elif kind is nn.Conv2d and not onnx_export():
+                x = depthwise(x, layer)
+            elif kind is nn.BatchNorm2d and not layer.training:  # a x + b per channel
                 scale = torch.rsqrt(layer.running_var + layer.eps)
                 scale = scale * layer.weight if layer.affine else scale
                 shift = -layer.running_mean * scale
                 shift = shift + layer.bias if layer.affine else shift
                 # two passes: addcmul with a broadcast first operand is ~10x slower on CPU
                 x = (x * scale[:, None, None, None]).add_(shift[:, None, None, None])
-            elif isinstance(layer, nn.BatchNorm2d):  # statistics per channel, over N x H x W
+            elif kind is nn.BatchNorm2d:  # statistics per channel, over N x H x W
+                c, n, h, w = x.shape
                 x = layer(x.reshape(1, c, n * h, w)).view(c, n, h, w)
-            elif isinstance(layer, nn.InstanceNorm2d):  # each map of each image on its own
+            elif kind is nn.InstanceNorm2d:  # each map of each image on its own
                 # the normalisation and the affine map as one scale and shift per map
                 var, mean = torch.var_mean(x, (2, 3), unbiased=False, keepdim=True)
                 scale = torch.rsqrt(var + layer.eps)
@@ -84,19 +98,26 @@ class NodeOps(nn.Sequential):
                 if layer.affine:
                     shift = shift + layer.bias[:, None, None, None]
                 x = (x * scale).add_(shift)
-            elif isinstance(layer, nn.Conv2d) and torch.onnx.is_in_onnx_export():
-                x = swap_nc(layer(swap_nc(x)))  # an ONNX convolution has a fixed group count
-            elif isinstance(layer, nn.Conv2d):  # depthwise: one group per map of each image
-                k = layer.weight.shape[1:]
-                weight = layer.weight[:, None].expand(c, n, *k).reshape(c * n, *k)
-                bias = None if layer.bias is None else layer.bias[:, None].expand(c, n).reshape(-1)
-                y = F.conv2d(
-                    x.reshape(1, c * n, h, w), weight, bias, layer.stride, layer.padding, 1, c * n
-                )
-                x = y.view(c, n, y.shape[2], y.shape[3])
+            elif kind is nn.Conv2d:  # an ONNX convolution has a fixed group count
+                x = swap_nc(layer(swap_nc(x)))
             else:  # elementwise, or pools and crops, which act on each (channel, image) map
                 x = layer(x)
+            # identity and dropout (in eval) hand back their input itself
+            owned = owned or kind not in (nn.Identity, nn.Dropout)
         return x
+
+
+def depthwise(x, layer):
+    """A depthwise conv in the C x N x H x W layout: one group per map of each image."""
+    c, n, h, w = x.shape
+    if n == 1 and not torch.compiler.is_compiling():  # eager, one image: the weight as it is
+        weight, bias = layer.weight, layer.bias
+    else:  # each channel's filter once per image (a program for any batch size)
+        k = layer.weight.shape[1:]
+        weight = layer.weight[:, None].expand(c, n, *k).reshape(c * n, *k)
+        bias = None if layer.bias is None else layer.bias[:, None].expand(c, n).reshape(-1)
+    y = F.conv2d(x.reshape(1, c * n, h, w), weight, bias, layer.stride, layer.padding, 1, c * n)
+    return y.view(c, n, y.shape[2], y.shape[3])
 
 
 class Edges(nn.Module):
@@ -109,11 +130,18 @@ class Edges(nn.Module):
     its live weights in CSR order, run by embedding_bag (each output row sums the source rows
     its edges name, scaled by their weights). Other blocks are dense matrix products. ONNX has
     no fast gathered product, so an ONNX export makes every block dense (the same sums).
+    `merged`: the gathered blocks also as one list over the sources stacked, for small
+    sources, where one call costs less than a call per block (`MERGE_BELOW`).
     """
 
-    def __init__(self, rows, cols, gathered, bias=False):
+    def __init__(self, rows, cols, gathered, bias=False, merged=False):
         super().__init__()
         self.rows, self.cols, self.gathered = rows, tuple(cols), tuple(gathered)
+        self.merged, self.width = merged, sum(cols)
+        if merged:
+            self.register_buffer("mcol", torch.zeros(sum(gathered), dtype=torch.long))
+            self.register_buffer("moff", torch.zeros(rows, dtype=torch.long))
+            self.register_buffer("mval", torch.zeros(sum(gathered)))
         for j, (c, live) in enumerate(zip(cols, gathered)):
             if live:
                 self.register_buffer(f"row{j}", torch.zeros(live, dtype=torch.long))
@@ -134,7 +162,17 @@ class Edges(nn.Module):
 
     def forward(self, *zs):
         _, n, h, w = zs[0].shape
-        dense = torch.onnx.is_in_onnx_export()
+        dense = onnx_export()
+        if (
+            self.merged
+            and not dense
+            and not torch.compiler.is_compiling()  # a program runs block by block
+            and self.width * n * h * w <= MERGE_BELOW
+        ):
+            z = torch.cat(zs).reshape(self.width, -1)
+            y = F.embedding_bag(self.mcol, z, self.moff, mode="sum", per_sample_weights=self.mval)
+            y = y if self.bias is None else y.add_(self.bias[:, None])
+            return y.view(self.rows, n, h, w)
         y, biased = None, self.bias is None
         for j, z in enumerate(zs):
             z = z.reshape(z.shape[0], -1)  # Q_j x N*H*W
@@ -162,13 +200,13 @@ class Graph_tiny_body(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False))
+        self.op_in = NodeOps(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False), fresh=True)
         self.op_h1 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h2 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h3 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h4 = NodeOps(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False), fresh=True)
         self.w_h1 = Edges(192, [32], [764])
-        self.w_h2 = Edges(192, [32, 192], [767, 4541])
+        self.w_h2 = Edges(192, [32, 192], [767, 4541], merged=True)
         self.w_h3 = Edges(192, [32, 192, 192], [831, 4566, 4663])
         self.w_h4 = Edges(92, [32, 192, 192, 192], [378, 2212, 2306, 2203])
         self.w_out = Edges(100, [32, 192, 192, 192, 92], [415, 2387, 2420, 2417, 1130])
