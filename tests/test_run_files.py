@@ -147,3 +147,84 @@ def test_a_checkpoint_whose_weights_diverge_is_set_aside(tmp_path):
     assert bool(torch.isfinite(model(x)).all())
     model.load_state_dict(diverged["model"])
     assert not bool(torch.isfinite(model(x)).all())
+
+
+# A trainer that dies (os._exit: no cleanup, as SIGKILL leaves it) just before or just after
+# the n-th write that lands an epoch's files: a metrics.jsonl line, or a rename into
+# checkpoints/ (last.pt to prev.pt, a finished temporary to last.pt or best.pt). Exit 3: the
+# run ended with fewer writes than n.
+KILL_DRIVER = """
+import os, sys
+from wirelang.runs import layout
+n, when = int(sys.argv[3]), sys.argv[4]
+count = 0
+def point(do, counts=lambda *args: True):
+    def wrapped(*args, **kwargs):
+        global count
+        if not counts(*args):
+            return do(*args, **kwargs)
+        count += 1
+        if count == n and when == "before":
+            os._exit(9)
+        out = do(*args, **kwargs)
+        if count == n and when == "after":
+            os._exit(9)
+        return out
+    return wrapped
+os.replace = point(os.replace, lambda src, dst: "checkpoints" in str(dst))
+layout.MetricsLog.append = point(layout.MetricsLog.append)
+from wirelang.train import TrainOptions, train
+train(TrainOptions(spec=sys.argv[1], out=sys.argv[2]))
+sys.exit(3)
+"""
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two")
+    spec = write_spec(root, epochs=2)
+    run(spec, root / "reference")
+    return spec, root / "reference"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_kill_at_every_write_resumes_to_the_same_run(two_epochs, tmp_path, when):
+    import os
+    import subprocess
+    import sys
+
+    spec, reference = two_epochs
+    env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
+    n = 0
+    while True:
+        n += 1
+        out = tmp_path / f"{when}{n}"
+        proc = subprocess.run(
+            [sys.executable, "-c", KILL_DRIVER, str(spec), str(out), str(n), when],
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        if proc.returncode == 3:
+            break
+        assert proc.returncode == 9, proc.stderr.decode()[-2000:]
+        killed = sorted(p.name for p in (out / CHECKPOINTS).iterdir())
+        resume(spec, out)
+        where = f"killed {when} write {n}, leaving {killed}"
+        # the same weights, the same metrics lines once each, the same best checkpoint
+        assert_same_weights(out / CHECKPOINTS / LAST, reference / CHECKPOINTS / LAST)
+        epochs = [(r["phase"], r["epoch"]) for r in read_metrics(out)]
+        assert epochs == [(1, 1), (1, 2)], where
+        assert read_metrics(out)[-1]["mask_hash"] == read_metrics(reference)[-1]["mask_hash"]
+        assert ckpt.find_checkpoint(out).name == ckpt.find_checkpoint(reference).name, where
+        best, ref_best = ckpt.best_checkpoint(out)[0], ckpt.best_checkpoint(reference)[0]
+        assert best["epoch"] == ref_best["epoch"], where
+        assert_same_weights(ckpt.find_checkpoint(out), ckpt.find_checkpoint(reference))
+    assert n > 5  # every epoch's line, renames and best.pt were reached
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

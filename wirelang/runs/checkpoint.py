@@ -156,16 +156,24 @@ def resume_point(
 
     Refused (RunError): a folder whose checkpoints are all corrupt, a checkpoint of another
     network than `spec_hash`, and a run that logged finished epochs but has no checkpoint left
-    (starting it again would silently repeat them)."""
+    (starting it again would silently repeat them). One logged epoch and no checkpoint is a run
+    stopped while writing its first: the metrics line is written first, so it starts again
+    (what a resume would do), and says so."""
     folder = Path(run_dir) / CHECKPOINTS
     if not (folder / LAST).exists() and (folder / PREV).exists():  # a crash between two renames
         say(f"warning: {folder / LAST} is missing; using {PREV}")
     found = read_first_good([folder / LAST, folder / PREV], say)
     if found is None and any((folder / n).exists() for n in (LAST, PREV)):
         raise RunError(f"every checkpoint in {folder} is corrupt; start a new run")
-    if found is None and read_metrics(run_dir):
+    logged = read_metrics(run_dir)
+    if found is None and len(logged) == 1 and (logged[0]["phase"], logged[0]["epoch"]) == (1, 1):
+        say(
+            f"warning: {run_dir} logged its first epoch but stopped before its checkpoint "
+            "landed; training it from the start again"
+        )
+    elif found is None and logged:
         raise RunError(
-            f"{run_dir} logged {len(read_metrics(run_dir))} epoch(s) in {METRICS} but holds no "
+            f"{run_dir} logged {len(logged)} epoch(s) in {METRICS} but holds no "
             f"{LAST} or {PREV} to continue from; start a new run"
         )
     if (
@@ -178,6 +186,29 @@ def resume_point(
             f"the run's is {spec_hash}); start a new run"
         )
     return found
+
+
+def restore_best(run_dir: Path, found: tuple[dict[str, Any], Path], say=print) -> None:
+    """Before a run continues from `found`: when that checkpoint ends the best epoch so far
+    but best.pt does not hold it (the run stopped after last.pt landed, before best.pt did),
+    best.pt is written from it now; the later epochs may never beat it."""
+    payload, path = found
+    wanted = payload.get("best")
+    if "within" in payload or not wanted:
+        return
+    if (int(wanted["phase"]), int(wanted["epoch"])) != _epoch_of(payload):
+        return
+    best_file = Path(run_dir) / CHECKPOINTS / BEST
+    try:
+        if _epoch_of(read(best_file)) == _epoch_of(payload):
+            return
+    except (FileNotFoundError, CorruptCheckpoint):
+        pass
+    say(
+        f"warning: {best_file} does not hold the best epoch, {wanted['epoch']} (a run stopped "
+        f"while writing it); writing it from {path.name}"
+    )
+    save(best_file, payload)
 
 
 def set_aside_diverged(run_dir: Path, step: int) -> str:

@@ -284,9 +284,11 @@ def _resume(loop: Loop, found: tuple[dict[str, Any], Path] | None) -> TrainState
             else f"epoch {state.within['epoch']}, step {state.within['step']}"
         )
         loop.say(f"resuming {loop.run_dir} from {found[1].name} (phase {state.phase}, {where})")
+        if d.is_main:
+            ckpt.restore_best(loop.run_dir, found, loop.say)
     loop.log = MetricsLog(loop.run_dir)
     loop.step_log = StepLog(loop.run_dir, state.step, cfg.tensorboard) if d.is_main else None
-    if d.is_main and found is not None:
+    if d.is_main:  # lines past the checkpoint (all of them without one) were never kept
         loop.log.truncate_after(state.phase, state.epoch)
     loop.best = state.best
     loop.epoch_masks, loop.row_masks = state.masks(model, d.device)
