@@ -265,6 +265,23 @@ def big_repeat(data: bytes, choose: Choose) -> bytes:
     return data[: m.start(2)] + count + (b" " if m.group(3) == b"{" else b"") + data[m.end(2) :]
 
 
+# Token counts on either side of the front end's caps (`syntax/parse.py`: 100,000 tokens for the
+# parser, 2,000,000 in a file): text dense in tokens is refused before it is parsed.
+DENSE_TOKENS = (90_000, 110_000, 1_000_000, 2_100_000)
+
+
+def dense_tokens(data: bytes, choose: Choose) -> bytes:
+    n = DENSE_TOKENS[choose(len(DENSE_TOKENS))]
+    items = b", ".join([b"1"] * (n // 2))
+    forms = (
+        b"let fuzzed = [" + items + b"]",  # one bulk line (read without the parser)
+        b"let fuzzed = [" + items + b"]  # c",  # the same with a comment: left to the parser
+        b"\n  ".join(b"let f%d = 1  # c" % i for i in range(n // 6)),  # lines for the parser
+        b"\n  ".join(b"let f%d = 1 + 2" % i for i in range(n // 7)),  # bulk lines
+    )
+    return _insert_item(data, forms[choose(len(forms))])
+
+
 Mutation = Callable[[bytes, Choose], bytes]
 SMALL_MUTATIONS: tuple[Mutation, ...] = (
     delete_line,
@@ -285,6 +302,7 @@ DEPTH_AND_SIZE_MUTATIONS: tuple[Mutation, ...] = (
     long_include,
     special_include,
     big_repeat,
+    dense_tokens,
 )
 MUTATIONS = SMALL_MUTATIONS + DEPTH_AND_SIZE_MUTATIONS
 
