@@ -98,6 +98,8 @@ def evaluate(expr: ast.Expr, scope: Scope, rep: Reporter) -> Any:
 
 def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
     """Numbers beyond MAX_INT (floats too: `1e308` would become a 309-digit size) stop here."""
+    if type(value) is int and -MAX_INT <= value <= MAX_INT:  # the commonest case, first
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         rep.error(
             span, "this number is too large for any size or count", "values must be at most 10^15"
@@ -115,6 +117,9 @@ def _check_number(value: Any, span: Span, rep: Reporter) -> Any:
 
 def _number(expr: ast.Expr, scope: Scope, rep: Reporter) -> int | float:
     value = _eval(expr, scope, rep)
+    kind = type(value)
+    if kind is int or kind is float:  # exactly a number (not a bool): the commonest case
+        return value
     if isinstance(value, Symbol):
         rep.error(
             value.span, f"unknown name `{value.name}`", did_you_mean(value.name, scope.names())
@@ -126,8 +131,29 @@ def _number(expr: ast.Expr, scope: Scope, rep: Reporter) -> int | float:
     return value
 
 
+_ABSENT = object()
+
+
 def _eval(expr: ast.Expr, scope: Scope, rep: Reporter) -> Any:
-    # The node kinds are disjoint; the commonest come first (each case is a type test).
+    # The commonest kinds by exact type (a `let`-dense spec spends most of its evaluation
+    # here; a class pattern costs an isinstance and an attribute lookup per case), then the
+    # rest by pattern. The node kinds are disjoint.
+    kind = type(expr)
+    if kind is ast.Num:
+        return _check_number(expr.value, expr.span, rep)
+    if kind is ast.BinOp:
+        a, b = _number(expr.left, scope, rep), _number(expr.right, scope, rep)
+        return _check_number(_binop(expr.op, a, b, expr, rep), expr.span, rep)
+    if kind is ast.Name:
+        value = scope.values.get(expr.name, _ABSENT)  # the innermost scope, without a call
+        if value is _ABSENT:
+            try:
+                value = scope.lookup(expr.name)
+            except KeyError:
+                return Symbol(expr.name, expr.span)
+        if value is FAILED:
+            raise EvalError
+        return value
     match expr:
         case ast.Num(value=v):
             return _check_number(v, expr.span, rep)

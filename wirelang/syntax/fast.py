@@ -18,7 +18,7 @@ with lark alone, so every error keeps its exact message and place.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -80,6 +80,80 @@ def _span(path: str, line: int, col: int, end: int) -> Span:
     return Span(path=path, line=line, col=col, end_line=line, end_col=end)
 
 
+# The nodes of `let` lines built without their dataclass __init__ (keyword arguments, then one
+# object.__setattr__ per field through a global lookup), which was the larger part of reading a
+# `let` line: the same object.__setattr__ calls on a bare object, about twice as fast, and the
+# same object (equal field for field: `tests/test_frontend_bulk.py` compares the trees with
+# lark's; the same size: the instance keeps its values inline, no __dict__ is made). The field
+# lists are checked against the classes here, so that a new field fails at import.
+_NEW = object.__new__
+_SET = object.__setattr__
+_SPAN_SET = tuple(getattr(Span, f).__set__ for f in ("path", "line", "col", "end_line", "end_col"))
+_FIELDS = {
+    ast.Num: ("span", "kind", "value", "text"),
+    ast.Name: ("span", "kind", "name"),
+    ast.BinOp: ("span", "kind", "op", "left", "right"),
+    ast.Neg: ("span", "kind", "operand"),
+    ast.LetStmt: ("span", "kind", "name", "value"),
+}
+for _cls, _names in _FIELDS.items():
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names or hasattr(_cls, "__post_init__"):
+        raise AssertionError(f"fast.py builds {_cls.__name__} with the fields {_names}")
+if Span.__slots__ != ("path", "line", "col", "end_line", "end_col"):
+    raise AssertionError("fast.py builds Span with other fields")
+
+
+def _spans(path: str, line: int):
+    """`at(col, end_col)`: a span on this line (1-based columns, end exclusive)."""
+    set_path, set_line, set_col, set_end_line, set_end_col = _SPAN_SET
+
+    def at(col: int, end: int) -> Span:
+        s = _NEW(Span)
+        set_path(s, path)
+        set_line(s, line)
+        set_col(s, col)
+        set_end_line(s, line)
+        set_end_col(s, end)
+        return s
+
+    return at
+
+
+def _num(span: Span, value: int | float, text: str) -> ast.Num:
+    node = _NEW(ast.Num)
+    _SET(node, "span", span)
+    _SET(node, "kind", "num")
+    _SET(node, "value", value)
+    _SET(node, "text", text)
+    return node
+
+
+def _name(span: Span, name: str) -> ast.Name:
+    node = _NEW(ast.Name)
+    _SET(node, "span", span)
+    _SET(node, "kind", "name")
+    _SET(node, "name", name)
+    return node
+
+
+def _binop(span: Span, op: str, left, right) -> ast.BinOp:
+    node = _NEW(ast.BinOp)
+    _SET(node, "span", span)
+    _SET(node, "kind", "binop")
+    _SET(node, "op", op)
+    _SET(node, "left", left)
+    _SET(node, "right", right)
+    return node
+
+
+def _neg(span: Span, operand) -> ast.Neg:
+    node = _NEW(ast.Neg)
+    _SET(node, "span", span)
+    _SET(node, "kind", "neg")
+    _SET(node, "operand", operand)
+    return node
+
+
 def _set_ref(path: str, line: int, start: int, name: str, member: str | None, end: int):
     return ast.SetRef(
         span=_span(path, line, start + 1, end + 1),
@@ -114,8 +188,7 @@ class _Expr:
 
     def __init__(self, text: str, start: int, path: str, line: int, most: int):
         self.path, self.line = path, line
-        # at(col, end_line, end_col): a span on this line (1-based columns, end exclusive)
-        self.at = functools.partial(Span, path, line)
+        self.at = _spans(path, line)
         self.toks: list[tuple[str, str, int, int]] = []
         end = len(text.rstrip(" \t\f"))
         pos, nesting = start, 0
@@ -184,12 +257,7 @@ class _Expr:
         depth = 1 + max(d1, d2)
         if depth > _MAX_EXPR_DEPTH:
             raise _NoClaim
-        return (
-            ast.BinOp(span=self.at(start + 1, self.line, end + 1), op=op, left=node, right=rnode),
-            start,
-            end,
-            depth,
-        )
+        return _binop(self.at(start + 1, end + 1), op, node, rnode), start, end, depth
 
     def unary(self):
         if self.toks[self.i][0] == "-":
@@ -198,12 +266,7 @@ class _Expr:
             node, _, end, d = self.unary()
             if d + 1 > _MAX_EXPR_DEPTH:
                 raise _NoClaim
-            return (
-                ast.Neg(span=self.at(start + 1, self.line, end + 1), operand=node),
-                start,
-                end,
-                d + 1,
-            )
+            return _neg(self.at(start + 1, end + 1), node), start, end, d + 1
         base = self.atom()
         if self.toks[self.i][0] == "^":
             self.i += 1
@@ -214,45 +277,31 @@ class _Expr:
         kind, value, start, end = self.toks[self.i]
         self.i += 1
         if kind == "num":
-            return (
-                ast.Num(
-                    span=self.at(start + 1, self.line, end + 1),
-                    value=number_value(value),
-                    text=value,
-                ),
-                start,
-                end,
-                1,
-            )
+            return _num(self.at(start + 1, end + 1), number_value(value), value), start, end, 1
         if kind == "str":
             return (
-                ast.Str(span=self.at(start + 1, self.line, end + 1), value=value[1:-1]),
+                ast.Str(span=self.at(start + 1, end + 1), value=value[1:-1]),
                 start,
                 end,
                 1,
             )
         if kind in ("true", "false"):
             return (
-                ast.Bool(span=self.at(start + 1, self.line, end + 1), value=kind == "true"),
+                ast.Bool(span=self.at(start + 1, end + 1), value=kind == "true"),
                 start,
                 end,
                 1,
             )
         if kind == "name":
             if self.toks[self.i][0] != "(":
-                return (
-                    ast.Name(span=self.at(start + 1, self.line, end + 1), name=value),
-                    start,
-                    end,
-                    1,
-                )
+                return _name(self.at(start + 1, end + 1), value), start, end, 1
             self.i += 1
             args, depth = ([], 1) if self.toks[self.i][0] == ")" else self.args()
             close = self.take(")")[3]
             call = ast.Call(
-                span=self.at(start + 1, self.line, close + 1),
+                span=self.at(start + 1, close + 1),
                 name=value,
-                name_span=self.at(start + 1, self.line, end + 1),
+                name_span=self.at(start + 1, end + 1),
                 args=args,
             )
             return call, start, close, depth
@@ -268,7 +317,7 @@ class _Expr:
                     self.i += 1
             close = self.take("]")[3]
             return (
-                ast.ListExpr(span=self.at(start + 1, self.line, close + 1), items=items),
+                ast.ListExpr(span=self.at(start + 1, close + 1), items=items),
                 start,
                 close,
                 1 + depth,
@@ -293,10 +342,10 @@ class _Expr:
             if self.toks[self.i][0] == "%":
                 end = self.toks[self.i][3]
                 self.i += 1
-                node = ast.Percent(span=self.at(vstart + 1, self.line, end + 1), value=node)
+                node = ast.Percent(span=self.at(vstart + 1, end + 1), value=node)
             out.append(
                 ast.Arg(
-                    span=self.at((start if name else vstart) + 1, self.line, end + 1),
+                    span=self.at((start if name else vstart) + 1, end + 1),
                     name=name,
                     value=node,
                 )
@@ -324,11 +373,11 @@ def _let(m: re.Match, text: str, path: str, line: int, most: int) -> tuple[Claim
     tokens = len(reader.toks) - 1 + 4  # not `$end`
     if tokens > most:  # the line end is the one too many
         raise TooManyTokens(line, end + 1)
-    stmt = ast.LetStmt(
-        span=Span(path=path, line=line, col=indent + 1, end_line=line, end_col=end + 1),
-        name=m.group(2),
-        value=node,
-    )
+    stmt = _NEW(ast.LetStmt)
+    _SET(stmt, "span", reader.at(indent + 1, end + 1))
+    _SET(stmt, "kind", "let")
+    _SET(stmt, "name", m.group(2))
+    _SET(stmt, "value", node)
     return Claim(line, stmt, depth + 1), tokens
 
 
