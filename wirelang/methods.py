@@ -31,12 +31,19 @@ class MethodSpec:
         return next((p for p in self.params if p.name == name), None)
 
 
+# What DNW's top k ranks. `candidates`: the graph's candidate edges only. `square`: every entry of
+# the graph's nodes x nodes matrix, as the authors' code ranks its whole 800 x 800 weight; the
+# entries that are not candidates hold fixed magnitudes drawn from the graph's `init` and never
+# carry an edge, so part of k sits on them while the candidates' weights are small: the graph
+# starts sparser than k and fills up as the weights of useful edges grow.
+RANKS = ("candidates", "square")
+
 WIRINGS: dict[str, MethodSpec] = {
     m.name: m
     for m in [
         MethodSpec(
             "dnw",
-            (),
+            (ParamSpec("rank", "str", "candidates", choices=RANKS, implicit=True),),
             "top-k edges by |w| forward, straight-through gradient to every candidate",
             pools=True,
         ),
@@ -95,6 +102,16 @@ WIRINGS: dict[str, MethodSpec] = {
         ),
     ]
 }
+
+def wiring_param(wiring: core.Wiring, name: str) -> object:
+    """A wiring parameter's value; an `implicit` one left out at its default gets the default."""
+    if name in wiring.params:
+        return wiring.params[name]
+    spec = WIRINGS[wiring.method].param(name)
+    if spec is None:
+        raise KeyError(f"wiring method {wiring.method!r} has no parameter {name!r}")
+    return spec.default
+
 
 ODE_SOLVERS = (
     "dopri5",

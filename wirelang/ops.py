@@ -27,6 +27,10 @@ class ParamSpec:
     required: bool = False
     minimum: float | None = None
     choices: tuple[str, ...] = ()
+    # Left out of the IR while it holds its default: a parameter added after networks were
+    # identified by their IR, so that adding it changes no existing network's identity. Read it
+    # through `wirelang.methods.wiring_param`, which supplies the default.
+    implicit: bool = False
 
 
 @dataclass(frozen=True)

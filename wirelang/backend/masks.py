@@ -184,6 +184,7 @@ class EdgeMask(nn.Module):
         candidates: list[Tensor | None],
         seed: int = 0,
         fixed: list[Tensor] | None = None,
+        outside: Tensor | None = None,
     ):
         super().__init__()
         if method not in methods.WIRINGS:
@@ -212,6 +213,10 @@ class EdgeMask(nn.Module):
         elif method == "fixed":
             self._set_fixed(fixed)
         self.register_buffer("phase", torch.tensor(1))
+        # DNW ranking the whole square (`dnw(rank=square)`): the fixed |w| of the entries that
+        # are not candidates, ranked with the candidates' scores; derived from the seed, so not
+        # saved in checkpoints.
+        self.register_buffer("outside", outside, persistent=False)
         self._eval_cache: tuple | None = None
         self._select = TopK()
 
@@ -279,7 +284,13 @@ class EdgeMask(nn.Module):
             return self.pool.masks()[id(self)]
         weights = self.weights()
         select = self.__dict__.setdefault("_select", TopK())  # also on masks pickled before TopK
-        flat = select(_flat_scores(weights, self.candidate_masks()), self.k)
+        scores = _flat_scores(weights, self.candidate_masks())
+        if self.outside is None:
+            return _split(select(scores, self.k), weights)
+        # the k largest over candidates and outside entries together; those that land outside
+        # carry no edge, so fewer than k candidates may be active
+        n = scores.numel()
+        flat = select(torch.cat([scores, self.outside.to(scores)]), self.k)[:n]
         return _split(flat, weights)
 
     def _complete(self) -> list[Tensor]:

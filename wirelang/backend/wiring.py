@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from wirelang.backend.masks import EdgeMask
 from wirelang.ir import core
+from wirelang.methods import wiring_param
 
 
 def init_edges(w: Tensor, init: core.Init, mean_in_degree: float) -> Tensor:
@@ -25,6 +26,21 @@ def init_edges(w: Tensor, init: core.Init, mean_in_degree: float) -> Tensor:
     if init.kind == "normal":
         return nn.init.normal_(w, std=float(init.params["std"]))
     return nn.init.normal_(w, std=math.sqrt(2.0 / mean_in_degree))  # kaiming at the budget
+
+
+def outside_scores(count: int, init: core.Init, mean_in_degree: float, seed: int) -> Tensor:
+    """|w| of the `count` entries of a graph's square that are not candidates, drawn as `init`
+    draws edge weights, from their own generator (the candidates' draws are unchanged)."""
+    gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+    if init.kind == "uniform":
+        bound = 1.0 / math.sqrt(float(init.params["fan"]))
+        return torch.rand(count, generator=gen) * bound
+    std = (
+        float(init.params["std"])
+        if init.kind == "normal"
+        else math.sqrt(2.0 / mean_in_degree)  # kaiming at the budget
+    )
+    return (torch.randn(count, generator=gen) * std).abs_()
 
 
 class GraphWiring(nn.Module):
@@ -73,6 +89,14 @@ class GraphWiring(nn.Module):
                 i, col = offsets[(src, dst)]
                 fixed[i][ti, col + si] = True
         names = [f"w_{i}" for i in range(len(self.targets))]
+        outside = None
+        if graph.wiring.method == "dnw" and wiring_param(graph.wiring, "rank") == "square":
+            total = sum(sizes.values())
+            n_cand = sum(
+                int(c.sum()) if c is not None else getattr(self, f"w_{i}").numel()
+                for i, c in enumerate(candidates)
+            )
+            outside = outside_scores(total * total - n_cand, graph.init, fan_in, seed)
         self.mask = EdgeMask(
             graph.wiring.method,
             graph.wiring.params,
@@ -82,6 +106,7 @@ class GraphWiring(nn.Module):
             candidates,
             seed=seed,
             fixed=fixed,
+            outside=outside,
         )
 
     def weights(self) -> list[Tensor]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from wirelang import cost
+from wirelang import cost, methods
 from wirelang.diagnostics import Reporter, Span, did_you_mean
 from wirelang.ir import core
 from wirelang.passes.shapes import topo_order
@@ -360,6 +360,13 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
     before = len(rep.diagnostics)
     for g in net.graphs():
         if isinstance(g.budget, core.PooledBudget):
+            if g.wiring.method == "dnw" and methods.wiring_param(g.wiring, "rank") == "square":
+                rep.error(
+                    g.wiring.span,
+                    f"graph `{g.name}`: `dnw(rank=square)` ranks the graph's own square, so it "
+                    "needs the graph's own budget, not a pool's",
+                    "give the graph its own `budget`, or rank its candidates (`dnw`)",
+                )
             _member(g.budget, g.name, cost.member_parts(g), pools, members, rep)
     for layer in net.layers():
         if layer.sparse is not None and isinstance(layer.sparse.budget, core.PooledBudget):

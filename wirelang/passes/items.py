@@ -155,6 +155,12 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
     if bound is None:
         return None
     name, params = bound
+    spec = methods.WIRINGS[name]
+    params = {
+        key: v
+        for key, v in params.items()
+        if not ((ps := spec.param(key)) is not None and ps.implicit and v == ps.default)
+    }
     if name == "fixed" and stmt.fixed is None:
         rep.error(
             call.span,
