@@ -112,3 +112,19 @@ def test_piped_tables_keep_every_column():
     assert r.returncode == 0, r.stderr
     assert "candidates" in r.stdout and "semantics" in r.stdout and "254,960" in r.stdout
     assert "…" not in r.stdout and "..." not in r.stdout
+
+
+def test_omp_num_threads_is_the_default_thread_count(monkeypatch):
+    # A user who sets OMP_NUM_THREADS (two jobs sharing the cores) gets that many threads, not
+    # the machine's cores; without it, the usable cores.
+    from wirelang.runs.layout import default_threads, usable_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    for unset in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert default_threads() == usable_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == usable_cores()

@@ -55,6 +55,15 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+def default_threads() -> int:
+    """A one-process CPU run's thread count when none is given: OMP_NUM_THREADS where the user
+    set it to a positive count (as torch itself reads it), otherwise the usable cores."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return usable_cores()
+
+
 def default_run_dir(spec_path: Path) -> Path:
     return Path("runs") / f"{spec_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
