@@ -26,14 +26,16 @@ from wirelang.version import LANGUAGE_VERSION, __version__
 __all__ = ["LANGUAGE_VERSION", "__version__", "check", "export", "load", "sparsify", "train"]
 
 
-def check(path, include_paths=()):
+def check(path, include_paths=(), classes=None):
     """Parse and check a spec; return its IR (`wirelang.ir.core.Network`) or raise SpecError.
 
     `include_paths`: folders its includes may read besides the spec's own project folder.
+    `classes`: the count `classes auto` stands for; without it, `classes auto` over
+    `data folder` raises `wirelang.frontend.ClassesFromData` (the count is in the data).
     """
     from wirelang.frontend import build
 
-    return build(path, include_paths=include_paths)
+    return build(path, include_paths=include_paths, classes=classes)
 
 
 def load(path_or_run, weights=None):

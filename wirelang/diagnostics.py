@@ -51,7 +51,7 @@ class Diagnostic:
     hint: str | None = None
     # A second place involved in the problem (the other definition of a duplicate name, ...).
     related: tuple[tuple[Span, str], ...] = ()
-    severity: str = "error"  # or "warning"
+    severity: str = "error"  # or "warning", or "note" (information; `check` still passes)
 
 
 class SpecWarning(UserWarning):

@@ -26,6 +26,21 @@ DATASETS: dict[str, tuple[int, int, int, int]] = {
 }
 
 
+def data_name(data: Any) -> str | None:
+    """The dataset a `data` setting names, as written (`cifar10` or `folder(root=...)`), before
+    validation; None when it names none."""
+    name = data.get("name") if isinstance(data, dict) else data
+    return name if isinstance(name, str) else None
+
+
+def fixed_classes(name: str | None) -> int | None:
+    """The class count of a dataset that has one whatever its files hold (not `synthetic`,
+    which takes the network's, nor `folder`, which has as many as its class folders)."""
+    if name is None or name == "synthetic" or name not in DATASETS:
+        return None
+    return DATASETS[name][3]
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

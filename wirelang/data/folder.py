@@ -210,6 +210,28 @@ class FolderSource(DatasetSource):
         'Pass --data-root DIR (or `data folder(root="DIR")`) pointing to DIR/<class>/<image> files.'
     )
 
+    def _train_dir(self, root: Path | None) -> Path:
+        """The folder of the training split's class folders: `root/train` when it exists (the
+        split layout), else `root` itself (the flat one)."""
+        if root is None or not root.is_dir():
+            raise DataError(f"folder: {root} is not a folder. {self.how_to_get}")
+        return root / "train" if (root / "train").is_dir() else root
+
+    def count_classes(self, root: Path | None) -> int:
+        """The class folders of the training split, found as ImageFolder finds them when the
+        data is loaded (so `classes auto` and the labels agree)."""
+        from torchvision.datasets.folder import find_classes
+
+        train_dir = self._train_dir(root)
+        try:
+            names, _ = find_classes(train_dir)
+        except (FileNotFoundError, OSError) as exc:
+            raise DataError(
+                f"folder: {train_dir}: no class folders ({exc}); expected "
+                f"{train_dir}/<class>/<image>"
+            ) from None
+        return len(names)
+
     def load(
         self,
         root: Path | None,
@@ -222,10 +244,9 @@ class FolderSource(DatasetSource):
         **options: Any,
     ) -> SourceData:
         reject_options("folder", options)
-        if root is None or not root.is_dir():
-            raise DataError(f"folder: {root} is not a folder. {self.how_to_get}")
-        split_root = (root / "train").is_dir()
-        train_base = image_folder(root / "train" if split_root else root)
+        train_dir = self._train_dir(root)
+        split_root = train_dir != root
+        train_base = image_folder(train_dir)
         test_dir = next(
             (root / n for n in ("test", "val") if split_root and (root / n).is_dir()), None
         )

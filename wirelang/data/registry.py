@@ -90,6 +90,11 @@ class DatasetSource(ABC):
         with its own message)."""
         return 0
 
+    def count_classes(self, root: Path | None) -> int:
+        """The number of classes the data at `root` holds (what `classes auto` stands for):
+        the fixed count of `info` unless the source counts its files."""
+        return self.info.classes
+
 
 _REGISTRY: dict[str, DatasetSource] = {}
 _S = TypeVar("_S", bound=type[DatasetSource])
@@ -148,6 +153,14 @@ def dataset_bytes(
     if image_size is not None:
         options["image_size"] = image_size
     return source.held_bytes(_root(source, root), **options)
+
+
+def dataset_classes(name: str, root: str | Path | None = None) -> int:
+    """The class count of dataset `name` at `root` (`DatasetSource.count_classes`); for a
+    folder of images, its class folders, listed as loading labels them. DataError if the
+    folder is not there."""
+    source = _source(name)
+    return source.count_classes(_root(source, root))
 
 
 def build_datasets(

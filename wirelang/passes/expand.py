@@ -30,6 +30,9 @@ from wirelang.syntax import ast
 
 MAX_TEMPLATE_DEPTH = 16
 MAX_EXPANSION = 10_000  # repeat iterations and layers built, in all: runaway repeats stop here
+# `classes auto` before its count is known: the network is expanded and checked with this many
+# classes (the fewest a classifier has), and the front end says the count comes from the data.
+AUTO_STAND_IN = 2
 
 
 @dataclass
@@ -75,8 +78,14 @@ class _Ctx:
         return True
 
 
-def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
-    """Return the network (None if unusable), the reporter, and extras for later passes."""
+def expand(
+    program: Program, classes: int | None = None
+) -> tuple[core.Network | None, Reporter, dict]:
+    """Return the network (None if unusable), the reporter, and extras for later passes.
+
+    `classes`: the count `classes auto` stands for (unused by a spec that writes its count).
+    Without it, `auto` is expanded with AUTO_STAND_IN classes and `extras["classes_auto"]` holds
+    the span of `auto`, for the front end to resolve or report."""
     rep = Reporter()
     globals_ = Scope({})
     templates: dict[str, ast.TemplateDecl] = {}
@@ -110,7 +119,7 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
     decl = networks[0]
     ctx = _Ctx(rep, templates)
     scope = globals_.child()
-    input_shape, input_kind, classes = _header(decl, scope, rep)
+    input_shape, input_kind, classes, auto = _header(decl, scope, rep, classes)
     scope.values.setdefault(
         "classes", FAILED if classes is None else classes
     )  # FAILED: reported once
@@ -139,13 +148,16 @@ def expand(program: Program) -> tuple[core.Network | None, Reporter, dict]:
             "sparse_scope": ctx.sparse_scope,
             "budget_spans": ctx.budget_spans,
             "complete": complete,
+            "classes_auto": auto,
         },
     )
 
 
 def _header(
-    decl: ast.NetworkDecl, scope: Scope, rep: Reporter
-) -> tuple[core.Shape | None, str, int | None]:
+    decl: ast.NetworkDecl, scope: Scope, rep: Reporter, given: int | None
+) -> tuple[core.Shape | None, str, int | None, Span | None]:
+    """The input shape and kind, the class count, and the span of `auto` when the count was
+    not given (a stand-in count is returned then)."""
     inputs = [i for i in decl.body if isinstance(i, ast.InputDecl)]
     classes_stmts = [i for i in decl.body if isinstance(i, ast.ClassesStmt)]
     shape, kind, classes = None, "image", None
@@ -195,19 +207,26 @@ def _header(
             "a network has one `classes`",
             related=[(classes_stmts[0].span, "the first one")],
         )
-    if classes_stmts:
+    value = classes_stmts[0].value if classes_stmts else None
+    if isinstance(value, ast.Name) and value.name == "auto":
+        # `auto` is the word, never a `let`: a count read from the data cannot be shadowed.
+        if given is None:
+            return shape, kind, AUTO_STAND_IN, value.span
+        return shape, kind, given, None
+    if value is not None:
         try:
-            v = evaluate(classes_stmts[0].value, scope, rep)
+            v = evaluate(value, scope, rep)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 rep.error(
-                    classes_stmts[0].value.span,
+                    value.span,
                     f"`classes` must be a positive integer, found {describe(v)}",
+                    "write a count, or `classes auto` for the class folders of `data folder`",
                 )
             else:
                 classes = v
         except EvalError:
             pass
-    return shape, kind, classes
+    return shape, kind, classes, None
 
 
 def _net_items(body: list, scope: Scope, ctx: _Ctx, prefix: str, in_repeat: int | None) -> None:

@@ -73,13 +73,14 @@ def train(opts: TrainOptions, say=print):
 
     Raises SpecError for a broken spec and RunError for everything else a user can cause.
     """
-    from wirelang.frontend import build
+    from wirelang.frontend import ClassesFromData, build
     from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, usable_cores
     from wirelang.runs.memory import check_memory
     from wirelang.train import distributed
     from wirelang.train.runs import (
         check_batch,
         load_plan,
+        merged_config,
         parse_overrides,
         prepare_run,
         resolve_config,
@@ -96,7 +97,10 @@ def train(opts: TrainOptions, say=print):
     if opts.gpus < 0 or opts.procs < 0:
         raise RunError("--gpus and --procs take a count >= 0", 2)
     device = _device(opts)
-    net = build(spec)
+    try:
+        net, auto = build(spec), False
+    except ClassesFromData as err:  # `classes auto` over `data folder`: counted below
+        net, auto = err.network, True
     job = distributed.env_job()
     if opts.resume is not None:
         if (
@@ -109,6 +113,11 @@ def train(opts: TrainOptions, say=print):
                 "--batch-size and --seed (--data-root may say where the data is now)",
                 2,
             )
+        if auto:  # the count the run started with, written into its own spec.wire
+            from wirelang.runs.layout import check_run_dir
+
+            check_run_dir(Path(opts.resume))
+            net = build(spec, classes=build(Path(opts.resume) / SPEC).classes)
         plan = load_plan(spec, Path(opts.resume), net)
         if opts.data_root is not None:  # where the files are is not what the run computes
             plan.config = plan.config.model_copy(
@@ -133,6 +142,10 @@ def train(opts: TrainOptions, say=print):
             overrides["data"] = {"name": "python", "workers": opts.data.workers}
             if opts.batch_size is None and opts.data.batch is not None:
                 overrides["batch"] = opts.data.batch
+        if auto:  # the settings say where the data is; its class folders say how many
+            from wirelang.train.data import auto_classes
+
+            net = build(spec, classes=auto_classes(merged_config(net, overrides)))
         world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
         plan = RunPlan(
             spec_path=spec,
@@ -202,6 +215,8 @@ def train(opts: TrainOptions, say=print):
             )
         return _result(plan.run_dir)
 
+    if auto and opts.resume is None:
+        say(f"classes auto: {plan.net.classes} (the class folders of the training data)")
     if plan.threads is not None:
         import torch
 

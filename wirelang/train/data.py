@@ -22,7 +22,14 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from wirelang.data import DataError, DatasetInfo, Splits, build_datasets, dataset_bytes
+from wirelang.data import (
+    DataError,
+    DatasetInfo,
+    Splits,
+    build_datasets,
+    dataset_bytes,
+    dataset_classes,
+)
 from wirelang.ir import core
 from wirelang.runs.layout import RunError
 from wirelang.train.distributed import Dist
@@ -53,6 +60,32 @@ def load_splits(config: TrainConfig, net: core.Network, download: bool) -> Split
         )
     except DataError as err:
         raise RunError(str(err)) from None
+
+
+def auto_classes(config: TrainConfig) -> int:
+    """The count `classes auto` stands for in a run with these settings: the class folders of
+    `data folder` (read now), or the fixed count of a dataset that has one."""
+    d = config.data
+    if d.name == "folder" and d.root is None:
+        raise RunError(
+            "`classes auto` counts the class folders of the training data, and `data folder` "
+            'has no root: pass --data-root DIR or write `data folder(root="DIR")`',
+            2,
+        )
+    if d.name in ("python", "synthetic"):
+        what = "datasets passed from Python" if d.name == "python" else "`synthetic` data"
+        raise RunError(
+            f"`classes auto` counts the class folders of `data folder`, not {what}: "
+            "write `classes N` in the spec",
+            2,
+        )
+    try:
+        count = dataset_classes(d.name, d.root)
+    except DataError as err:
+        raise RunError(str(err)) from None
+    if count < 1:  # a source registered without a count of its own
+        raise RunError(f"`{d.name}` does not say how many classes it has: write `classes N`", 2)
+    return count
 
 
 def held_bytes(config: TrainConfig, net: core.Network) -> int:

@@ -95,18 +95,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def resolve_config(net: core.Network, overrides: dict[str, Any]) -> TrainConfig:
-    """The spec's train block with `overrides` applied; a bad key or value is a RunError (2)."""
-    from wirelang.passes.settings import check_train
-
+def merged_config(net: core.Network, overrides: dict[str, Any]) -> TrainConfig:
+    """The spec's train block with `overrides` applied and validated, not yet checked against
+    the network; a bad key or value is a RunError (2)."""
     settings = dict(net.train)
     for key, value in overrides.items():
         settings = apply_override(settings, key, value)
     try:
-        config = validate(settings)
+        return validate(settings)
     except SettingError as err:
         hint = f" ({err.hint})" if err.hint else ""
         raise RunError(f"--set {err.key}: {err.message}{hint}", 2) from None
+
+
+def resolve_config(net: core.Network, overrides: dict[str, Any]) -> TrainConfig:
+    """The spec's train block with `overrides` applied; a bad key or value is a RunError (2)."""
+    from wirelang.passes.settings import check_train
+
+    config = merged_config(net, overrides)
     # The dataset must still fit the network (e.g. `--set data=cifar10` on an MNIST spec).
     rep = Reporter()
     check_train(net.model_copy(update={"train": config.model_dump(mode="json")}), rep)
@@ -134,7 +140,9 @@ def prepare_run(plan: RunPlan) -> None:
     check_fresh_dir(plan.run_dir)
     try:
         (plan.run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(plan.run_dir / SPEC, self_contained_spec(plan.spec_path))
+        write_text_atomic(
+            plan.run_dir / SPEC, self_contained_spec(plan.spec_path, classes=plan.net.classes)
+        )
         save_plan(plan)
     except OSError as err:
         raise RunError(
@@ -169,11 +177,14 @@ def load_plan(spec_path: Path, run_dir: Path, net: core.Network) -> RunPlan:
     )
 
 
-def self_contained_spec(path: Path) -> str:
+def self_contained_spec(path: Path, classes: int | None = None) -> str:
     """The spec with every included file's lets and templates inlined before its own items.
 
     Comments are dropped: their line numbers refer to several files and would land in the
-    wrong places. The result builds to the same IR (the same spec_hash) as the original.
+    wrong places. `classes auto` is written as the count `classes` it was resolved to (the
+    class folders of the data when the run started), so that the run rebuilds the same network
+    without its data. The result builds to the same IR (the same spec_hash) as the original
+    built with that count.
     """
     from wirelang.fmt import format_file
     from wirelang.passes.load import load
@@ -181,8 +192,30 @@ def self_contained_spec(path: Path) -> str:
 
     program = load(path)
     items = [
-        item for f in program.files for item in f.items if not isinstance(item, ast.IncludeDecl)
+        _count_auto(item, classes) if isinstance(item, ast.NetworkDecl) else item
+        for f in program.files
+        for item in f.items
+        if not isinstance(item, ast.IncludeDecl)
     ]
     merged = ast.File(path=program.root.path, items=items, span=program.root.span, comments=[])
     header = f"# Self-contained copy of {program.root.path} (includes inlined), written by wirelang {__version__}.\n"
     return header + format_file(merged)
+
+
+def _count_auto(decl: Any, classes: int | None) -> Any:
+    """The network declaration with `classes auto` replaced by `classes <classes>`."""
+    from wirelang.syntax import ast
+
+    if classes is None:
+        return decl
+    body = [
+        item.model_copy(
+            update={"value": ast.Num(span=item.value.span, value=classes, text=str(classes))}
+        )
+        if isinstance(item, ast.ClassesStmt)
+        and isinstance(item.value, ast.Name)
+        and item.value.name == "auto"
+        else item
+        for item in decl.body
+    ]
+    return decl.model_copy(update={"body": body})
