@@ -103,6 +103,7 @@ WIRINGS: dict[str, MethodSpec] = {
     ]
 }
 
+
 def wiring_param(wiring: core.Wiring, name: str) -> object:
     """A wiring parameter's value; an `implicit` one left out at its default gets the default."""
     if name in wiring.params:

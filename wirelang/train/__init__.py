@@ -74,7 +74,7 @@ def train(opts: TrainOptions, say=print):
     Raises SpecError for a broken spec and RunError for everything else a user can cause.
     """
     from wirelang.frontend import ClassesFromData, build
-    from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, usable_cores
+    from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, default_threads
     from wirelang.runs.memory import check_memory
     from wirelang.train import distributed
     from wirelang.train.runs import (
@@ -169,9 +169,10 @@ def train(opts: TrainOptions, say=print):
 
         require_tensorboard()
     if plan.device == "cpu" and plan.world_size == 1 and job is None:
-        # One process on the CPU: as many threads as cores it may use (affinity, cgroup quota),
-        # never the machine's whole count when a container or taskset allows fewer.
-        plan.threads = opts.threads or usable_cores()
+        # One process on the CPU: OMP_NUM_THREADS where set, else as many threads as cores it
+        # may use (affinity, cgroup quota), never the machine's whole count when a container or
+        # taskset allows fewer.
+        plan.threads = opts.threads or default_threads()
     if opts.dry_run:
         return plan.to_json() | {
             "run_dir": str(plan.run_dir),
