@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_specs_run import POOLED as JOINT_POOL
 from typer.testing import CliRunner
 
 from wirelang import fmt
@@ -139,43 +140,8 @@ def test_uniform_spec_keeps_the_same_fraction_of_every_layer(tmp_path):
 
 # A graph and sparse convolutions and a linear layer in one pool (as tests/test_specs_run.py's
 # pooled network), allocated per member.
-POOLED = """\
-network pooled {{
-  input image(3, 32, 32)
-  classes 10
-  pool shared 10% allocate={allocate}
-  stem {{
-    conv(16, k=3), batchnorm, relu
-  }}
-  residual a {{
-    branch {{
-      conv(32, k=3, stride=2), batchnorm, relu
-      conv(32, k=3), batchnorm
-    }}
-    shortcut {{
-      conv(32, k=1, stride=2), batchnorm
-    }}
-    after relu
-  }}
-  graph g {{
-    nodes i[32] input op(batchnorm, relu, dwconv(k=3))
-    nodes h[48] op(batchnorm, relu, dwconv(k=3))
-    nodes o[24] output
-    edges forward(i, h, o)
-    budget pooled shared
-    wiring {method}
-  }}
-  head {{
-    avgpool, linear(classes)
-  }}
-  sparse {{
-    layers conv, linear
-    exclude stem.0
-    budget pooled shared
-    wiring {method}
-  }}
-}}
-"""
+POOLED = JOINT_POOL.replace("pool shared 10%\n", "pool shared 10% allocate={allocate}\n")
+assert "{allocate}" in POOLED
 
 
 @pytest.mark.parametrize(
