@@ -75,13 +75,18 @@ def write_spec(
 
 
 def run(spec: Path, out: Path, **kwargs):
+    # One thread, as the subprocesses these runs are compared with (OMP_NUM_THREADS=1): the
+    # trainer sets its own thread count, and bit-exact comparisons need the same summation order.
+    kwargs.setdefault("threads", 1)
     return train(
         TrainOptions(spec=spec, out=out, progress=Progress(enabled=True, fancy=False), **kwargs)
     )
 
 
 def resume(spec: Path, out: Path):
-    return train(TrainOptions(spec=spec, resume=out, progress=Progress(enabled=True, fancy=False)))
+    return train(
+        TrainOptions(spec=spec, resume=out, threads=1, progress=Progress(enabled=True, fancy=False))
+    )
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
