@@ -16,6 +16,7 @@ from test_train import run, weights, write_spec
 from wirelang.runs import checkpoint as ckpt
 from wirelang.runs.layout import read_metrics
 from wirelang.train import evaluate_run
+from wirelang.train import distributed
 from wirelang.train.distributed import free_port
 
 # Each rank trains through the library as it would under torchrun, then saves what it holds.
@@ -206,3 +207,40 @@ def test_a_dead_rank_stops_the_job(tmp_path):
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+class _Ends:
+    """A stand-in for a Popen whose `poll` returns None until its `n`-th call, then `code`."""
+
+    def __init__(self, code: int | None, after: int = 0):
+        self.code, self.after, self.calls = code, after, 0
+        self.killed = False
+
+    def poll(self):
+        self.calls += 1
+        return self.code if self.calls > self.after else None
+
+    def kill(self):
+        self.killed = True
+
+    terminate = kill
+
+    def wait(self, timeout=None):
+        return self.code
+
+
+def test_the_launcher_names_the_killed_rank_even_when_a_peer_is_seen_failing_first(capsys):
+    # the race CI met: rank 0 aborts on the lost connection and is polled before the kernel
+    # lets the launcher reap rank 1, which was SIGKILLed
+    procs = [_Ends(-signal.SIGABRT), _Ends(-signal.SIGKILL, after=3)]
+    code = distributed._watch(procs, settle_s=5.0)
+    assert capsys.readouterr().err == (
+        "error: process 1 was killed by signal 9 (SIGKILL); stopped the others\n"
+    )
+    assert code == 128 + 9
+
+
+def test_the_launcher_names_the_first_failure_when_no_rank_was_killed(capsys):
+    procs = [_Ends(None), _Ends(1), _Ends(-signal.SIGABRT, after=2)]
+    assert distributed._watch(procs, settle_s=0.3) == 1
+    assert capsys.readouterr().err == "error: process 1 exited with code 1; stopped the others\n"

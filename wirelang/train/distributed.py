@@ -211,23 +211,47 @@ def launch(spec: Path, run_dir: Path, nprocs: int, device_kind: str) -> int:
         return 130
 
 
-def _watch(procs: list[subprocess.Popen]) -> int:
+def _watch(procs: list[subprocess.Popen], settle_s: float = 3.0) -> int:
     while True:
         codes = [p.poll() for p in procs]
-        failed = [c for c in codes if c not in (None, 0)]
-        if failed:
-            # a rank killed by a signal is the cause when there is one (its peers fail after
-            # it, possibly within the same poll); else the first rank that failed
-            first = next(
-                (i for i, c in enumerate(codes) if c is not None and c < 0), codes.index(failed[0])
-            )
-            code = codes[first]
+        if any(c not in (None, 0) for c in codes):
+            ended = _settle(procs, codes, settle_s)
+            first = _cause(ended)
+            code = ended[first]
             _stop(procs)
             sys.stderr.write(f"error: process {first} {_how_it_ended(code)}; stopped the others\n")
             return code if code > 0 else 128 - code
         if all(c == 0 for c in codes):
             return 0
         time.sleep(0.2)
+
+
+def _settle(procs: list[subprocess.Popen], codes: list[int | None], settle_s: float) -> dict:
+    """The exit codes of the ranks that end within `settle_s` of the first failure, in order.
+
+    A rank killed from outside closes its sockets before the kernel lets its parent reap it, so a
+    peer can notice the lost connection, fail, and be seen first. Waiting a moment lets the
+    cause show up beside its consequences.
+    """
+    ended = {i: c for i, c in enumerate(codes) if c is not None}
+    deadline = time.monotonic() + settle_s
+    while len(ended) < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for i, p in enumerate(procs):
+            if i not in ended and (c := p.poll()) is not None:
+                ended[i] = c
+    return ended
+
+
+def _cause(ended: dict[int, int]) -> int:
+    """The rank that brought the job down.
+
+    A peer that loses contact either exits with an error or aborts (C++ `terminate` raises
+    SIGABRT), so a rank killed by any other signal is the cause; else the first rank that failed.
+    """
+    failed = [i for i, c in ended.items() if c != 0]
+    killed = [i for i in failed if ended[i] < 0 and -ended[i] != signal.SIGABRT]
+    return (killed or failed)[0]
 
 
 def _how_it_ended(code: int) -> str:
