@@ -15,8 +15,7 @@ from test_train import run, weights, write_spec
 
 from wirelang.runs import checkpoint as ckpt
 from wirelang.runs.layout import read_metrics
-from wirelang.train import evaluate_run
-from wirelang.train import distributed
+from wirelang.train import distributed, evaluate_run
 from wirelang.train.distributed import free_port
 
 # Each rank trains through the library as it would under torchrun, then saves what it holds.
