@@ -237,6 +237,9 @@ def main() -> None:
         + ("-randomdag" if args.random_region == "dag" else "")
         + ("" if args.size == "full" else f"-{args.size}")
         + ("" if args.subset is None else f"-subset{args.subset}-val{args.val}-e{args.epochs}")
+        # the full data's runs are named without their epochs at the 4; any other count
+        # must not resume (or overwrite) those
+        + ("" if args.subset is not None or args.epochs == 4 else f"-e{args.epochs}")
         + ("" if args.solver is None else f"-{args.solver}{args.step_size:g}")
     )
     run = RUN_ROOT / name
