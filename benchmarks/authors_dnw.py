@@ -49,7 +49,11 @@ RUN_ROOT = Path("/tmp/wirelang-runs/authors")
 class Flags(dict):
     """The attribute-access dict the authors' modules expect as `genutil.config.FLAGS`."""
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:  # `getattr(FLAGS, "use_dgl", False)` must see a missing flag
+            raise AttributeError(name) from None
 
 
 # Their three tiny classifiers, and the sizes: the paper's 800-node network, or the quarter-size
@@ -59,13 +63,20 @@ CLASSES = {
     "static": "StaticNeuralGraph",
     "discrete": "DiscreteTimeNeuralGraph",
     "continuous": "ContinuousTimeNeuralGraph",
+    # their MobileNetV1 with learned pointwise wirings (apps/medium_scale/mobilenetv1_*_x225.yml):
+    # the comparator for benchmarks/methods_fmnist.py's wiring-method table
+    "mbv1": "MobileNetV1Like",
 }
+# x0.225: each stage keeps as many edges as a MobileNetV1 of width 0.225 (their prune_rate 0.775)
+MBV1_PRUNE_RATE = 0.775
 SIZES = {"full": (800, 32, 100), "quarter": (200, 8, 25)}
 
 
 def authors_model(
     authors: Path, graph: str, seed: int, setting: str = "static", size: str = "full"
 ) -> torch.nn.Module:
+    if setting == "mbv1":
+        return authors_mbv1(authors, graph, seed)
     dim, downsample, feature = SIZES[size]
     flags = Flags(
         in_channels=1,
@@ -80,17 +91,44 @@ def authors_model(
         setting=setting,
         device="cpu",
     )
-    # Their modules do `from genutil.config import FLAGS` at import time; supply that module
-    # without their YAML loader.
+    _install_flags(authors, flags)
+    from models.graphs import neuralgraph  # noqa: PLC0415 (needs FLAGS first)
+
+    torch.manual_seed(seed)
+    return getattr(neuralgraph, CLASSES[setting])()
+
+
+def _install_flags(authors: Path, flags: Flags) -> None:
+    """Their modules do `from genutil.config import FLAGS` at import time; supply that module
+    without their YAML loader."""
     config = types.ModuleType("genutil.config")
     config.FLAGS = flags
     sys.modules["genutil"] = types.ModuleType("genutil")
     sys.modules["genutil.config"] = config
     sys.path.insert(0, str(authors))
-    from models.graphs import neuralgraph  # noqa: PLC0415 (needs FLAGS first)
+
+
+def authors_mbv1(authors: Path, graph: str, seed: int) -> torch.nn.Module:
+    """Their `MobileNetV1Like` with the values of apps/medium_scale/mobilenetv1_<graph>_x225.yml,
+    for 1-channel 28x28 input: `image_size` 28 keeps their first conv at stride 1 (as on
+    CIFAR-10), and that conv, which their code builds for 3 channels whatever `in_channels`
+    says, is rebuilt for 1 channel (drawn last, after their graph weights and masks)."""
+    flags = Flags(
+        in_channels=1,
+        image_size=28,
+        output_size=10,
+        prune_rate=MBV1_PRUNE_RATE,
+        graph=graph,
+        setting="static",
+        device="cpu",
+    )
+    _install_flags(authors, flags)
+    from models.graphs import mobilenetv1like  # noqa: PLC0415 (needs FLAGS first)
 
     torch.manual_seed(seed)
-    return getattr(neuralgraph, CLASSES[setting])()
+    model = mobilenetv1like.MobileNetV1Like()
+    model.conv1 = torch.nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1, bias=False)
+    return model
 
 
 def fixed_step_solver(model: torch.nn.Module, method: str, step_size: float) -> None:
@@ -114,6 +152,21 @@ def used_region(
     for i in range(5):
         used[min(rng[i + 1], dim - feature) :, rng[i] : rng[i + 1]] = True
     return used
+
+
+def mbv1_used_region(model: torch.nn.Module) -> torch.Tensor:
+    """The entries of each MobileNet stage's weight (target, source) that their forward reads,
+    flattened like `effective`: every target reads the stage's inputs, and the targets after
+    block i read block i's nodes. Their DNW ranks the whole rectangle, as in the tiny graph."""
+    parts = []
+    for stage in model.layers:
+        used = torch.zeros(stage.graph.weight.shape[:2], dtype=torch.bool)
+        used[:, : stage.inp] = True
+        for i in range(stage.blocks - 1):
+            c0 = stage.inp + i * stage.oup
+            used[(i + 1) * stage.oup :, c0 : c0 + stage.oup] = True
+        parts.append(used.flatten())
+    return torch.cat(parts)
 
 
 def rank_dag_only(model: torch.nn.Module) -> None:
@@ -142,9 +195,13 @@ def random_in_dag(model: torch.nn.Module, seed: int) -> None:
 
 
 def effective(model: torch.nn.Module) -> torch.Tensor:
-    """The boolean top-k (DNW) or random mask the forward pass applies, 800 x 800."""
+    """The boolean top-k (DNW) or random mask the forward pass applies: 800 x 800, or every
+    MobileNet stage's weight flattened one after another."""
     with torch.no_grad():
-        return model.get_weight().squeeze() != 0
+        w = model.get_weight()
+        if isinstance(w, list):
+            return torch.cat([x.flatten() for x in w]) != 0
+        return w.squeeze() != 0
 
 
 def evaluate(model: torch.nn.Module, ds, batch: int = 500) -> float:
@@ -162,7 +219,12 @@ def evaluate(model: torch.nn.Module, ds, batch: int = 500) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--authors", type=Path, required=True, help="a checkout of allenai/dnw")
-    p.add_argument("--graph", choices=("dnw", "random"), required=True)
+    p.add_argument(
+        "--graph",
+        choices=("dnw", "random", "dnw_no_update"),
+        required=True,
+        help="their graph type (dnw_no_update: the paper's 'DNW without the update rule')",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=128)
@@ -253,11 +315,12 @@ def main() -> None:
         print(f"resumed {name} after epoch {state['epoch']}")
 
     dim, _, feature = SIZES[args.size]
-    used = (
-        used_region()
-        if args.setting == "static"
-        else torch.ones(dim, dim, dtype=torch.bool)  # cyclic: every entry is read
-    )
+    if args.setting == "static":
+        used = used_region()
+    elif args.setting == "mbv1":
+        used = mbv1_used_region(model)
+    else:  # cyclic: every entry is read
+        used = torch.ones(dim, dim, dtype=torch.bool)
     for epoch in range(state["epoch"], args.epochs):
         start = time.time()
         before = effective(model)
