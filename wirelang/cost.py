@@ -72,7 +72,7 @@ def weights_at_budget(
 ) -> int | Fraction:
     """How many of a wiring's `candidates` weights count at the budget (a Fraction for a member
     of a pool ranked together: the pool's k spread in proportion to the candidates)."""
-    if method == "complete":
+    if methods.WIRINGS[method].dense:
         return candidates
     if ranks_jointly(budget, method, pools):
         p = pools.get(budget.pool)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirelang.ir import core
-from wirelang.methods import evaluations_per_forward
+from wirelang.methods import WIRINGS, evaluations_per_forward
 from wirelang.ops import sparse_candidates
 from wirelang.passes.limits import ENV_VAR, format_bytes, layer_weights, max_bytes, set_weights
 
@@ -97,7 +97,7 @@ def stored_weights(net: core.Network) -> tuple[int, int, int]:
     for item in net.items:
         if isinstance(item, core.Graph):
             stored += item.candidates + sum(set_weights(s) for s in item.sets)
-            if item.wiring.method != "complete":
+            if not WIRINGS[item.wiring.method].dense:  # a dense wiring ranks and masks nothing
                 masked += item.candidates
                 largest = max(largest, item.candidates)
     for layer in net.layers():

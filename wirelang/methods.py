@@ -1,7 +1,8 @@
-"""Wiring methods and semantics: their names and parameters, torch-free.
+"""Wiring methods and semantics: their names, parameters and properties, torch-free.
 
-The backend's mask implementations (`wirelang.backend.masks`) are registered under the same
-names; a test checks both registries list the same methods.
+Every property of a wiring method that some module acts on is a field of its `WiringSpec` in
+`WIRINGS`; the builder, the checks, the counts, the masks (`wirelang.backend.masks`) and the
+trainer ask those fields, never the method's name.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Literal
 
 from wirelang.ir import core
 from wirelang.ops import ParamSpec
@@ -19,16 +21,64 @@ class MethodSpec:
     name: str
     params: tuple[ParamSpec, ...]
     doc: str
-    two_phase: bool = False  # trains the complete graph first, then a fixed mask
     positional: tuple[str, ...] = ()
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class WiringSpec(MethodSpec):
+    """A wiring method and every property of it that the rest of the tree acts on: the builder,
+    the checks, the counts, the masks and the trainer ask these fields, never the method's name
+    (tests/test_methods_registry.py holds the table and enforces that)."""
+
     # Under a pooled budget, ranks all members' weights together (one top k over the pool);
     # otherwise each member keeps its own share of the pool's k (`wirelang.cost.budget_k`). A pool
     # that allocates per member (`allocate=erk|uniform`) gives every member its own k whatever
     # the method (`wirelang.cost.ranks_jointly`).
     pools: bool = False
+    # Keeps every candidate edge, whatever the budget: its k is the number of candidates, no
+    # budget need be written and nothing is ranked.
+    dense: bool = False
+    # The backward pass gives every candidate the gradient it would have if it were present (the
+    # DNW rule), not only the active ones; not in a second phase, whose mask is fixed.
+    straight_through: bool = False
+    # The mask is chosen once, when the model is built, and never follows the weights: a
+    # checkpoint carries it, and evaluation and training use the same one.
+    mask_fixed_at_start: bool = False
+    # That fixed mask is the list of edges written in the spec (`wiring fixed { ... }`), not one
+    # drawn from the seed; the k is the list's length and no budget need be written.
+    edges_listed: bool = False
+    # While training (for a two-phase method: through its first phase) every candidate is
+    # active; without a second phase, at evaluation too.
+    trains_complete: bool = False
+    # The mask keeps the largest weights, their number falling linearly from every candidate to
+    # k as training progresses (the `end` parameter: the fraction of training it takes).
+    anneals: bool = False
+    # A penalty on the wiring's weights added to the training loss: "l1" (the `strength`
+    # parameter times the sum of |w|).
+    regularizer: Literal["l1"] | None = None
+    # While training, edges outside the top k are switched on at random each step, so the mask
+    # differs from step to step; evaluation uses the top k alone.
+    stochastic_mask: bool = False
+    # A second training phase with the top-k mask of the first phase's final weights fixed:
+    # "rewind" restarts it from the initial weights (the lottery ticket), "continue" goes on from
+    # the trained ones (with a smaller default learning rate, `train.optim.FINE_TUNE_LR`).
+    second_phase: Literal["rewind", "continue"] | None = None
 
-    def param(self, name: str) -> ParamSpec | None:
-        return next((p for p in self.params if p.name == name), None)
+    def __post_init__(self) -> None:
+        if self.edges_listed and not self.mask_fixed_at_start:
+            raise ValueError(f"{self.name}: a listed mask is fixed at the start")
+        if self.dense and (not self.trains_complete or self.second_phase is not None):
+            raise ValueError(f"{self.name}: a dense wiring trains complete in one phase")
+        if self.second_phase is not None and not self.trains_complete:
+            raise ValueError(f"{self.name}: a second phase follows a complete first phase")
+
+    @property
+    def two_phase(self) -> bool:
+        """Trains the complete graph first, then a fixed top-k mask."""
+        return self.second_phase is not None
 
 
 # What DNW's top k ranks. `candidates`: the graph's candidate edges only. `square`: every entry of
@@ -38,31 +88,37 @@ class MethodSpec:
 # starts sparser than k and fills up as the weights of useful edges grow.
 RANKS = ("candidates", "square")
 
-WIRINGS: dict[str, MethodSpec] = {
+WIRINGS: dict[str, WiringSpec] = {
     m.name: m
     for m in [
-        MethodSpec(
+        WiringSpec(
             "dnw",
             (ParamSpec("rank", "str", "candidates", choices=RANKS, implicit=True),),
             "top-k edges by |w| forward, straight-through gradient to every candidate",
             pools=True,
+            straight_through=True,
         ),
-        MethodSpec(
+        WiringSpec(
             "dnw_no_update",
             (),
             "top-k edges by |w| forward, no gradient to edges outside the top k",
             pools=True,
         ),
-        MethodSpec(
+        WiringSpec(
             "random",
             (ParamSpec("seed", "int?", None, minimum=0),),
             "a fixed random set of k candidates, chosen once from the seed",
             positional=("seed",),
+            mask_fixed_at_start=True,
         ),
-        MethodSpec(
-            "complete", (), "every candidate edge (the dense reference); the budget is not applied"
+        WiringSpec(
+            "complete",
+            (),
+            "every candidate edge (the dense reference); the budget is not applied",
+            dense=True,
+            trains_complete=True,
         ),
-        MethodSpec(
+        WiringSpec(
             "targeted_dropout",
             (
                 ParamSpec("rho", "float", 0.95, minimum=0),
@@ -71,8 +127,9 @@ WIRINGS: dict[str, MethodSpec] = {
             "while training, each edge outside the top k is dropped with probability rho; at evaluation all are",
             positional=("rho",),
             pools=True,
+            stochastic_mask=True,
         ),
-        MethodSpec(
+        WiringSpec(
             "l1_anneal",
             (
                 ParamSpec("strength", "float", 1e-4, minimum=0),
@@ -80,28 +137,37 @@ WIRINGS: dict[str, MethodSpec] = {
             ),
             "L1 on the edge weights and a magnitude threshold annealed so that exactly k edges remain from `end` (a fraction of training) on",
             positional=("strength",),
+            anneals=True,
+            regularizer="l1",
         ),
-        MethodSpec(
+        WiringSpec(
             "fixed",
             (),
             "an explicit list of edges (`wiring fixed { ... }`), e.g. exported from a run",
+            mask_fixed_at_start=True,
+            edges_listed=True,
         ),
-        MethodSpec(
+        WiringSpec(
             "lottery_one_shot",
             (),
             "train complete, keep the top k final weights, rewind them to their initial values, retrain with the mask fixed",
-            two_phase=True,
             pools=True,
+            trains_complete=True,
+            second_phase="rewind",
         ),
-        MethodSpec(
+        WiringSpec(
             "fine_tune",
             (),
             "train complete, fix the top-k mask, continue training",
-            two_phase=True,
             pools=True,
+            trains_complete=True,
+            second_phase="continue",
         ),
     ]
 }
+
+# The method of a sparse layer or graph that names none.
+DEFAULT_WIRING = "dnw"
 
 
 def wiring_param(wiring: core.Wiring, name: str) -> object:
@@ -112,6 +178,15 @@ def wiring_param(wiring: core.Wiring, name: str) -> object:
     if spec is None:
         raise KeyError(f"wiring method {wiring.method!r} has no parameter {name!r}")
     return spec.default
+
+
+def ranks_square(wiring: core.Wiring) -> bool:
+    """Whether the wiring ranks its graph's whole nodes x nodes square (`dnw(rank=square)`),
+    not only the candidates (see `RANKS`)."""
+    return (
+        WIRINGS[wiring.method].param("rank") is not None
+        and wiring_param(wiring, "rank") == "square"
+    )
 
 
 ODE_SOLVERS = (

@@ -76,17 +76,18 @@ class WiredModel(nn.Module):
             m.progress = float(fraction)
 
     def regularization(self) -> Tensor:
-        terms = [m.regularization() for m in self.masks().values() if m.method == "l1_anneal"]
+        terms = [m.regularization() for m in self.masks().values() if m.spec.regularizer]
         return sum(terms) if terms else torch.zeros(())
 
     def two_phase(self) -> str | None:
-        found = {m.method for m in self.masks().values()} & {"lottery_one_shot", "fine_tune"}
+        """The network's two-phase wiring method (the builder allows one), None without one."""
+        found = {m.method for m in self.masks().values() if m.spec.two_phase}
         return found.pop() if found else None
 
     def freeze_topk(self) -> None:
         """Start phase two of lottery_one_shot / fine_tune: fix the top k of the weights now."""
         for m in self.masks().values():
-            if m.method in ("lottery_one_shot", "fine_tune"):
+            if m.spec.two_phase:
                 m.freeze_topk()
 
     def nfe(self) -> dict[str, int]:

@@ -202,16 +202,17 @@ class EdgeMask(nn.Module):
             self.register_buffer(f"candidate_{i}", c, persistent=False)
         self.n = len(candidates)
         self.seed = seed
-        # Masks that do not follow the weights (random, fixed, the second phase of lottery and
-        # fine_tune) are buffers, so checkpoints carry them.
-        self.frozen = method in ("random", "fixed")
+        # Masks that do not follow the weights (fixed at the start, or in a second phase) are
+        # buffers, so checkpoints carry them.
+        spec = self.spec
+        self.frozen = spec.mask_fixed_at_start
         shapes = [w.shape for w in self.weights()]
         for i, shape in enumerate(shapes):
             self.register_buffer(f"fixed_{i}", torch.zeros(shape, dtype=torch.bool))
-        if method == "random":
-            self._set_fixed(self._random_masks())
-        elif method == "fixed":
+        if spec.edges_listed:
             self._set_fixed(fixed)
+        elif spec.mask_fixed_at_start:
+            self._set_fixed(self._random_masks())
         self.register_buffer("phase", torch.tensor(1))
         # DNW ranking the whole square (`dnw(rank=square)`): the fixed |w| of the entries that
         # are not candidates, ranked with the candidates' scores; derived from the seed, so not
@@ -221,6 +222,11 @@ class EdgeMask(nn.Module):
         self._select = TopK()
 
     # -- inputs
+    @property
+    def spec(self) -> methods.WiringSpec:
+        """The method's properties (the registry's, not a copy: masks saved whole stay current)."""
+        return methods.WIRINGS[self.method]
+
     @property
     def progress(self) -> float:
         return float(self.progress_done)
@@ -246,7 +252,7 @@ class EdgeMask(nn.Module):
         # `wiring fixed` takes its edges from the spec. A checkpoint trained under another
         # method (the run a frozen spec was exported from) stores its own, unused fixed_i
         # buffers with the same keys: they must not overwrite the spec's edges.
-        keep = [f.clone() for f in self.fixed_masks()] if self.method == "fixed" else None
+        keep = [f.clone() for f in self.fixed_masks()] if self.spec.edges_listed else None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if keep is not None:
             self._set_fixed(keep)
@@ -272,7 +278,13 @@ class EdgeMask(nn.Module):
     # -- the masks
     @property
     def two_phase_fixed(self) -> bool:
-        return self.method in ("lottery_one_shot", "fine_tune") and int(self.phase) == 2
+        return self.spec.two_phase and int(self.phase) == 2
+
+    @property
+    def straight_through(self) -> bool:
+        """Whether the backward pass now reaches every candidate (the DNW rule), not only the
+        active edges: never once a second phase has fixed the mask."""
+        return self.spec.straight_through and not self.two_phase_fixed
 
     def freeze_topk(self) -> None:
         """End of phase one of lottery / fine_tune: fix the top-k of the current weights."""
@@ -301,12 +313,12 @@ class EdgeMask(nn.Module):
 
     def active(self) -> list[Tensor]:
         """The edges the forward pass uses now (at evaluation for stochastic methods)."""
-        m = self.method
+        spec = self.spec
         if self.frozen or self.two_phase_fixed:
             return [f.clone() for f in self.fixed_masks()]
-        if m in ("complete", "lottery_one_shot", "fine_tune"):
+        if spec.trains_complete:  # in its first phase if it has two
             return self._complete()
-        if m == "l1_anneal":
+        if spec.anneals:
             return self._anneal_masks()
         return self.topk()
 
@@ -325,8 +337,7 @@ class EdgeMask(nn.Module):
     def forward(self) -> list[Tensor]:
         """The effective weights w * m, with the method's gradient rule."""
         weights = self.weights()
-        m = self.method
-        straight_through = m == "dnw" and not self.two_phase_fixed
+        straight_through = self.straight_through
         if not self.training and not torch.is_grad_enabled():
             # inference: the same weights give the same tensors, so that what the lowering
             # derives from them (sparse plans) is reused from batch to batch
@@ -342,7 +353,7 @@ class EdgeMask(nn.Module):
                 self.__dict__["_eval_weights"] = cached
             return list(cached[1])
         masks = self._cached_active(weights)
-        if m == "targeted_dropout" and self.training:
+        if self.spec.stochastic_mask and self.training:
             masks = self._dropout(weights, masks)
         return [apply_mask(w, mk, straight_through) for w, mk in zip(weights, masks, strict=True)]
 
@@ -396,8 +407,8 @@ class EdgeMask(nn.Module):
         return out
 
     def regularization(self) -> Tensor:
-        """L1 on the edge weights for `l1_anneal`, else zero."""
-        if self.method != "l1_anneal":
+        """The method's penalty on the edge weights (L1 for `l1_anneal`), else zero."""
+        if self.spec.regularizer != "l1":
             return torch.zeros(())
         strength = float(self.params.get("strength", 1e-4))
         return strength * sum(w.abs().sum() for w in self.weights())

@@ -68,7 +68,7 @@ def _edge_weights(parts, graph: core.Graph) -> dict[tuple[str, int], list[tuple[
     """For every target node, its active incoming edges (source set, index, effective weight)."""
     wiring = parts.wiring
     mask = wiring.mask
-    straight_through = mask.method == "dnw" and not mask.two_phase_fixed
+    straight_through = mask.straight_through
     sizes = {s.name: s.size for s in graph.sets}
     active = mask.active()
     cands = mask.candidate_masks()

@@ -74,10 +74,10 @@ def sparsify(
     pooled: bool = False,
     seed: int = 0,
 ) -> nn.Module:
-    if method not in methods.WIRINGS or method in ("fixed",):
-        raise ValueError(
-            f"method must be one of {', '.join(m for m in methods.list_wirings() if m != 'fixed')}, got {method!r}"
-        )
+    # a listed wiring's edges come from a spec's graph; a layer's weight has none to list
+    usable = [m for m in methods.list_wirings() if not methods.WIRINGS[m].edges_listed]
+    if method not in usable:
+        raise ValueError(f"method must be one of {', '.join(usable)}, got {method!r}")
     excluded = list(exclude)
     names = {name for name, _ in model.named_modules()}
     unknown = [e for e in excluded if e not in names]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from wirelang.backend.masks import EdgeMask
 from wirelang.ir import core
-from wirelang.methods import wiring_param
+from wirelang.methods import WIRINGS, ranks_square
 
 
 def init_edges(w: Tensor, init: core.Init, mean_in_degree: float) -> Tensor:
@@ -80,7 +80,7 @@ class GraphWiring(nn.Module):
                 col += n
             candidates.append(cand)
         fixed = None
-        if graph.wiring.method == "fixed":
+        if WIRINGS[graph.wiring.method].edges_listed:
             fixed = [
                 torch.zeros(getattr(self, f"w_{i}").shape, dtype=torch.bool)
                 for i in range(len(self.targets))
@@ -90,7 +90,7 @@ class GraphWiring(nn.Module):
                 fixed[i][ti, col + si] = True
         names = [f"w_{i}" for i in range(len(self.targets))]
         outside = None
-        if graph.wiring.method == "dnw" and wiring_param(graph.wiring, "rank") == "square":
+        if ranks_square(graph.wiring):
             total = sum(sizes.values())
             n_cand = sum(
                 int(c.sum()) if c is not None else getattr(self, f"w_{i}").numel()

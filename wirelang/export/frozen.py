@@ -254,7 +254,7 @@ def sparse_block(net: core.Network) -> list[str]:
     wirings = {
         (x.sparse.wiring.method, tuple(sorted(x.sparse.wiring.params.items()))) for x in sparse
     }
-    if not sparse or wirings == {("dnw", ())}:
+    if not sparse or wirings == {(methods.DEFAULT_WIRING, ())}:
         return []
     assert len(wirings) == 1, "one network has one `sparse` wiring method"
     w = sparse[0].sparse.wiring

@@ -146,10 +146,10 @@ def _graph(g: core.Graph, rep: Reporter) -> core.Graph:
     if cand == 0:
         rep.error(g.span, f"graph `{g.name}` has no candidate edges")
         return g
-    method = g.wiring.method
-    if method == "fixed":
+    spec = methods.WIRINGS[g.wiring.method]
+    if spec.edges_listed:
         return _fixed(g, rep)
-    if method == "complete":
+    if spec.dense:
         return g.model_copy(
             update={"budget": core.CountBudget(span=g.budget.span, count=cand, k=cand)}
         )
@@ -191,7 +191,7 @@ def _warn_linear_feedback(g: core.Graph, rep: Reporter) -> None:
             related=related,
         )
 
-    if g.wiring.method == "fixed":  # only the listed edges exist: look for a cycle of nodes
+    if methods.WIRINGS[g.wiring.method].edges_listed:  # only those edges exist: a node cycle?
         cycle = _node_cycle(
             [(s, i, d, j) for s, i, d, j in g.wiring.fixed or [] if s in loose and d in loose]
         )
@@ -360,7 +360,7 @@ def check_pools(net: core.Network, rep: Reporter) -> core.Network:
     before = len(rep.diagnostics)
     for g in net.graphs():
         if isinstance(g.budget, core.PooledBudget):
-            if g.wiring.method == "dnw" and methods.wiring_param(g.wiring, "rank") == "square":
+            if methods.ranks_square(g.wiring):
                 rep.error(
                     g.wiring.span,
                     f"graph `{g.name}`: `dnw(rank=square)` ranks the graph's own square, so it "

@@ -59,7 +59,7 @@ def build_graph(
     blocks = _edges(item, groups, scope, rep)
     if blocks is None:
         ok = False
-    wiring = core.Wiring(span=item.span, method="dnw")
+    wiring = core.Wiring(span=item.span, method=methods.DEFAULT_WIRING)
     if "wiring" in singles:
         wiring = wiring_from(singles["wiring"], scope, rep)
     semantics = core.StaticSemantics(span=item.span)
@@ -69,7 +69,9 @@ def build_graph(
     if "budget" in singles:
         budget = budget_value(singles["budget"].value, scope, rep)
         ok &= budget is not None
-    elif wiring is not None and wiring.method in ("complete", "fixed"):
+    elif wiring is not None and (
+        methods.WIRINGS[wiring.method].dense or methods.WIRINGS[wiring.method].edges_listed
+    ):
         pass  # resolved from the candidates or the edge list
     else:
         rep.error(

@@ -71,7 +71,9 @@ def layer(
         budget = budget_from(sparse_value, call.span, rep)
         if budget is not None:
             sparse = core.SparseSpec(
-                span=call.span, budget=budget, wiring=core.Wiring(span=call.span, method="dnw")
+                span=call.span,
+                budget=budget,
+                wiring=core.Wiring(span=call.span, method=methods.DEFAULT_WIRING),
             )
     return core.Layer(span=call.span, op=call.name, params=params, path=path, sparse=sparse)
 
@@ -144,7 +146,8 @@ def bind_method(
 
 def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wiring | None:
     call = stmt.method
-    if call.name == "fixed" and stmt.fixed is None:
+    named = methods.WIRINGS.get(call.name)
+    if named is not None and named.edges_listed and stmt.fixed is None:
         rep.error(
             call.span,
             "`wiring fixed` lists its edges in a block",
@@ -161,7 +164,7 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
         for key, v in params.items()
         if not ((ps := spec.param(key)) is not None and ps.implicit and v == ps.default)
     }
-    if name == "fixed" and stmt.fixed is None:
+    if spec.edges_listed and stmt.fixed is None:  # named through a let or template parameter
         rep.error(
             call.span,
             "`wiring fixed` lists its edges in a block",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from wirelang import train_config
 from wirelang.diagnostics import Reporter
 from wirelang.ir import core
+from wirelang.methods import WIRINGS
 
 
 def check_train(net: core.Network, rep: Reporter) -> core.Network:
@@ -43,7 +44,7 @@ def check_train(net: core.Network, rep: Reporter) -> core.Network:
                 f"`{data}` has {classes} classes but the network declares {net.classes}",
                 f"write `classes {classes}`",
             )
-    two_phase = [g for g in net.graphs() if g.wiring.method in ("lottery_one_shot", "fine_tune")]
+    two_phase = [g for g in net.graphs() if WIRINGS[g.wiring.method].two_phase]
     methods = {g.wiring.method for g in two_phase}
     if len(methods) > 1:
         rep.error(

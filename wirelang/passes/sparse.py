@@ -12,6 +12,7 @@ A layer's own `sparse=` argument (`linear(1000, sparse=15%)`) takes precedence.
 
 from __future__ import annotations
 
+from wirelang import methods
 from wirelang.diagnostics import Reporter, did_you_mean
 from wirelang.ir import core
 from wirelang.ops import sparse_candidates
@@ -52,7 +53,7 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
     kinds: list[str] = ["conv", "linear"]
     exclude: set[str] = set()
     budget = None
-    wiring = core.Wiring(span=decl.span, method="dnw")
+    wiring = core.Wiring(span=decl.span, method=methods.DEFAULT_WIRING)
     paths = {layer.path for layer in net.layers()}
     for entry in decl.body:
         if isinstance(entry, ast.SparseKinds):
@@ -78,7 +79,7 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
             budget = budget_value(entry.value, scope, rep)
         elif isinstance(entry, ast.WiringStmt):
             wiring = wiring_from(entry, scope, rep) or wiring
-            if wiring.method == "fixed":
+            if methods.WIRINGS[wiring.method].edges_listed:
                 rep.error(
                     entry.span,
                     "`wiring fixed` lists graph edges; sparse layers take `dnw`, `random`, ... instead",

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from wirelang.backend.api import compile_network
+from wirelang.methods import WIRINGS
 from wirelang.runs import checkpoint as ckpt
 from wirelang.runs.layout import (
     BEST,
@@ -570,7 +571,7 @@ def _enter_phase_two(model: nn.Module, initial: dict[str, torch.Tensor], say) ->
     """End of phase one: fix the top-k edges of the trained weights; the lottery ticket then
     starts again from the initial weights, keeping only the mask."""
     model.freeze_topk()
-    lottery = model.two_phase() == "lottery_one_shot"
+    lottery = WIRINGS[model.two_phase()].second_phase == "rewind"
     if lottery:
         rewind(model, initial)
     say(

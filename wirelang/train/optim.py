@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wirelang.methods import WIRINGS
 from wirelang.runs.layout import RunError
 from wirelang.train_config import OptimizerConfig, ScheduleConfig, TrainConfig
 
@@ -32,17 +33,18 @@ class Phase:
 
 
 def phases(config: TrainConfig, two_phase: str | None) -> list[Phase]:
-    """Phase one from the train block; phase two (if any) from `phase2`, unset fields repeated."""
+    """Phase one from the train block; phase two (if the network's wiring method `two_phase` has
+    one) from `phase2`, unset fields repeated."""
     first = Phase(1, config.epochs, config.optimizer, config.schedule, config.warmup)
     if two_phase is None:
         return [first]
     p2 = config.phase2
     optimizer = p2.optimizer if p2 is not None and p2.optimizer is not None else None
     if optimizer is None:
-        # fine_tune continues a trained network: a smaller step than from scratch by default
+        # continuing a trained network (fine_tune): a smaller step than from scratch by default
         optimizer = (
             config.optimizer.model_copy(update={"lr": FINE_TUNE_LR})
-            if two_phase == "fine_tune"
+            if WIRINGS[two_phase].second_phase == "continue"
             else config.optimizer
         )
     second = Phase(
