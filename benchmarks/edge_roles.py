@@ -47,7 +47,12 @@ def wirelang_roles(run: Path) -> dict:
         tally["to_out"] += b["active"] if dst == "output" else 0
         tally["from_in"] += b["active"] if src == "input" else 0
     return _row(
-        run.name, graph["wiring"], graph["active_edges"], graph["candidates"], tally, hidden_no_input
+        run.name,
+        graph["wiring"],
+        graph["active_edges"],
+        graph["candidates"],
+        tally,
+        hidden_no_input,
     )
 
 
