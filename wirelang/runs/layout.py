@@ -17,6 +17,10 @@ STEP_METRICS, TENSORBOARD = "metrics.csv", "tensorboard"  # per-step scalars (se
 CHECKPOINTS = "checkpoints"
 LAST, PREV, BEST, PHASE1_LAST = "last.pt", "prev.pt", "best.pt", "phase1_last.pt"
 DIVERGED = "diverged.pt"  # a checkpoint whose weights gave a non-finite loss, set aside
+# checkpoints/manifest.json: which file is last, prev, best (and phase1_last), with the epoch,
+# step, spec hash and checksum of each (written and read by runs/checkpoint.py)
+MANIFEST = "manifest.json"
+ROLES = {"last": LAST, "prev": PREV, "best": BEST, "phase1_last": PHASE1_LAST}
 
 # Set by our launcher in the processes it starts: the run directory is already prepared.
 # Torch-free here, so that the CLI can read it without importing torch.

@@ -14,7 +14,7 @@ from wirelang.backend.api import WiredModel, compile_network
 from wirelang.frontend import build
 from wirelang.ir import core
 from wirelang.ir.meaning import spec_hash
-from wirelang.runs.checkpoint import find_checkpoint, load_weights_into
+from wirelang.runs.checkpoint import load_weights_into
 from wirelang.runs.layout import SPEC, check_run_dir, read_config, read_metrics
 from wirelang.runs.memory import check_memory
 
@@ -48,25 +48,27 @@ class Run:
 
 
 def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> WiredModel:
-    """A trained run as a model in eval mode: its spec.wire with best.pt (else last, prev)."""
-    run_dir = Path(run_dir)
+    """A trained run as a model in eval mode: its spec.wire with the checkpoint of its best
+    epoch, as checkpoints/manifest.json records it (`runs.checkpoint.best_checkpoint`)."""
+    return _load_model(Path(run_dir), checkpoint)[0]
+
+
+def _load_model(run_dir: Path, checkpoint: str | Path | None) -> tuple[WiredModel, Path]:
     check_run_dir(run_dir)
     config = read_config(run_dir)
     net = build(run_dir / SPEC)
     check_memory(net)
     model = compile_network(net, seed=int(config["train"].get("seed", 0)))
-    load_weights_into(
+    _, used = load_weights_into(
         model, checkpoint if checkpoint is not None else run_dir, spec_hash=spec_hash(net)
     )
-    return model.eval()
+    return model.eval(), used
 
 
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
     """The run's network, trained model (eval mode), metrics and configuration."""
     run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    ckpt = Path(checkpoint) if checkpoint is not None else find_checkpoint(run_dir)
-    model = load_run_model(run_dir, checkpoint)
+    model, ckpt = _load_model(run_dir, checkpoint)
     return Run(
         net=model.net,
         model=model,

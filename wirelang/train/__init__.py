@@ -411,10 +411,11 @@ def _is_launched() -> bool:
 
 
 def _finished(run_dir: Path, say) -> bool:
-    from wirelang.runs.checkpoint import resume_point
+    from wirelang.runs.checkpoint import restore_best, resume_point
 
     found = resume_point(run_dir, say=say)
     if found is not None and found[0].get("finished"):
+        restore_best(run_dir, found, say)  # a run stopped after its last last.pt, before best.pt
         say(
             f"{run_dir} is finished (phase {found[0]['phase']}, epoch {found[0]['epoch']}); nothing to do"
         )

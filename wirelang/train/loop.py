@@ -222,6 +222,8 @@ def run(plan: RunPlan, d: Dist, progress: Progress | None = None) -> RunResult:
     found = ckpt.resume_point(plan.run_dir, say=loop.say, spec_hash=plan.spec_hash)
     if found is not None and found[0].get("finished"):  # before it looks for its data
         resumed = found[0]
+        if d.is_main:  # a run stopped after its last last.pt, before its best.pt
+            ckpt.restore_best(plan.run_dir, found, loop.say)
         loop.say(
             f"{plan.run_dir} is finished (phase {resumed['phase']}, epoch {resumed['epoch']}); nothing to do"
         )
@@ -287,6 +289,9 @@ def _resume(loop: Loop, found: tuple[dict[str, Any], Path] | None) -> TrainState
         loop.say(f"resuming {loop.run_dir} from {found[1].name} (phase {state.phase}, {where})")
         if d.is_main:
             ckpt.restore_best(loop.run_dir, found, loop.say)
+            end_of_phase1 = (state.phase, state.epoch) == (1, loop.phases[0].epochs)
+            if len(loop.phases) > 1 and end_of_phase1 and state.within is None:
+                ckpt.restore_phase1_last(loop.run_dir, found, loop.say)
     loop.log = MetricsLog(loop.run_dir)
     loop.step_log = StepLog(loop.run_dir, state.step, cfg.tensorboard) if d.is_main else None
     if d.is_main:  # lines past the checkpoint (all of them without one) were never kept
@@ -496,7 +501,8 @@ def _checkpoint(
     loop: Loop, phase, epoch: int, optimizer, record: dict[str, Any], improved: bool
 ) -> TrainState:
     """The epoch's metrics.jsonl line, then last.pt (and best.pt when `improved`,
-    phase1_last.pt): the state a resumed run starts from, which is returned."""
+    phase1_last.pt), each followed by checkpoints/manifest.json: the state a resumed run
+    starts from, which is returned."""
     d, cfg = loop.d, loop.cfg
     loop.progress.end_epoch(record)
     if loop.step_log is not None:
@@ -696,7 +702,7 @@ def _checkpoint_within(
             finished=False,
         )
         try:
-            ckpt.save(loop.run_dir / CHECKPOINTS / LAST, payload, keep_previous=True)
+            ckpt.write(loop.run_dir / CHECKPOINTS, LAST, payload)
         except RunError as err:
             error = err
         except OSError as err:
@@ -711,11 +717,12 @@ def _write_epoch(
     folder = run_dir / CHECKPOINTS
     try:
         log.append(record)
-        ckpt.save(folder / LAST, payload, keep_previous=True)
+        # each file, then the manifest that records it (checkpoint.write)
+        ckpt.write(folder, LAST, payload)
         if improved:
-            ckpt.save(folder / BEST, payload)
+            ckpt.write(folder, BEST, payload)
         if end_of_phase1:
-            ckpt.save(folder / PHASE1_LAST, payload)
+            ckpt.write(folder, PHASE1_LAST, payload)
     except RunError as err:
         return err
     except OSError as err:
