@@ -5,7 +5,9 @@
       config.json     the resolved train settings, the command-line overrides, device, world
                       size, wirelang and language versions, the spec hash
       metrics.jsonl   one JSON object per epoch (see wirelang.train.metrics)
-      checkpoints/    last.pt, prev.pt, best.pt, and phase1_last.pt for two-phase wirings
+      checkpoints/    last.pt, prev.pt, best.pt, and phase1_last.pt for two-phase wirings;
+                      manifest.json: which of them is last and best (epoch, step, spec hash,
+                      checksum of each), rewritten after every checkpoint
 
 `layout` (torch-free): names, `RunError`, config and metrics readers, atomic text writes.
 `checkpoint`: checkpoint files, written atomically with a checksum and read with
