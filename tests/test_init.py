@@ -54,7 +54,7 @@ def test_default_is_uniform_over_the_sending_nodes(tmp_path):
     net = build(spec(tmp_path))
     g = net.graphs()[0]
     # a, h1 and h2 send; out does not
-    assert (g.init.kind, g.init.params) == ("uniform", {"fan": 4 + 30 + 20})
+    assert (g.init.kind, g.init.fan) == ("uniform", 4 + 30 + 20)
     w = edge_weights(net)
     bound = 1 / math.sqrt(54)
     assert float(w.abs().max()) <= bound
@@ -104,4 +104,4 @@ def test_frozen_export_states_the_init(tmp_path):
     frozen = tmp_path / "frozen.wire"
     frozen.write_text(text)
     g = build(frozen).graphs()[0]
-    assert (g.init.kind, g.init.params) == ("normal", {"std": 0.25})
+    assert (g.init.kind, g.init.std) == ("normal", 0.25)

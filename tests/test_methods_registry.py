@@ -16,8 +16,6 @@ import pytest
 
 import wirelang
 from wirelang import methods
-from wirelang.diagnostics import UNKNOWN
-from wirelang.ir import core
 
 PROPERTIES = (
     "pools",
@@ -84,9 +82,7 @@ def test_inconsistent_properties_are_refused(fields, error):
 
 
 def test_ranks_square():
-    def wiring(method: str, **params) -> core.Wiring:
-        return core.Wiring(span=UNKNOWN, method=method, params=params)
-
+    wiring = methods.new_wiring
     assert methods.ranks_square(wiring("dnw", rank="square"))
     assert not methods.ranks_square(wiring("dnw", rank="candidates"))
     assert not methods.ranks_square(wiring("dnw"))  # the default

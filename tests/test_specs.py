@@ -264,7 +264,7 @@ def test_mobilenet_recipes():
     assert (
         phase2["optimizer"]["lr"] == 0.01 and phase2["epochs"] is None
     )  # None: as long as phase 1
-    assert compiled("mbv1_cifar_targeted_dropout")[0].graphs()[0].wiring.params["rho"] == 0.95
+    assert compiled("mbv1_cifar_targeted_dropout")[0].graphs()[0].wiring.rho == 0.95
 
 
 # ---------------------------------------------------------------- ResNet-50
@@ -358,7 +358,7 @@ network t {
 def test_wiring_and_semantics_held_by_template_parameters(tmp_path: Path):
     net = build(tmp_path / "t.wire", HELD.replace("METHOD", "targeted_dropout(rho=0.9)"))
     (g,) = net.graphs()
-    assert g.wiring.method == "targeted_dropout" and g.wiring.params["rho"] == 0.9
+    assert g.wiring.method == "targeted_dropout" and g.wiring.rho == 0.9
     assert (
         g.semantics.kind == "continuous" and g.semantics.time == 2 and g.semantics.solver == "rk4"
     )

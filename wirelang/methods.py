@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from wirelang.diagnostics import UNKNOWN, Span
 from wirelang.ir import core
 from wirelang.ops import ParamSpec
 
@@ -74,6 +75,18 @@ class WiringSpec(MethodSpec):
             raise ValueError(f"{self.name}: a dense wiring trains complete in one phase")
         if self.second_phase is not None and not self.trains_complete:
             raise ValueError(f"{self.name}: a second phase follows a complete first phase")
+        # The parameters these properties are read through (`wirelang.backend.masks`).
+        needs = {
+            "stochastic_mask": ("rho", "scope"),
+            "anneals": ("end",),
+            "regularizer": ("strength",),
+        }
+        if self.mask_fixed_at_start and not self.edges_listed:
+            needs["mask_fixed_at_start"] = ("seed",)  # the mask is drawn from it
+        for prop, names in needs.items():
+            missing = [n for n in names if getattr(self, prop) and self.param(n) is None]
+            if missing:
+                raise ValueError(f"{self.name}: `{prop}` reads the parameter `{missing[0]}`")
 
     @property
     def two_phase(self) -> bool:
@@ -170,23 +183,19 @@ WIRINGS: dict[str, WiringSpec] = {
 DEFAULT_WIRING = "dnw"
 
 
-def wiring_param(wiring: core.Wiring, name: str) -> object:
-    """A wiring parameter's value; an `implicit` one left out at its default gets the default."""
-    if name in wiring.params:
-        return wiring.params[name]
-    spec = WIRINGS[wiring.method].param(name)
-    if spec is None:
-        raise KeyError(f"wiring method {wiring.method!r} has no parameter {name!r}")
-    return spec.default
+def new_wiring(method: str, span: Span = UNKNOWN, **params: object) -> core.Wiring:
+    """The typed IR wiring of `method` (`core.WIRING_TYPES`) with `params`, every parameter not
+    given at its registry default: for code that names a method without a spec's call (the
+    per-layer default, `wirelang.sparsify`). The builder binds a spec's call itself."""
+    spec = WIRINGS[method]
+    given = {p.name: params.pop(p.name) if p.name in params else p.default for p in spec.params}
+    return core.WIRING_TYPES[method](span=span, **given, **params)
 
 
 def ranks_square(wiring: core.Wiring) -> bool:
     """Whether the wiring ranks its graph's whole nodes x nodes square (`dnw(rank=square)`),
-    not only the candidates (see `RANKS`)."""
-    return (
-        WIRINGS[wiring.method].param("rank") is not None
-        and wiring_param(wiring, "rank") == "square"
-    )
+    not only the candidates (see `RANKS`); a method without a `rank` ranks its candidates."""
+    return getattr(wiring, "rank", "candidates") == "square"
 
 
 ODE_SOLVERS = (

@@ -27,9 +27,9 @@ class ParamSpec:
     required: bool = False
     minimum: float | None = None
     choices: tuple[str, ...] = ()
-    # Left out of the IR while it holds its default: a parameter added after networks were
-    # identified by their IR, so that adding it changes no existing network's identity. Read it
-    # through `wirelang.methods.wiring_param`, which supplies the default.
+    # Left out of the IR's data (`wirelang.ir.meaning.ir_data`) while it holds its default: a
+    # parameter added after networks were identified by that data, so that adding it changes no
+    # existing network's identity. The typed IR model always holds it.
     implicit: bool = False
 
 

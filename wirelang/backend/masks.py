@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from wirelang import methods
+from wirelang.ir import core
 
 
 def topk_mask(scores: Tensor, k: int) -> Tensor:
@@ -176,8 +177,7 @@ class EdgeMask(nn.Module):
 
     def __init__(
         self,
-        method: str,
-        params: dict,
+        wiring: core.Wiring,
         k: int,
         owner: nn.Module,
         names: list[str],
@@ -187,9 +187,8 @@ class EdgeMask(nn.Module):
         outside: Tensor | None = None,
     ):
         super().__init__()
-        if method not in methods.WIRINGS:
-            raise ValueError(f"unknown wiring method {method!r}")
-        self.method, self.params, self.k = method, dict(params), k
+        # The method and its typed parameters (`core.WIRING_TYPES`), as the IR holds them.
+        self.wiring, self.method, self.k = wiring, wiring.method, k
         # The weights live in their owner (a graph's wiring or a conv); keep a plain reference
         # (not a submodule) so that deepcopy and state_dict stay consistent.
         object.__setattr__(self, "_owner", owner)
@@ -260,9 +259,8 @@ class EdgeMask(nn.Module):
     def _random_masks(self) -> list[Tensor]:
         # Depends only on the seed and the candidate layout, never on the weights.
         weights = self.weights()
-        gen = torch.Generator().manual_seed(
-            int(self.params.get("seed") if self.params.get("seed") is not None else self.seed)
-        )
+        seed = self.wiring.seed  # a method with a mask fixed at the start draws it from a seed
+        gen = torch.Generator().manual_seed(int(seed if seed is not None else self.seed))
         cands = torch.cat(
             [
                 (c.flatten() if c is not None else torch.ones(w.numel(), dtype=torch.bool))
@@ -328,7 +326,7 @@ class EdgeMask(nn.Module):
             int(c.sum()) if c is not None else w.numel()
             for w, c in zip(self.weights(), self.candidate_masks(), strict=True)
         )
-        end = max(float(self.params.get("end", 0.75)), 1e-9)
+        end = max(self.wiring.end, 1e-9)
         frac = min(1.0, self.progress / end)
         n = round(total - (total - self.k) * frac)
         weights = self.weights()
@@ -376,8 +374,8 @@ class EdgeMask(nn.Module):
         return self._eval_cache[1]
 
     def _dropout(self, weights: list[Tensor], top: list[Tensor]) -> list[Tensor]:
-        rho = float(self.params.get("rho", 0.95))
-        if self.params.get("scope", "graph") == "node":
+        rho = self.wiring.rho
+        if self.wiring.scope == "node":
             top = self._per_node_topk(weights)
         out = []
         for w, t, c in zip(weights, top, self.candidate_masks(), strict=True):
@@ -410,7 +408,7 @@ class EdgeMask(nn.Module):
         """The method's penalty on the edge weights (L1 for `l1_anneal`), else zero."""
         if self.spec.regularizer != "l1":
             return torch.zeros(())
-        strength = float(self.params.get("strength", 1e-4))
+        strength = self.wiring.strength
         return strength * sum(w.abs().sum() for w in self.weights())
 
     def extra_repr(self) -> str:

@@ -41,8 +41,8 @@ class SparseMixin:
 
     mask: EdgeMask
 
-    def attach_mask(self, method: str, params: dict, k: int, seed: int) -> None:
-        self.mask = EdgeMask(method, params, k, self, ["weight"], [None], seed=seed)
+    def attach_mask(self, wiring: core.Wiring, k: int, seed: int) -> None:
+        self.mask = EdgeMask(wiring, k, self, ["weight"], [None], seed=seed)
 
     def masked_weight(self) -> Tensor:
         return self.mask()[0]
@@ -122,9 +122,8 @@ def build_layer(
         )
     else:
         module = _conv(layer, SparseConv2d)
-    w = layer.sparse.wiring
     k = budget_k(layer.sparse.budget, sparse_candidates(layer), pools or {}, layer.path)
-    module.attach_mask(w.method, w.params, k, seed)
+    module.attach_mask(layer.sparse.wiring, k, seed)
     return module
 
 

@@ -92,7 +92,7 @@ def sparsify(
     swapped = []
     for name, m in targets:
         new = _swap(m)
-        new.attach_mask(method, {}, _k(budget, m.weight.numel()), seed)
+        new.attach_mask(methods.new_wiring(method), _k(budget, m.weight.numel()), seed)
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         setattr(parent, name.rsplit(".", 1)[-1], new)
         swapped.append(new)

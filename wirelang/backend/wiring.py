@@ -20,11 +20,11 @@ from wirelang.methods import WIRINGS, ranks_square
 
 def init_edges(w: Tensor, init: core.Init, mean_in_degree: float) -> Tensor:
     """Draw edge weights in place as `init` says (see `wirelang.methods.INITS`)."""
-    if init.kind == "uniform":
-        bound = 1.0 / math.sqrt(float(init.params["fan"]))
+    if isinstance(init, core.UniformInit):
+        bound = 1.0 / math.sqrt(float(init.fan))
         return nn.init.uniform_(w, -bound, bound)
-    if init.kind == "normal":
-        return nn.init.normal_(w, std=float(init.params["std"]))
+    if isinstance(init, core.NormalInit):
+        return nn.init.normal_(w, std=init.std)
     return nn.init.normal_(w, std=math.sqrt(2.0 / mean_in_degree))  # kaiming at the budget
 
 
@@ -32,12 +32,12 @@ def outside_scores(count: int, init: core.Init, mean_in_degree: float, seed: int
     """|w| of the `count` entries of a graph's square that are not candidates, drawn as `init`
     draws edge weights, from their own generator (the candidates' draws are unchanged)."""
     gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-    if init.kind == "uniform":
-        bound = 1.0 / math.sqrt(float(init.params["fan"]))
+    if isinstance(init, core.UniformInit):
+        bound = 1.0 / math.sqrt(float(init.fan))
         return torch.rand(count, generator=gen) * bound
     std = (
-        float(init.params["std"])
-        if init.kind == "normal"
+        init.std
+        if isinstance(init, core.NormalInit)
         else math.sqrt(2.0 / mean_in_degree)  # kaiming at the budget
     )
     return (torch.randn(count, generator=gen) * std).abs_()
@@ -85,7 +85,7 @@ class GraphWiring(nn.Module):
                 torch.zeros(getattr(self, f"w_{i}").shape, dtype=torch.bool)
                 for i in range(len(self.targets))
             ]
-            for src, si, dst, ti in graph.wiring.fixed or []:
+            for src, si, dst, ti in graph.wiring.fixed:
                 i, col = offsets[(src, dst)]
                 fixed[i][ti, col + si] = True
         names = [f"w_{i}" for i in range(len(self.targets))]
@@ -98,8 +98,7 @@ class GraphWiring(nn.Module):
             )
             outside = outside_scores(total * total - n_cand, graph.init, fan_in, seed)
         self.mask = EdgeMask(
-            graph.wiring.method,
-            graph.wiring.params,
+            graph.wiring,
             k,
             self,
             names,

@@ -166,7 +166,8 @@ class _Printer:
         sem = g.semantics
         spec = methods.SEMANTICS[sem.kind]
         self.line("semantics " + call(sem.kind, sem.parameters(), spec.params))
-        self.line("init " + call(g.init.kind, g.init.params, methods.INITS[g.init.kind].params))
+        init = g.init
+        self.line("init " + call(init.kind, init.parameters(), methods.INITS[init.kind].params))
         self.close()
 
     # -- training
@@ -247,14 +248,17 @@ def layer_blocks(items: list) -> list:
     return out
 
 
+def _method_key(w: core.Wiring) -> tuple:
+    """A wiring's method and parameters, without where it was written."""
+    return (w.method, tuple(sorted(w.parameters().items())))
+
+
 def sparse_block(net: core.Network) -> list[str]:
     """A `sparse` block when sparse layers use a method other than `dnw` (the per-layer
     default): it sets the method only; every other layer of those kinds is excluded."""
     sparse = [x for x in net.layers() if x.sparse is not None]
-    wirings = {
-        (x.sparse.wiring.method, tuple(sorted(x.sparse.wiring.params.items()))) for x in sparse
-    }
-    if not sparse or wirings == {(methods.DEFAULT_WIRING, ())}:
+    wirings = {_method_key(x.sparse.wiring) for x in sparse}
+    if not sparse or wirings == {_method_key(methods.new_wiring(methods.DEFAULT_WIRING))}:
         return []
     assert len(wirings) == 1, "one network has one `sparse` wiring method"
     w = sparse[0].sparse.wiring
@@ -269,7 +273,7 @@ def sparse_block(net: core.Network) -> list[str]:
         lines.append(f"  exclude {', '.join(dense)}")
     lines += [
         "  budget 100%",
-        "  wiring " + call(w.method, w.params, methods.WIRINGS[w.method].params),
+        "  wiring " + call(w.method, w.parameters(), methods.WIRINGS[w.method].params),
         "}",
     ]
     return lines

@@ -61,13 +61,99 @@ Budget = Annotated[CountBudget | FractionBudget | PooledBudget, Field(discrimina
 BUDGET_TYPES = (CountBudget, FractionBudget, PooledBudget)
 
 
-class Wiring(IRNode):
-    method: str
-    params: dict[str, Scalar] = {}
-    # `wiring fixed`: explicit (source set, source index, target set, target index) edges.
-    fixed: list[tuple[str, int, str, int]] | None = None
+class _WiringMethod(IRNode):
+    """A wiring method with its parameters bound and typed. One model per method of
+    `wirelang.methods.WIRINGS`, whose `ParamSpec`s own the names, types, defaults and limits: the
+    fields here are those parameters in the registry's order, without defaults (the builder binds
+    a spec's call against the registry, `methods.new_wiring` fills defaults for code that names a
+    method alone), and a test checks the two agree. Strict, so a value of the wrong type is
+    refused rather than converted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def parameters(self) -> dict[str, Scalar]:
+        """The parameters by name, as `wiring METHOD(...)` writes them (export)."""
+        return {n: getattr(self, n) for n in type(self).model_fields if n not in _WIRING_OWN}
+
+
+# Fields of a wiring model that are not parameters of its method.
+_WIRING_OWN = ("span", "method", "fixed", "fixed_spans")
+
+
+class DnwWiring(_WiringMethod):
+    method: Literal["dnw"] = "dnw"
+    rank: str
+
+
+class DnwNoUpdateWiring(_WiringMethod):
+    method: Literal["dnw_no_update"] = "dnw_no_update"
+
+
+class RandomWiring(_WiringMethod):
+    method: Literal["random"] = "random"
+    seed: int | None  # None: the model's seed
+
+
+class CompleteWiring(_WiringMethod):
+    method: Literal["complete"] = "complete"
+
+
+class TargetedDropoutWiring(_WiringMethod):
+    method: Literal["targeted_dropout"] = "targeted_dropout"
+    rho: float
+    scope: str
+
+
+class L1AnnealWiring(_WiringMethod):
+    method: Literal["l1_anneal"] = "l1_anneal"
+    strength: float
+    end: float
+
+
+class FixedWiring(_WiringMethod):
+    """`wiring fixed { ... }`: explicit (source set, source index, target set, target index)
+    edges; a method whose `edges_listed` is set has these two fields."""
+
+    method: Literal["fixed"] = "fixed"
+    fixed: list[tuple[str, int, str, int]]
     # Where each fixed edge was written, for its errors; not part of the network's meaning.
     fixed_spans: list[Span] | None = Field(default=None, exclude=True, repr=False)
+
+
+class LotteryOneShotWiring(_WiringMethod):
+    method: Literal["lottery_one_shot"] = "lottery_one_shot"
+
+
+class FineTuneWiring(_WiringMethod):
+    method: Literal["fine_tune"] = "fine_tune"
+
+
+Wiring = Annotated[
+    DnwWiring
+    | DnwNoUpdateWiring
+    | RandomWiring
+    | CompleteWiring
+    | TargetedDropoutWiring
+    | L1AnnealWiring
+    | FixedWiring
+    | LotteryOneShotWiring
+    | FineTuneWiring,
+    Field(discriminator="method"),
+]
+WIRING_TYPES: dict[str, type[_WiringMethod]] = {
+    t.model_fields["method"].default: t
+    for t in (
+        DnwWiring,
+        DnwNoUpdateWiring,
+        RandomWiring,
+        CompleteWiring,
+        TargetedDropoutWiring,
+        L1AnnealWiring,
+        FixedWiring,
+        LotteryOneShotWiring,
+        FineTuneWiring,
+    )
+}
 
 
 class _SemanticsKind(IRNode):
@@ -123,11 +209,39 @@ SEMANTICS_TYPES: dict[str, type[_SemanticsKind]] = {
 }
 
 
-class Init(IRNode):
-    """How a graph's edge weights are drawn (`wirelang.methods.INITS`), parameters resolved."""
+class _InitKind(IRNode):
+    """How a graph's edge weights are drawn, parameters resolved: one model per kind of
+    `wirelang.methods.INITS` (which owns names, types and defaults; a test checks these fields
+    against it). Every parameter is resolved by the builder, so none is optional here (`uniform`'s
+    `fan` defaults to the graph's sending nodes). Strict, like the wirings."""
 
-    kind: Literal["uniform", "normal", "kaiming"]
-    params: dict[str, Scalar] = {}
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def parameters(self) -> dict[str, Scalar]:
+        """The parameters by name, as `init KIND(...)` writes them (export)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name not in _OWN}
+
+
+class UniformInit(_InitKind):
+    kind: Literal["uniform"] = "uniform"
+    fan: int
+
+
+class NormalInit(_InitKind):
+    kind: Literal["normal"] = "normal"
+    std: float
+
+
+class KaimingInit(_InitKind):
+    kind: Literal["kaiming"] = "kaiming"
+
+
+Init = Annotated[UniformInit | NormalInit | KaimingInit, Field(discriminator="kind")]
+INIT_TYPES: dict[str, type[_InitKind]] = {
+    "uniform": UniformInit,
+    "normal": NormalInit,
+    "kaiming": KaimingInit,
+}
 
 
 class SparseSpec(IRNode):

@@ -4,12 +4,16 @@
 loaded into a spec); `network_meaning` keys reproduction series. Comments, formatting and the
 place a spec was written change neither.
 
-The data keeps one shape across changes to the IR's Python types: budgets and semantics are
-typed per kind (`core.CountBudget`, `core.ContinuousSemantics`, ...), but they are written as
-they were when the IR had one untyped model for each, a budget as {kind, count, fraction, pool,
-k} and a semantics as {kind, params}. Run folders, checkpoints, result files and `generated/`
-are named by this data, so a new Python type must not rename a network that computes the same
-thing; `tests/test_meaning.py` pins the hashes of shipped specs.
+The data keeps one shape across changes to the IR's Python types: budgets, semantics, wirings
+and inits are typed per kind or method (`core.CountBudget`, `core.ContinuousSemantics`,
+`core.TargetedDropoutWiring`, `core.UniformInit`, ...), but they are written as they were when
+the IR had one untyped model for each: a budget as {kind, count, fraction, pool, k}, a semantics
+as {kind, params}, a wiring as {method, params, fixed} and an init as {kind, params}. A wiring's
+`implicit` parameters (`methods.WIRINGS`' `ParamSpec.implicit`, such as dnw's `rank`) are left
+out while they hold their default: they were added after networks were named by this data. Run
+folders, checkpoints, result files and `generated/` are named by it, so a new Python type or
+parameter must not rename a network that computes the same thing; `tests/test_meaning.py` pins
+the hashes of shipped specs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from wirelang import methods
 from wirelang.ir import core
 
 _POSITIONS = ("span", "train_spans")
@@ -49,9 +54,18 @@ def _stable(obj: Any, data: Any) -> Any:
     shape. Walks the models beside their dump, so a key that merely shares a name is untouched."""
     if isinstance(obj, core.BUDGET_TYPES):
         return {**data, **{f: data.get(f) for f in _BUDGET_FIELDS}}
-    if isinstance(obj, tuple(core.SEMANTICS_TYPES.values())):
+    if isinstance(obj, (*core.SEMANTICS_TYPES.values(), *core.INIT_TYPES.values())):
         kept = {key: data[key] for key in ("span", "kind") if key in data}
         return {**kept, "params": {key: v for key, v in data.items() if key not in kept}}
+    if isinstance(obj, tuple(core.WIRING_TYPES.values())):
+        spec = methods.WIRINGS[obj.method]
+        params = {
+            p.name: data[p.name]
+            for p in spec.params
+            if not (p.implicit and getattr(obj, p.name) == p.default)
+        }
+        kept = {key: data[key] for key in ("span", "method") if key in data}
+        return {**kept, "params": params, "fixed": data.get("fixed")}
     if isinstance(obj, BaseModel):
         for name, value in data.items():
             data[name] = _stable(getattr(obj, name), value)

@@ -59,7 +59,7 @@ def build_graph(
     blocks = _edges(item, groups, scope, rep)
     if blocks is None:
         ok = False
-    wiring = core.Wiring(span=item.span, method=methods.DEFAULT_WIRING)
+    wiring = methods.new_wiring(methods.DEFAULT_WIRING, item.span)
     if "wiring" in singles:
         wiring = wiring_from(singles["wiring"], scope, rep)
     semantics = core.StaticSemantics(span=item.span)
@@ -125,7 +125,7 @@ def _init(
     if name == "uniform" and params.get("fan") is None:
         sources = {b.source for b in blocks}
         params["fan"] = max(1, sum(s.size for s in sets if s.name in sources))
-    return core.Init(span=stmt.span if stmt is not None else span, kind=name, params=params)
+    return core.INIT_TYPES[name](span=stmt.span if stmt is not None else span, **params)
 
 
 def _nodes(

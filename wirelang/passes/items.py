@@ -73,7 +73,7 @@ def layer(
             sparse = core.SparseSpec(
                 span=call.span,
                 budget=budget,
-                wiring=core.Wiring(span=call.span, method=methods.DEFAULT_WIRING),
+                wiring=methods.new_wiring(methods.DEFAULT_WIRING, call.span),
             )
     return core.Layer(span=call.span, op=call.name, params=params, path=path, sparse=sparse)
 
@@ -159,11 +159,6 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
         return None
     name, params = bound
     spec = methods.WIRINGS[name]
-    params = {
-        key: v
-        for key, v in params.items()
-        if not ((ps := spec.param(key)) is not None and ps.implicit and v == ps.default)
-    }
     if spec.edges_listed and stmt.fixed is None:  # named through a let or template parameter
         rep.error(
             call.span,
@@ -171,11 +166,14 @@ def wiring_from(stmt: ast.WiringStmt, scope: Scope, rep: Reporter) -> core.Wirin
             "write `wiring fixed { in[0] -> out[1, 2] }`",
         )
         return None
-    fixed = spans = None
-    if stmt.fixed is not None:
-        fixed, spans = [], []
+    # The bound parameters (every one, defaults filled) become the method's typed fields; an
+    # `implicit` one at its default is left out of the IR's data by `ir.meaning.ir_data`.
+    if stmt.fixed is not None:  # the grammar gives a block to `wiring fixed` alone
+        fixed: list[tuple[str, int, str, int]] = []
+        spans: list[Span] = []
         for e in stmt.fixed:  # one line of a frozen export holds many targets
             src, dst, i = e.source.full, e.target.full, e.source_index
             fixed += [(src, i, dst, t) for t in e.target_indices]
             spans += [e.span] * len(e.target_indices)
-    return core.Wiring(span=stmt.span, method=name, params=params, fixed=fixed, fixed_spans=spans)
+        params = {**params, "fixed": fixed, "fixed_spans": spans}
+    return core.WIRING_TYPES[name](span=stmt.span, **params)

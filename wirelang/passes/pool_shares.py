@@ -49,10 +49,10 @@ def layer_scale(layer: core.Layer) -> float:
 
 def graph_draw(g: core.Graph, k: int) -> tuple[str, float]:
     """How a graph's edges are drawn (`backend/wiring.init_edges`): (kind, scale)."""
-    if g.init.kind == "uniform":
-        return "uniform", 1.0 / math.sqrt(float(g.init.params["fan"]))
-    if g.init.kind == "normal":
-        return "normal", float(g.init.params["std"])
+    if isinstance(g.init, core.UniformInit):
+        return "uniform", 1.0 / math.sqrt(float(g.init.fan))
+    if isinstance(g.init, core.NormalInit):
+        return "normal", g.init.std
     receiving = sum(s.size for s in g.sets if s.name in {b.target for b in g.blocks})
     return "normal", math.sqrt(2.0 / max(1.0, k / max(1, receiving)))
 

@@ -53,7 +53,7 @@ def _rule(decl: ast.SparseDecl, scope: Scope, net: core.Network, rep: Reporter):
     kinds: list[str] = ["conv", "linear"]
     exclude: set[str] = set()
     budget = None
-    wiring = core.Wiring(span=decl.span, method=methods.DEFAULT_WIRING)
+    wiring = methods.new_wiring(methods.DEFAULT_WIRING, decl.span)
     paths = {layer.path for layer in net.layers()}
     for entry in decl.body:
         if isinstance(entry, ast.SparseKinds):
