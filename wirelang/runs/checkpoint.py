@@ -439,9 +439,10 @@ def _record(
 
 
 def _refresh(folder: Path, roles: tuple[str, ...], spec_hash: str | None) -> None:
-    """Record `roles` as their files now are (a file written after the manifest, by a run
-    stopped before recording it), leaving every other entry as it is: a resuming run must not
-    change which file the other processes of its job continue from."""
+    """Record `roles` as their files now are (written after the manifest, by a run stopped
+    before recording them, or by `restore_best`), leaving every other entry as it is: rank 0
+    calls this while the other processes of a resumed job may still be reading the manifest
+    to choose between last.pt and prev.pt, and their choice must not change under them."""
     got = _parse_manifest(folder / MANIFEST)
     if not isinstance(got, Manifest):
         return  # the next checkpoint written makes a manifest
@@ -673,7 +674,8 @@ def restore_best(run_dir: Path, found: tuple[dict[str, Any], Path], say=print) -
             f"warning: {folder / BEST} does not hold the best epoch, {wanted['epoch']} (a run "
             f"stopped while writing it); writing it from {path.name}"
         )
-        write(folder, BEST, payload)
+        save(folder / BEST, payload)
+    # recorded with last and prev left as they are (not `write`): see `_refresh`
     _refresh(folder, ("best",), payload.get("spec_hash"))
 
 
@@ -688,7 +690,7 @@ def restore_phase1_last(run_dir: Path, found: tuple[dict[str, Any], Path], say=p
             f"warning: {folder / PHASE1_LAST} does not hold the end of phase 1 (a run stopped "
             f"while writing it); writing it from {path.name}"
         )
-        write(folder, PHASE1_LAST, payload)
+        save(folder / PHASE1_LAST, payload)
     _refresh(folder, ("phase1_last",), payload.get("spec_hash"))
 
 
