@@ -9,6 +9,7 @@ def forward(self, x):
     tiny_stem_5 = self.tiny_stem_5(tiny_stem_4);  tiny_stem_4 = None
     to_cnhw = wirelang_backend_kernels_to_cnhw(tiny_stem_5);  tiny_stem_5 = None
     tiny_body_wiring = self.tiny_body.wiring()
+    tiny_body_run_send_in_ = self.tiny_body.run.send_in_(to_cnhw);  to_cnhw = None
     getitem = tiny_body_wiring[0]
     getitem_1 = tiny_body_wiring[1]
     getitem_2 = tiny_body_wiring[2]
@@ -17,31 +18,67 @@ def forward(self, x):
     getitem_5 = tiny_body_wiring[5]
     cat_rows = wirelang_backend_kernels_cat_rows(getitem, getitem_1, getitem_2, getitem_3, getitem_4, getitem_5);  getitem = getitem_1 = getitem_2 = getitem_3 = getitem_4 = getitem_5 = None
     sparse_plan = wirelang_backend_kernels_sparse_plan(cat_rows)
-    edge_product = wirelang_backend_kernels_edge_product((to_cnhw,), cat_rows, (700, 100), (0,), sparse_plan);  to_cnhw = None
-    getitem_6 = edge_product[0]
-    getitem_7 = edge_product[1];  edge_product = None
-    tiny_body_run_in__to_h4 = self.tiny_body.run.in__to_h4(getitem_6);  getitem_6 = None
-    tiny_body_run_out = self.tiny_body.run.out(getitem_7);  getitem_7 = None
-    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4, tiny_body_run_out), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4 = tiny_body_run_out = None
-    getitem_8 = edge_product_1[0]
-    getitem_9 = edge_product_1[1];  edge_product_1 = None
-    tiny_body_run_in__to_h4_1 = self.tiny_body.run.in__to_h4(getitem_8);  getitem_8 = None
-    tiny_body_run_out_1 = self.tiny_body.run.out(getitem_9);  getitem_9 = None
-    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_1, tiny_body_run_out_1), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_1 = tiny_body_run_out_1 = None
-    getitem_10 = edge_product_2[0]
-    getitem_11 = edge_product_2[1];  edge_product_2 = None
-    tiny_body_run_in__to_h4_2 = self.tiny_body.run.in__to_h4(getitem_10);  getitem_10 = None
-    tiny_body_run_out_2 = self.tiny_body.run.out(getitem_11);  getitem_11 = None
-    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_2, tiny_body_run_out_2), cat_rows, (700, 100), (0, 700), sparse_plan);  tiny_body_run_in__to_h4_2 = tiny_body_run_out_2 = cat_rows = sparse_plan = None
-    getitem_12 = edge_product_3[0]
-    getitem_13 = edge_product_3[1];  edge_product_3 = None
-    tiny_body_run_in__to_h4_3 = self.tiny_body.run.in__to_h4(getitem_12);  getitem_12 = None
-    tiny_body_run_out_3 = self.tiny_body.run.out(getitem_13);  getitem_13 = None
-    getitem_14 = tiny_body_wiring[5];  tiny_body_wiring = None
-    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_14)
-    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_in__to_h4_3, tiny_body_run_out_3), getitem_14, None, (0, 700), sparse_plan_1);  tiny_body_run_in__to_h4_3 = tiny_body_run_out_3 = getitem_14 = sparse_plan_1 = None
-    tiny_body_run_out_4 = self.tiny_body.run.out(edge_product_4);  edge_product_4 = None
-    to_nchw = wirelang_backend_kernels_to_nchw(tiny_body_run_out_4);  tiny_body_run_out_4 = None
+    edge_product = wirelang_backend_kernels_edge_product((tiny_body_run_send_in_,), cat_rows, None, (0,), sparse_plan);  tiny_body_run_send_in_ = None
+    tiny_body_run_in__to_out = self.tiny_body.run.in__to_out(edge_product);  edge_product = None
+    getitem_6 = tiny_body_run_in__to_out[slice(0, 32, None)]
+    tiny_body_run_send_in__1 = self.tiny_body.run.send_in_(getitem_6);  getitem_6 = None
+    getitem_7 = tiny_body_run_in__to_out[slice(32, 224, None)]
+    tiny_body_run_send_h1 = self.tiny_body.run.send_h1(getitem_7);  getitem_7 = None
+    getitem_8 = tiny_body_run_in__to_out[slice(224, 416, None)]
+    tiny_body_run_send_h2 = self.tiny_body.run.send_h2(getitem_8);  getitem_8 = None
+    getitem_9 = tiny_body_run_in__to_out[slice(416, 608, None)]
+    tiny_body_run_send_h3 = self.tiny_body.run.send_h3(getitem_9);  getitem_9 = None
+    getitem_10 = tiny_body_run_in__to_out[slice(608, 700, None)]
+    tiny_body_run_send_h4 = self.tiny_body.run.send_h4(getitem_10);  getitem_10 = None
+    getitem_11 = tiny_body_run_in__to_out[slice(700, 800, None)];  tiny_body_run_in__to_out = None
+    tiny_body_run_send_out = self.tiny_body.run.send_out(getitem_11);  getitem_11 = None
+    edge_product_1 = wirelang_backend_kernels_edge_product((tiny_body_run_send_in__1, tiny_body_run_send_h1, tiny_body_run_send_h2, tiny_body_run_send_h3, tiny_body_run_send_h4, tiny_body_run_send_out), cat_rows, None, (0, 32, 224, 416, 608, 700), sparse_plan);  tiny_body_run_send_in__1 = tiny_body_run_send_h1 = tiny_body_run_send_h2 = tiny_body_run_send_h3 = tiny_body_run_send_h4 = tiny_body_run_send_out = None
+    tiny_body_run_in__to_out_1 = self.tiny_body.run.in__to_out(edge_product_1);  edge_product_1 = None
+    getitem_12 = tiny_body_run_in__to_out_1[slice(0, 32, None)]
+    tiny_body_run_send_in__2 = self.tiny_body.run.send_in_(getitem_12);  getitem_12 = None
+    getitem_13 = tiny_body_run_in__to_out_1[slice(32, 224, None)]
+    tiny_body_run_send_h1_1 = self.tiny_body.run.send_h1(getitem_13);  getitem_13 = None
+    getitem_14 = tiny_body_run_in__to_out_1[slice(224, 416, None)]
+    tiny_body_run_send_h2_1 = self.tiny_body.run.send_h2(getitem_14);  getitem_14 = None
+    getitem_15 = tiny_body_run_in__to_out_1[slice(416, 608, None)]
+    tiny_body_run_send_h3_1 = self.tiny_body.run.send_h3(getitem_15);  getitem_15 = None
+    getitem_16 = tiny_body_run_in__to_out_1[slice(608, 700, None)]
+    tiny_body_run_send_h4_1 = self.tiny_body.run.send_h4(getitem_16);  getitem_16 = None
+    getitem_17 = tiny_body_run_in__to_out_1[slice(700, 800, None)];  tiny_body_run_in__to_out_1 = None
+    tiny_body_run_send_out_1 = self.tiny_body.run.send_out(getitem_17);  getitem_17 = None
+    edge_product_2 = wirelang_backend_kernels_edge_product((tiny_body_run_send_in__2, tiny_body_run_send_h1_1, tiny_body_run_send_h2_1, tiny_body_run_send_h3_1, tiny_body_run_send_h4_1, tiny_body_run_send_out_1), cat_rows, None, (0, 32, 224, 416, 608, 700), sparse_plan);  tiny_body_run_send_in__2 = tiny_body_run_send_h1_1 = tiny_body_run_send_h2_1 = tiny_body_run_send_h3_1 = tiny_body_run_send_h4_1 = tiny_body_run_send_out_1 = None
+    tiny_body_run_in__to_out_2 = self.tiny_body.run.in__to_out(edge_product_2);  edge_product_2 = None
+    getitem_18 = tiny_body_run_in__to_out_2[slice(0, 32, None)]
+    tiny_body_run_send_in__3 = self.tiny_body.run.send_in_(getitem_18);  getitem_18 = None
+    getitem_19 = tiny_body_run_in__to_out_2[slice(32, 224, None)]
+    tiny_body_run_send_h1_2 = self.tiny_body.run.send_h1(getitem_19);  getitem_19 = None
+    getitem_20 = tiny_body_run_in__to_out_2[slice(224, 416, None)]
+    tiny_body_run_send_h2_2 = self.tiny_body.run.send_h2(getitem_20);  getitem_20 = None
+    getitem_21 = tiny_body_run_in__to_out_2[slice(416, 608, None)]
+    tiny_body_run_send_h3_2 = self.tiny_body.run.send_h3(getitem_21);  getitem_21 = None
+    getitem_22 = tiny_body_run_in__to_out_2[slice(608, 700, None)]
+    tiny_body_run_send_h4_2 = self.tiny_body.run.send_h4(getitem_22);  getitem_22 = None
+    getitem_23 = tiny_body_run_in__to_out_2[slice(700, 800, None)];  tiny_body_run_in__to_out_2 = None
+    tiny_body_run_send_out_2 = self.tiny_body.run.send_out(getitem_23);  getitem_23 = None
+    edge_product_3 = wirelang_backend_kernels_edge_product((tiny_body_run_send_in__3, tiny_body_run_send_h1_2, tiny_body_run_send_h2_2, tiny_body_run_send_h3_2, tiny_body_run_send_h4_2, tiny_body_run_send_out_2), cat_rows, None, (0, 32, 224, 416, 608, 700), sparse_plan);  tiny_body_run_send_in__3 = tiny_body_run_send_h1_2 = tiny_body_run_send_h2_2 = tiny_body_run_send_h3_2 = tiny_body_run_send_h4_2 = tiny_body_run_send_out_2 = cat_rows = sparse_plan = None
+    tiny_body_run_in__to_out_3 = self.tiny_body.run.in__to_out(edge_product_3);  edge_product_3 = None
+    getitem_24 = tiny_body_run_in__to_out_3[slice(0, 32, None)]
+    tiny_body_run_send_in__4 = self.tiny_body.run.send_in_(getitem_24);  getitem_24 = None
+    getitem_25 = tiny_body_run_in__to_out_3[slice(32, 224, None)]
+    tiny_body_run_send_h1_3 = self.tiny_body.run.send_h1(getitem_25);  getitem_25 = None
+    getitem_26 = tiny_body_run_in__to_out_3[slice(224, 416, None)]
+    tiny_body_run_send_h2_3 = self.tiny_body.run.send_h2(getitem_26);  getitem_26 = None
+    getitem_27 = tiny_body_run_in__to_out_3[slice(416, 608, None)]
+    tiny_body_run_send_h3_3 = self.tiny_body.run.send_h3(getitem_27);  getitem_27 = None
+    getitem_28 = tiny_body_run_in__to_out_3[slice(608, 700, None)]
+    tiny_body_run_send_h4_3 = self.tiny_body.run.send_h4(getitem_28);  getitem_28 = None
+    getitem_29 = tiny_body_run_in__to_out_3[slice(700, 800, None)];  tiny_body_run_in__to_out_3 = None
+    tiny_body_run_send_out_3 = self.tiny_body.run.send_out(getitem_29);  getitem_29 = None
+    getitem_30 = tiny_body_wiring[5];  tiny_body_wiring = None
+    sparse_plan_1 = wirelang_backend_kernels_sparse_plan(getitem_30)
+    edge_product_4 = wirelang_backend_kernels_edge_product((tiny_body_run_send_in__4, tiny_body_run_send_h1_3, tiny_body_run_send_h2_3, tiny_body_run_send_h3_3, tiny_body_run_send_h4_3, tiny_body_run_send_out_3), getitem_30, None, (0, 32, 224, 416, 608, 700), sparse_plan_1);  tiny_body_run_send_in__4 = tiny_body_run_send_h1_3 = tiny_body_run_send_h2_3 = tiny_body_run_send_h3_3 = tiny_body_run_send_h4_3 = tiny_body_run_send_out_3 = getitem_30 = sparse_plan_1 = None
+    tiny_body_run_out = self.tiny_body.run.out(edge_product_4);  edge_product_4 = None
+    to_nchw = wirelang_backend_kernels_to_nchw(tiny_body_run_out);  tiny_body_run_out = None
     tiny_head_0 = self.tiny_head_0(to_nchw);  to_nchw = None
     tiny_head_1 = self.tiny_head_1(tiny_head_0);  tiny_head_0 = None
     tiny_head_2 = self.tiny_head_2(tiny_head_1);  tiny_head_1 = None
