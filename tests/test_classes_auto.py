@@ -183,13 +183,52 @@ def test_train_auto_over_a_folder_without_class_folders_names_it(tmp_path):
     assert not (tmp_path / "R").exists()
 
 
-def test_python_datasets_with_auto_are_refused_before_the_run_folder(tmp_path):
+def test_python_datasets_say_how_many_classes(tmp_path, capsys):
     import torch
-    from torch.utils.data import TensorDataset
+    from torch.utils.data import Subset, TensorDataset
 
     import wirelang
 
-    data = TensorDataset(torch.randn(8, 3, 12, 12), torch.randint(0, 2, (8,)))
-    with pytest.raises(wirelang.train.RunError, match="not datasets passed from Python"):
-        wirelang.train(auto_spec(tmp_path), train_data=data, out=tmp_path / "R", verbose=False)
+    class Named(TensorDataset):  # as torchvision's ImageFolder and CIFAR10 name their classes
+        classes = ["ant", "bee", "cat"]
+
+    x = torch.randn(8, 3, 12, 12)
+    y = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    # a `classes` list wins over the labels (class 2 has no image here)
+    r = wirelang.train(auto_spec(tmp_path), train_data=Named(x, y), out=tmp_path / "A")
+    assert "classes auto: 3 (the datasets passed)" in capsys.readouterr().out
+    assert wirelang.check(r.run_dir / "spec.wire").classes == 3
+    # else one more than the largest label held in memory, over every split given
+    val = TensorDataset(torch.randn(4, 3, 12, 12), torch.tensor([0, 3, 1, 2]))
+    r = wirelang.train(
+        auto_spec(tmp_path),
+        train_data=Subset(TensorDataset(x, y), range(6)),
+        val_data=val,
+        out=tmp_path / "B",
+        verbose=False,
+    )
+    assert wirelang.check(r.run_dir / "spec.wire").classes == 4
+    assert r.model(torch.randn(2, 3, 12, 12)).shape == (2, 4)
+
+
+def test_python_datasets_without_a_count_are_refused_before_the_run_folder(tmp_path):
+    import torch
+    from torch.utils.data import Dataset
+
+    import wirelang
+
+    class Lazy(Dataset):  # labels only one item at a time: nothing to count
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.randn(3, 12, 12), i % 2
+
+    with pytest.raises(wirelang.train.RunError) as err:
+        wirelang.train(auto_spec(tmp_path), train_data=Lazy(), out=tmp_path / "R", verbose=False)
+    assert str(err.value) == (
+        "`classes auto` with datasets passed from Python takes the count from the training "
+        "dataset's `classes` list or from labels held in memory (`targets`, TensorDataset), and "
+        "these datasets have neither: write `classes N` in the spec"
+    )
     assert not (tmp_path / "R").exists()

@@ -145,7 +145,12 @@ def train(opts: TrainOptions, say=print):
         if auto:  # the settings say where the data is; its class folders say how many
             from wirelang.train.data import auto_classes
 
-            net = build(spec, classes=auto_classes(merged_config(net, overrides)))
+            count = (
+                opts.data.class_count()  # datasets from Python say it themselves
+                if opts.data is not None
+                else auto_classes(merged_config(net, overrides))
+            )
+            net = build(spec, classes=count)
         world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
         plan = RunPlan(
             spec_path=spec,
@@ -217,7 +222,12 @@ def train(opts: TrainOptions, say=print):
         return _result(plan.run_dir)
 
     if auto and opts.resume is None:
-        say(f"classes auto: {plan.net.classes} (the class folders of the training data)")
+        source = (
+            "the datasets passed"
+            if opts.data is not None
+            else "the class folders of the training data"
+        )
+        say(f"classes auto: {plan.net.classes} ({source})")
     if plan.threads is not None:
         import torch
 

@@ -260,6 +260,32 @@ class GivenData:
             if ds is not None:
                 _check_split(name, ds, net)
 
+    def class_count(self) -> int:
+        """The count `classes auto` stands for with these datasets: the training dataset's
+        `classes` list (torchvision's ImageFolder, CIFAR10, ...), else one more than the largest
+        label of the splits that hold their labels in memory (`targets`, TensorDataset)."""
+        base = self.train.dataset if isinstance(self.train, Subset) else self.train
+        names = getattr(base, "classes", None)
+        if isinstance(names, list | tuple) and names:
+            return len(names)
+        largest = None
+        for ds in (self.train, self.val, self.test):
+            if ds is None or len(ds) == 0:
+                continue
+            labels = _labels(ds, None) if _labels_in_memory(ds) else None
+            if labels is None or labels.is_floating_point() or labels.numel() == 0:
+                continue
+            top = int(labels.max())
+            largest = top if largest is None else max(largest, top)
+        if largest is None or largest < 0:
+            raise RunError(
+                "`classes auto` with datasets passed from Python takes the count from the "
+                "training dataset's `classes` list or from labels held in memory (`targets`, "
+                "TensorDataset), and these datasets have neither: write `classes N` in the spec",
+                2,
+            )
+        return largest + 1
+
     def splits(self) -> Splits:
         info = DatasetInfo("python", 0, 0, 0, 0, (), ())
         return Splits(train=self.train, val=self.val, test=self.test, info=info)
@@ -324,6 +350,13 @@ def _check_split(name: str, ds: Dataset, net: core.Network) -> None:
             f"`classes {net.classes}`), found {int(bad[0])}",
             2,
         )
+
+
+def _labels_in_memory(ds: Dataset) -> bool:
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    return isinstance(base, TensorDataset) or isinstance(
+        getattr(base, "targets", None), list | torch.Tensor
+    )
 
 
 def _labels(ds: Dataset, first: Any) -> torch.Tensor:
