@@ -72,10 +72,10 @@ def auto_classes(config: TrainConfig) -> int:
             'has no root: pass --data-root DIR or write `data folder(root="DIR")`',
             2,
         )
-    if d.name in ("python", "synthetic"):
-        what = "datasets passed from Python" if d.name == "python" else "`synthetic` data"
+    if d.name == "synthetic":  # e.g. `--set data=synthetic` over a folder spec
+        # (datasets passed from Python count their own classes: GivenData.class_count)
         raise RunError(
-            f"`classes auto` counts the class folders of `data folder`, not {what}: "
+            "`classes auto` counts the class folders of `data folder`, not `synthetic` data: "
             "write `classes N` in the spec",
             2,
         )
