@@ -94,6 +94,24 @@ SETTINGS: dict[str, dict] = {
         "epochs": 8,
         "schedule": "cosine",
     },
+    # static_full with the paper's head: the authors average a 2 x 2 patch of the output maps
+    # (3 x 3 crop, 2 x 2 pool), the shipped fmnist_tiny all nine of the 3 x 3 centre. wirelang's
+    # random graph scores 0.57 above the authors' at the same seeds while the two DNWs are level;
+    # does the narrower head, which asks more of the graph, account for that?
+    "static_head2x2": {
+        "specs": (
+            "benchmarks/specs/fmnist_tiny_head2x2.wire",
+            "benchmarks/specs/fmnist_tiny_head2x2_random.wire",
+        ),
+        "nodes": "as static_full, the head averaging a 2 x 2 patch (the authors' head) instead of 3 x 3",
+        "k": 32000,
+        "subset": None,
+        "val": 0,
+        "test": 10000,
+        "batch": 128,
+        "epochs": 4,
+        "schedule": "cosine",
+    },
     "static": {
         "specs": ("specs/fmnist_tiny.wire", "specs/fmnist_tiny_random.wire"),
         "nodes": "800 nodes (DAG), 32,000 edges: the paper's network",
@@ -246,6 +264,7 @@ SETTINGS: dict[str, dict] = {
 ORDER = (
     "static_full",
     "static_long",
+    "static_head2x2",
     "static",
     "discrete",
     "discrete_long",
@@ -264,6 +283,8 @@ PAPER_CIFAR10 = {
     ("static_full", "dnw"): "80.9 +- 0.6",
     ("static_long", "random"): "76.1 +- 0.5",
     ("static_long", "dnw"): "80.9 +- 0.6",
+    ("static_head2x2", "random"): "76.1 +- 0.5",
+    ("static_head2x2", "dnw"): "80.9 +- 0.6",
     ("static", "random"): "76.1 +- 0.5",
     ("static", "dnw"): "80.9 +- 0.6",
     ("discrete", "random"): "77.3 +- 0.7",
