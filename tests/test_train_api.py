@@ -306,12 +306,20 @@ def test_two_processes_log_every_rank(tmp_path):
     two = _run_cli(str(path), "--procs", "2", "--out", str(tmp_path / "two"), *common)
     rows1, rows2 = read_step_rows(tmp_path / "one"), read_step_rows(tmp_path / "two")
     assert [r["step"] for r in rows2] == [1, 2, 3, 4, 5, 6, 7, 8]  # once each: rank 0 only
+    # Two ranks sum the gradient in another order, so the weights differ by rounding from step 2
+    # on, and an image whose two best logits are that close can change its prediction: top-1 may
+    # differ by one image of a row's 8 (the loss, a mean of 8, stays within 1e-4).
+    flips = 0
     for a, b in zip(rows1, rows2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
-        assert (b["top1"], b["lr"]) == (a["top1"], a["lr"])
+        assert b["lr"] == a["lr"]
+        assert abs(b["top1"] - a["top1"]) in (0.0, pytest.approx(1 / 8))
+        flips += b["top1"] != a["top1"]
+    assert flips <= 1
     lines1, lines2 = _progress(one.stdout), _progress(two.stdout)
     assert len(lines2) == 4 and len(lines1) == len(lines2)
-    for a, b in zip(lines1, lines2, strict=True):
+    for n, (a, b) in enumerate(zip(lines1, lines2, strict=True), start=1):
         loss_a, loss_b = (float(re.search(r"loss ([\d.]+)", t).group(1)) for t in (a, b))
         assert abs(loss_a - loss_b) <= 2e-4
-        assert re.search(r"top1 +[\d.]+%", a).group(0) == re.search(r"top1 +[\d.]+%", b).group(0)
+        top_a, top_b = (float(re.search(r"top1 +([\d.]+)%", t).group(1)) for t in (a, b))
+        assert abs(top_a - top_b) <= 100 / (2 * 8 * n) + 0.005  # one image of those seen so far
