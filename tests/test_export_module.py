@@ -205,3 +205,41 @@ def test_sparsify_budget_means_what_its_docstring_says():
     ):
         wirelang.sparsify(_net(), budget=1.5)
     assert "budget=1` keeps ONE weight" in wirelang.sparsify.__doc__
+
+
+def test_sparsify_allocations_split_one_budget_as_a_spec_pool_does():
+    from wirelang import cost
+
+    # 10% of all 856 weights = 85, split by the same rule as `pool ... allocate=`
+    shapes = [[((8, 3, 3, 3), 216)], [((5, 128), 640)]]
+    for allocate in ("uniform", "erk"):
+        live = _live(wirelang.sparsify(_net(), budget=0.1, allocate=allocate))
+        assert live == cost.member_ks(85, allocate, shapes)
+        assert sum(live) == 85
+    assert _live(wirelang.sparsify(_net(), budget=0.1, allocate="uniform")) == [21, 64]
+    # ERK: density ~ (sum of dims) / (product of dims): the linear layer's 133 / 640 beats the
+    # conv's 17 / 216, so it is the denser one, unlike uniform's equal fractions
+    erk = _live(wirelang.sparsify(_net(), budget=0.1, allocate="erk"))
+    assert erk[1] / 640 > erk[0] / 216
+    # global is pooled=True: one top-k over both layers
+    glob = wirelang.sparsify(_net(), budget=0.1, allocate="global")
+    ref = wirelang.sparsify(_net(), budget=0.1, pooled=True)
+    assert _live(glob) == _live(ref) and sum(_live(glob)) == 85
+    assert _live(wirelang.sparsify(_net(), budget=0.1, allocate="layer")) == [21, 64]
+
+
+def test_sparsify_refuses_a_bad_allocation_and_leaves_the_model_alone():
+    with pytest.raises(
+        ValueError, match=r"^allocate must be one of layer, global, uniform, erk, got 'ERK'$"
+    ):
+        wirelang.sparsify(_net(), budget=0.1, allocate="ERK")
+    with pytest.raises(
+        ValueError,
+        match=r"^pooled=True is allocate='global'; it cannot be combined with 'erk'$",
+    ):
+        wirelang.sparsify(_net(), budget=0.1, pooled=True, allocate="erk")
+    # 2 weights over a 216-weight conv and a 640-weight linear layer: ERK rounds one to 0
+    net = _net()
+    with pytest.raises(ValueError, match=r"^allocate='erk' leaves '0' without a weight: "):
+        wirelang.sparsify(net, budget=2, allocate="erk")
+    assert not any(isinstance(m, SparseMixin) for m in net.modules())

@@ -49,19 +49,33 @@ def load(path_or_run, weights=None):
     return _load(path_or_run, weights=weights)
 
 
-def sparsify(model, budget, method="dnw", exclude=(), pooled=False, seed=0):
+def sparsify(model, budget, method="dnw", exclude=(), pooled=False, seed=0, allocate=None):
     """Make the conv and linear weights of an existing model DNW-sparse (in place); returns it.
 
     `budget` is a fraction when it is a float (0.1 keeps 10% of each layer's weights, 1.0 keeps
     them all) and a count of weights per layer when it is an int (so `budget=1` keeps ONE weight
-    per layer; write 1.0 for dense). With `pooled=True` the budget covers all layers together.
+    per layer; write 1.0 for dense).
+
+    `allocate` shares the budget over all layers, as a spec's `pool ... allocate=` does: the
+    fraction (or count) is then of all their weights together, and `"global"` ranks them all
+    at once (the same as `pooled=True`), `"uniform"` gives each layer the same fraction of its
+    own weights, `"erk"` the Erdos-Renyi-Kernel densities of RigL (small layers denser); both
+    keep exactly that k per layer. Default `"layer"`: each layer its own budget, nothing shared.
 
     >>> import torchvision, wirelang
     >>> m = wirelang.sparsify(torchvision.models.resnet50(), budget=0.1, exclude=["conv1"])
     """
     from wirelang.backend.sparsify import sparsify as _sparsify
 
-    return _sparsify(model, budget=budget, method=method, exclude=exclude, pooled=pooled, seed=seed)
+    return _sparsify(
+        model,
+        budget=budget,
+        method=method,
+        exclude=exclude,
+        pooled=pooled,
+        seed=seed,
+        allocate=allocate,
+    )
 
 
 def export(module, format="pt2", example=None, out=None, check=True):
