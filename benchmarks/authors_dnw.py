@@ -243,6 +243,13 @@ def main() -> None:
         help="the random graph's k edges among the authors' staircase mask (their code) or only "
         "where the DAG reads (as wirelang's random graph): the other half of the comparison",
     )
+    p.add_argument(
+        "--head",
+        choices=("authors", "nine"),
+        default="authors",
+        help="authors: their crop of rows and columns 1-3 of the 7 x 7 maps pooled 2 x 2 (a 2 x 2 "
+        "patch, rows 1-2); nine: the mean of the centre 3 x 3 (rows 2-4), wirelang's fmnist_tiny head",
+    )
     p.add_argument("--setting", choices=tuple(CLASSES), default="static")
     p.add_argument(
         "--size", choices=tuple(SIZES), default="full", help="quarter: 200 nodes, 2,000 edges"
@@ -282,6 +289,11 @@ def main() -> None:
         rank_dag_only(model)
     if args.random_region == "dag":
         random_in_dag(model, args.seed)
+    if args.head == "nine":
+        if args.setting == "mbv1":
+            p.error("--head nine is about the tiny networks' head")
+        model.half = model.half + 1  # their crop starts at half - 1: rows 2-4 of 7
+        model.pool = torch.nn.AvgPool2d(3)
     if args.setting == "continuous" and args.solver is not None:
         fixed_step_solver(model, args.solver, args.step_size)
     opt_cfg = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -297,6 +309,7 @@ def main() -> None:
         f"{args.setting}-{args.graph}-seed{args.seed}"
         + ("-rankdag" if args.rank == "dag" else "")
         + ("-randomdag" if args.random_region == "dag" else "")
+        + ("-headnine" if args.head == "nine" else "")
         + ("" if args.size == "full" else f"-{args.size}")
         + ("" if args.subset is None else f"-subset{args.subset}-val{args.val}-e{args.epochs}")
         # the full data's runs are named without their epochs at the issue's 4; any other count
@@ -359,6 +372,7 @@ def main() -> None:
         "step_size": args.step_size if args.solver else None,
         "rank": args.rank,
         "random_region": args.random_region,
+        "head": args.head,
         "graph": args.graph,
         "seed": args.seed,
         "epochs": args.epochs,
