@@ -18,6 +18,9 @@ depends on the device: `SPARSE_DENSITY` is the recorded table, `sparse_threshold
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
@@ -139,6 +142,43 @@ class SparsePlan:
         return out
 
 
+# torch's COO x dense product on the CPU is one serial loop over the nonzeros: it ignores the
+# intra-op threads, so at 2 threads the sparse products (a quarter of a cifar_tiny step) ran on
+# one core. A large product is therefore cut into column chunks (map positions), one per thread,
+# run side by side from a small pool (ATen releases the GIL inside the op). Every chunk adds the
+# same nonzeros in the same order to its own columns, so the result is bit-identical to one call.
+PARALLEL_COO_WORK = 1 << 22  # nonzeros x columns below which handing chunks off costs more
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+
+
+def _workers(n: int) -> ThreadPoolExecutor:
+    global _pool
+    # a forked child inherits the pool object but not its threads: make a new one there
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
+        _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="wirelang-coo"))
+    return _pool[2]
+
+
+def coo_addmm_(out: Tensor, coo: Tensor, dense: Tensor) -> Tensor:
+    """out += coo @ dense, using every intra-op thread on the CPU (see above)."""
+    threads = torch.get_num_threads()
+    cols = dense.shape[1]
+    if threads < 2 or out.device.type != "cpu" or coo._nnz() * cols < PARALLEL_COO_WORK:
+        return out.addmm_(coo, dense)
+    step = -(-cols // threads)
+    chunks = [(a, min(a + step, cols)) for a in range(0, cols, step)]
+    pool = _workers(threads - 1)
+    futures = [pool.submit(_chunk_addmm_, out, coo, dense, a, b) for a, b in chunks[1:]]
+    _chunk_addmm_(out, coo, dense, *chunks[0])
+    for f in futures:
+        f.result()
+    return out
+
+
+def _chunk_addmm_(out: Tensor, coo: Tensor, dense: Tensor, a: int, b: int) -> None:
+    out[:, a:b].addmm_(coo, dense[:, a:b])
+
+
 def _listed(block: Tensor) -> Tensor:
     """A 2-D strided block as a coalesced COO tensor of its nonzero entries."""
     idx = block.nonzero().t()
@@ -199,7 +239,7 @@ class EdgeProduct(torch.autograd.Function):
                 if blocks is not None:
                     # in-place accumulation: torch.sparse.mm would zero a new output twice
                     y = x2.new_zeros(r1 - r0, x2.shape[1]) if y is None else y
-                    y.addmm_(blocks[(i, j)][0], x2)
+                    coo_addmm_(y, blocks[(i, j)][0], x2)
                 elif y is None:
                     y = torch.mm(w[r0:r1, c0:c1], x2)
                 else:
@@ -240,7 +280,7 @@ class EdgeProduct(torch.autograd.Function):
                     continue
                 if blocks is not None:
                     gx = g.new_zeros(c1 - c0, g.shape[1]) if gx is None else gx
-                    gx.addmm_(blocks[(i, j)][1], g)
+                    coo_addmm_(gx, blocks[(i, j)][1], g)
                 elif gx is None:
                     gx = torch.mm(w[r0:r1, c0:c1].t(), g)
                 else:
