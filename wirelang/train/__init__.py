@@ -72,30 +72,18 @@ def train(opts: TrainOptions, say=print):
     """Train a spec (or resume a run); returns a RunResult, or the resolved config for --dry-run.
 
     Raises SpecError for a broken spec and RunError for everything else a user can cause.
+    The steps: check the options, plan the run (a fresh one from the spec and its overrides, or
+    the saved plan of the run resumed), refuse what cannot run before anything is written, then
+    either launch one process per rank or train here.
     """
     from wirelang.frontend import ClassesFromData, build
-    from wirelang.runs.layout import SPEC, check_fresh_dir, default_run_dir, default_threads
-    from wirelang.runs.memory import check_memory
+    from wirelang.runs.layout import SPEC
     from wirelang.train import distributed
-    from wirelang.train.runs import (
-        check_batch,
-        load_plan,
-        merged_config,
-        parse_overrides,
-        prepare_run,
-        resolve_config,
-        save_plan,
-    )
 
     if opts.spec is None and opts.resume is None:
         raise RunError("give a spec to train, or --resume RUN", 2)
     spec = Path(opts.spec) if opts.spec is not None else Path(opts.resume) / SPEC
-    if opts.threads is not None and opts.threads < 1:
-        raise RunError("--threads takes a count >= 1", 2)
-    if opts.gpus and opts.procs:
-        raise RunError("--gpus and --procs exclude each other (--procs runs CPU processes)", 2)
-    if opts.gpus < 0 or opts.procs < 0:
-        raise RunError("--gpus and --procs take a count >= 0", 2)
+    _check_options(opts)
     device = _device(opts)
     try:
         net, auto = build(spec), False
@@ -103,66 +91,103 @@ def train(opts: TrainOptions, say=print):
         net, auto = err.network, True
     job = distributed.env_job()
     if opts.resume is not None:
-        if (
-            opts.overrides
-            or opts.settings
-            or {k for k in opts.flag_overrides() if k != "data.root"}
-        ):
-            raise RunError(
-                "--resume continues with the run's saved settings; drop --set, --epochs, "
-                "--batch-size and --seed (--data-root may say where the data is now)",
-                2,
-            )
-        if auto:  # the count the run started with, written into its own spec.wire
-            from wirelang.runs.layout import check_run_dir
-
-            check_run_dir(Path(opts.resume))
-            net = build(spec, classes=build(Path(opts.resume) / SPEC).classes)
-        plan = load_plan(spec, Path(opts.resume), net)
-        if opts.data_root is not None:  # where the files are is not what the run computes
-            plan.config = plan.config.model_copy(
-                update={"data": plan.config.data.model_copy(update={"root": str(opts.data_root)})}
-            )
-            if job is None or _is_launched():
-                save_plan(plan)  # launched ranks and later resumes read it from config.json
-        if job is not None:
-            plan.world_size = job[2]
-        elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
-            plan.device, plan.world_size = ("cuda", opts.gpus) if opts.gpus else ("cpu", opts.procs)
-        if opts.device is not None:
-            plan.device = device
-        _resume_given(plan, opts.data)
+        plan = _resumed_plan(opts, spec, net, auto, job, device)
     else:
-        overrides = {
-            **parse_overrides(opts.overrides),
-            **opts.settings,
-            **opts.flag_overrides(),
+        plan = _fresh_plan(opts, spec, net, auto, job, device)
+    _preflight(plan, opts, job)
+    if opts.dry_run:
+        return plan.to_json() | {
+            "run_dir": str(plan.run_dir),
+            "batch_per_process": plan.config.batch // plan.world_size,
         }
-        if opts.data is not None:  # datasets from Python: nothing to load by name
-            overrides["data"] = {"name": "python", "workers": opts.data.workers}
-            if opts.batch_size is None and opts.data.batch is not None:
-                overrides["batch"] = opts.data.batch
-        if auto:  # the settings say where the data is; its class folders say how many
-            from wirelang.train.data import auto_classes
+    _refuse_early(plan, opts, job)
+    if job is None and plan.world_size > 1:
+        return _launch(plan, opts, spec, say)
+    return _train_here(plan, opts, auto, say)
 
-            count = (
-                opts.data.class_count()  # datasets from Python say it themselves
-                if opts.data is not None
-                else auto_classes(merged_config(net, overrides))
-            )
-            net = build(spec, classes=count)
-        world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
-        plan = RunPlan(
-            spec_path=spec,
-            net=net,
-            config=resolve_config(net, overrides),
-            overrides=overrides,
-            run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
-            device=device,
-            world_size=world,
-            download=opts.download,
-            given=opts.data,
+
+def _check_options(opts: TrainOptions) -> None:
+    if opts.threads is not None and opts.threads < 1:
+        raise RunError("--threads takes a count >= 1", 2)
+    if opts.gpus and opts.procs:
+        raise RunError("--gpus and --procs exclude each other (--procs runs CPU processes)", 2)
+    if opts.gpus < 0 or opts.procs < 0:
+        raise RunError("--gpus and --procs take a count >= 0", 2)
+
+
+def _resumed_plan(opts: TrainOptions, spec: Path, net, auto: bool, job, device: str) -> RunPlan:
+    """The saved plan of the run in `opts.resume`, with only where it runs allowed to change."""
+    from wirelang.frontend import build
+    from wirelang.runs.layout import SPEC
+    from wirelang.train.runs import load_plan, save_plan
+
+    if opts.overrides or opts.settings or {k for k in opts.flag_overrides() if k != "data.root"}:
+        raise RunError(
+            "--resume continues with the run's saved settings; drop --set, --epochs, "
+            "--batch-size and --seed (--data-root may say where the data is now)",
+            2,
         )
+    if auto:  # the count the run started with, written into its own spec.wire
+        from wirelang.runs.layout import check_run_dir
+
+        check_run_dir(Path(opts.resume))
+        net = build(spec, classes=build(Path(opts.resume) / SPEC).classes)
+    plan = load_plan(spec, Path(opts.resume), net)
+    if opts.data_root is not None:  # where the files are is not what the run computes
+        plan.config = plan.config.model_copy(
+            update={"data": plan.config.data.model_copy(update={"root": str(opts.data_root)})}
+        )
+        if job is None or _is_launched():
+            save_plan(plan)  # launched ranks and later resumes read it from config.json
+    if job is not None:
+        plan.world_size = job[2]
+    elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
+        plan.device, plan.world_size = ("cuda", opts.gpus) if opts.gpus else ("cpu", opts.procs)
+    if opts.device is not None:
+        plan.device = device
+    _resume_given(plan, opts.data)
+    return plan
+
+
+def _fresh_plan(opts: TrainOptions, spec: Path, net, auto: bool, job, device: str) -> RunPlan:
+    """A new run's plan: the spec's settings under the overrides, flags and Python datasets."""
+    from wirelang.frontend import build
+    from wirelang.runs.layout import default_run_dir
+    from wirelang.train.runs import merged_config, parse_overrides, resolve_config
+
+    overrides = {**parse_overrides(opts.overrides), **opts.settings, **opts.flag_overrides()}
+    if opts.data is not None:  # datasets from Python: nothing to load by name
+        overrides["data"] = {"name": "python", "workers": opts.data.workers}
+        if opts.batch_size is None and opts.data.batch is not None:
+            overrides["batch"] = opts.data.batch
+    if auto:  # the settings say where the data is; its class folders say how many
+        from wirelang.train.data import auto_classes
+
+        count = (
+            opts.data.class_count()  # datasets from Python say it themselves
+            if opts.data is not None
+            else auto_classes(merged_config(net, overrides))
+        )
+        net = build(spec, classes=count)
+    world = job[2] if job is not None else max(opts.gpus, opts.procs, 1)
+    return RunPlan(
+        spec_path=spec,
+        net=net,
+        config=resolve_config(net, overrides),
+        overrides=overrides,
+        run_dir=Path(opts.out) if opts.out is not None else default_run_dir(spec),
+        device=device,
+        world_size=world,
+        download=opts.download,
+        given=opts.data,
+    )
+
+
+def _preflight(plan: RunPlan, opts: TrainOptions, job) -> None:
+    """Checks a dry run also makes, and the thread count of a one-process CPU run."""
+    from wirelang.runs.layout import default_threads
+    from wirelang.train.runs import check_batch
+
     check_batch(plan.config, plan.world_size)
     if plan.given is not None:  # before the run folder exists: shapes, labels, enough items
         from wirelang.train.data import check_train_size
@@ -178,11 +203,14 @@ def train(opts: TrainOptions, say=print):
         # may use (affinity, cgroup quota), never the machine's whole count when a container or
         # taskset allows fewer.
         plan.threads = opts.threads or default_threads()
-    if opts.dry_run:
-        return plan.to_json() | {
-            "run_dir": str(plan.run_dir),
-            "batch_per_process": plan.config.batch // plan.world_size,
-        }
+
+
+def _refuse_early(plan: RunPlan, opts: TrainOptions, job) -> None:
+    """Devices, memory and the run folder, checked before anything is allocated or written."""
+    from wirelang.runs.layout import check_fresh_dir
+    from wirelang.runs.memory import check_memory
+    from wirelang.train import distributed
+
     if plan.device == "cuda":
         distributed.check_gpus(job[1] + 1 if job is not None else plan.world_size)
     elif plan.device.startswith("cuda:"):
@@ -206,20 +234,30 @@ def train(opts: TrainOptions, say=print):
     if opts.resume is None and (job is None or _is_launched()):
         check_fresh_dir(plan.run_dir)
 
-    if job is None and plan.world_size > 1:
-        # We are the launcher: prepare the directory once, then N workers resume it.
-        if opts.resume is None:
-            prepare_run(plan)
-        elif _finished(plan.run_dir, say):
-            return _result(plan.run_dir)
-        code = distributed.launch(spec, plan.run_dir, plan.world_size, plan.device)
-        if code:
-            raise RunError(
-                # the launcher has said which process failed, and how
-                f"training of {plan.run_dir} stopped; continue it with --resume {plan.run_dir}",
-                code,
-            )
+
+def _launch(plan: RunPlan, opts: TrainOptions, spec: Path, say):
+    """We are the launcher: prepare the directory once, then N workers resume it."""
+    from wirelang.train import distributed
+    from wirelang.train.runs import prepare_run
+
+    if opts.resume is None:
+        prepare_run(plan)
+    elif _finished(plan.run_dir, say):
         return _result(plan.run_dir)
+    code = distributed.launch(spec, plan.run_dir, plan.world_size, plan.device)
+    if code:
+        raise RunError(
+            # the launcher has said which process failed, and how
+            f"training of {plan.run_dir} stopped; continue it with --resume {plan.run_dir}",
+            code,
+        )
+    return _result(plan.run_dir)
+
+
+def _train_here(plan: RunPlan, opts: TrainOptions, auto: bool, say):
+    """Train in this process: alone, or as one rank of a job torchrun or the launcher started."""
+    from wirelang.train import distributed
+    from wirelang.train.runs import prepare_run
 
     if auto and opts.resume is None:
         source = (
