@@ -361,29 +361,75 @@ def _graph(
     )
     key = f"{attr}."
     dynamic = mode != "static"
-    skip: dict[str, int] = {}  # leading layers of a set's operator folded elsewhere
-    # input sets: in a static graph their operator runs on g(x) once; a leading batch norm
-    # there folds into the item before the graph (an identity on channels it does not cover)
-    inputs: Affine | None = None
-    if fold_inputs and not dynamic:
-        channels = g.in_shape.channels
-        inputs = Affine(
-            torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
-        )
-        start = 0
-        for s in g.sets:
-            if s.role != "input":
-                continue
-            a = leading_affine(s.op, parts.ops[safe(s.name)])
-            if a is not None and s.name not in wiring.targets:  # its operator runs once
-                inputs.scale[start : start + s.size] = a.scale
-                inputs.shift[start : start + s.size] = a.shift
-                skip[s.name] = 1
-            start += s.size
-        if not skip:
-            inputs = None
-    # initial states: input nodes hold g(x) (static: after their operator), the rest 0; every
-    # state is C x N x H x W (`swap_nc`), the layout of the edge products
+    # leading layers of a set's operator folded elsewhere
+    inputs, skip = _input_norms(g, parts, wiring, fold_inputs and not dynamic)
+    _initial_states(plan, g, idx, var, skip, state, key, dynamic)
+    where = {t: i for i, t in enumerate(wiring.targets)}
+    edges_of, kept_edges = _products(plan, g, parts, idx, var, skip, state, key, mode, device)
+    _set_modules(plan, g, parts, idx, skip, state, key, where, own_input, dynamic)
+    if dynamic:  # sets that only send keep their initial state
+        plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
+    out_sets = [s for s in g.sets if s.role == "output"]
+    outs = [var[s.name] for s in out_sets]
+    plan.output_cm = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}])"
+    plan.output = f"swap_nc({plan.output_cm})"
+    plan.outputs = [(edges_of.get(s.name, ""), int(idx[s.name].numel())) for s in out_sets]
+    sources = {s for i in range(len(wiring.targets)) for s in wiring.sources[i]}
+    plan.absorbs = (
+        mode == "static"
+        and all(not s.op and not s.send and s.name not in sources for s in out_sets)
+        and all(e and n == s.size for (e, n), s in zip(plan.outputs, out_sets, strict=True))
+    )
+    plan.nodes = (int(kept.sum()), g.size)
+    plan.edges = (kept_edges, int(ng.src.numel()))
+    how = {
+        "static": "static (sets in topological order)",
+        "discrete": f"discrete time, {plan.steps} steps unrolled",
+    }
+    plan.doc = (
+        f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
+        f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept."
+    )
+    return plan, inputs
+
+
+def _input_norms(g: core.Graph, parts, wiring, fold: bool) -> tuple[Affine | None, dict[str, int]]:
+    """Input sets' leading batch norms to fold into the item before a static graph: their
+    operator runs on g(x) once, so the norm is an affine map of those channels (an identity on
+    the channels it does not cover). Returns that map (None: nothing folds) and, per set, how
+    many leading layers of its operator were taken."""
+    skip: dict[str, int] = {}
+    if not fold:
+        return None, skip
+    channels = g.in_shape.channels
+    inputs = Affine(
+        torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    )
+    start = 0
+    for s in g.sets:
+        if s.role != "input":
+            continue
+        a = leading_affine(s.op, parts.ops[safe(s.name)])
+        if a is not None and s.name not in wiring.targets:  # its operator runs once
+            inputs.scale[start : start + s.size] = a.scale
+            inputs.shift[start : start + s.size] = a.shift
+            skip[s.name] = 1
+        start += s.size
+    return (inputs if skip else None), skip
+
+
+def _initial_states(
+    plan: GraphPlan,
+    g: core.Graph,
+    idx: dict[str, Tensor],
+    var: dict[str, str],
+    skip: dict[str, int],
+    state: dict[str, Tensor],
+    key: str,
+    dynamic: bool,
+) -> None:
+    """Input nodes hold g(x) (static: after their operator), the rest 0; every state is
+    C x N x H x W (`swap_nc`), the layout of the edge products."""
     plan.init.append(("x", "swap_nc(x)"))
     start, h, w = 0, g.in_shape.height, g.in_shape.width
     for s in g.sets:
@@ -404,13 +450,30 @@ def _graph(
                 )
         elif dynamic and n:
             plan.init.append((var[s.name], f"x.new_zeros(({n}, x.shape[1], {h}, {w}))"))
-    # one product per target set with kept nodes: a block per kept source set with live edges
+
+
+def _products(
+    plan: GraphPlan,
+    g: core.Graph,
+    parts,
+    idx: dict[str, Tensor],
+    var: dict[str, str],
+    skip: dict[str, int],
+    state: dict[str, Tensor],
+    key: str,
+    mode: str,
+    device: str,
+) -> tuple[dict[str, str], int]:
+    """One product per target set with kept nodes, a block per kept source set with live
+    edges, gathered where few are live; a target's leading batch norm folds into its rows.
+    Returns each target's weight name and the count of live edges kept."""
+    wiring = parts.wiring
     masks = wiring.mask.active()
     effective = [t.detach() for t in wiring.mask.folded()]
     sets = {s.name: s for s in g.sets}
+    dynamic = mode != "static"
     order = topo_order(g) if mode == "static" else [s.name for s in g.sets]
     where = {t: i for i, t in enumerate(wiring.targets)}
-    sources = {s for i in range(len(wiring.targets)) for s in wiring.sources[i]}
     sent: dict[str, str] = {}
     edges_of: dict[str, str] = {}
     kept_edges = 0
@@ -475,7 +538,23 @@ def _graph(
         if mode != "static":
             plan.targets.append(var[t])
             plan.news.append(new)
-    for s in g.sets:  # operators of the kept channels, without the layers folded above
+    return edges_of, kept_edges
+
+
+def _set_modules(
+    plan: GraphPlan,
+    g: core.Graph,
+    parts,
+    idx: dict[str, Tensor],
+    skip: dict[str, int],
+    state: dict[str, Tensor],
+    key: str,
+    where: dict[str, int],
+    own_input: bool,
+    dynamic: bool,
+) -> None:
+    """The operators (and send operators) of the kept channels, without the layers folded."""
+    for s in g.sets:
         n = int(idx[s.name].numel())
         if n and len(s.op) > skip.get(s.name, 0):
             plan.modules.append(
@@ -508,29 +587,6 @@ def _graph(
                     ),
                 )
             )
-    if dynamic:  # sets that only send keep their initial state
-        plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
-    out_sets = [s for s in g.sets if s.role == "output"]
-    outs = [var[s.name] for s in out_sets]
-    plan.output_cm = outs[0] if len(outs) == 1 else f"torch.cat([{', '.join(outs)}])"
-    plan.output = f"swap_nc({plan.output_cm})"
-    plan.outputs = [(edges_of.get(s.name, ""), int(idx[s.name].numel())) for s in out_sets]
-    plan.absorbs = (
-        mode == "static"
-        and all(not s.op and not s.send and s.name not in sources for s in out_sets)
-        and all(e and n == s.size for (e, n), s in zip(plan.outputs, out_sets, strict=True))
-    )
-    plan.nodes = (int(kept.sum()), g.size)
-    plan.edges = (kept_edges, int(ng.src.numel()))
-    how = {
-        "static": "static (sets in topological order)",
-        "discrete": f"discrete time, {plan.steps} steps unrolled",
-    }
-    plan.doc = (
-        f"{how.get(mode, f'continuous time, {mode} with {len(dts)} steps unrolled')}: {plan.nodes[0]} of "
-        f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept."
-    )
-    return plan, inputs
 
 
 def _absorb_into_graph(g: GraphPlan, a: Affine, state: dict[str, Tensor]) -> None:
