@@ -750,6 +750,8 @@ def authors_section(results: list[dict]) -> list[str]:
     """The authors' own static network (benchmarks/authors_dnw.py) beside wirelang's, per seed,
     at the static_full schedule (the same data, augmentation, batch order and schedule)."""
     runs = [json.loads(p.read_text()) for p in sorted(AUTHORS.glob("static-*.json"))]
+    # their head (a 2 x 2 patch); `--head nine` probes are in the findings
+    runs = [r for r in runs if r.get("head", "authors") == "authors"]
     if not runs:
         return []
     chash = config_hash("static_full")
