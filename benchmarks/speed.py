@@ -14,7 +14,10 @@ figures to read, the absolute times only say how loaded the machine was. Printed
                             the mask (`wiring fixed` semantics): what choosing the top k costs,
                             and that selection timed alone as a share of the DNW step
   ratio inference ...       batch-1 latency at 224x224 of MobileNetV1-DNW x0.225 (masked model,
-                            compact export) and a dense MobileNetV1 x0.25
+                            compact export) and a dense MobileNetV1 x0.25; the quick start's
+                            compact export against its masked model at batch 1 and 64
+  ratio check / front end   a whole `wirelang check` process (CPU seconds), and 1 MB of spec
+                            text (lets; a frozen MobileNet export) read per second
 """
 
 from __future__ import annotations
@@ -210,6 +213,64 @@ def bench_inference(rounds: int, batch: int = 1, device: torch.device = CPU) -> 
     print(line + f"; masked vs dense {t['dense'] / t['masked']:.2f}x" + compact_note, flush=True)
 
 
+def bench_compact_quickstart(rounds: int, device: torch.device = CPU) -> None:
+    """The quick start's compact export against its masked model, batch 1 and 64."""
+    from wirelang.export.compact import plan_network
+    from wirelang.export.standalone import instantiate
+
+    torch.manual_seed(0)
+    net = build(ROOT / "specs/quickstart.wire")
+    masked = compile_network(net).eval().to(device)
+    compact = instantiate(plan_network(net, masked)).eval().to(device)
+    for size, reps in ((1, 10 * rounds), (64, rounds)):  # batch 1: ~ms calls, more rounds
+        x = torch.randn(size, 1, 28, 28, device=device)
+        with torch.inference_mode():
+            fns = {"masked": lambda x=x: masked(x), "compact": lambda x=x: compact(x)}
+            t = alternate(fns, reps, 3, device)
+        print(
+            f"ratio inference quickstart batch {size}: masked {1e3 * t['masked']:.2f} ms, compact "
+            f"{1e3 * t['compact']:.2f} ms; compact/masked speedup {t['masked'] / t['compact']:.2f}x",
+            flush=True,
+        )
+
+
+def process_cpu(args: list[str], reps: int) -> float:
+    """Median CPU seconds (user + system) of a whole process: what a preemption by other jobs
+    does not add to, unlike its wall time."""
+    import resource
+    import subprocess
+
+    times = []
+    for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(args, cwd=ROOT, capture_output=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times)
+
+
+def bench_front(reps: int) -> None:
+    """The front end: a whole `wirelang check` process, and spec text read per second (1 MB of
+    `let`s, and a frozen export of MobileNetV1-DNW of about 1 MB read back)."""
+    import tempfile
+
+    from benchmarks.compile_time import frozen_text, lets_text
+
+    check = [sys.executable, "-m", "wirelang", "check"]
+    t = process_cpu([*check, "specs/cifar_tiny.wire"], reps)
+    print(f"ratio check cifar_tiny: a whole process {t:.2f} s CPU (median of {reps})", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, make in (("lets", lets_text), ("frozen mbv1_dnw", frozen_text)):
+            path = Path(tmp) / "text.wire"
+            path.write_text(make(1_000_000), encoding="utf-8")
+            mb = path.stat().st_size / 1e6
+            t = process_cpu([*check, str(path)], max(1, reps // 4))
+            print(
+                f"ratio front end {kind}, {mb:.2f} MB: `wirelang check` {t:.2f} s CPU, {mb / t:.2f} MB/s",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -221,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--only", default="", help="comma-separated networks to train (default all)")
     p.add_argument(
-        "--skip", default="", help="comma-separated parts to skip: train, mask, inference"
+        "--skip", default="", help="comma-separated parts to skip: train, mask, inference, front"
     )
     p.add_argument(
         "--threads",
@@ -252,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         bench_mask(size, rounds, only, device)
     if "inference" not in skip:
         bench_inference(rounds, device=device)
+        bench_compact_quickstart(rounds, device)
+    if "front" not in skip:
+        bench_front(3 if args.quick else 11)
     print(f"load average at end: {load()}")
 
 
