@@ -12,7 +12,6 @@ from wirelang.backend.kernels import (
     SPARSE_DENSITY,
     NodeOps,
     SparsePlan,
-    coo_addmm_,
     edge_product,
     sparse_plan,
     sparse_threshold,
@@ -66,47 +65,37 @@ def test_sparse_edge_product_equals_dense():
         for other in results[1:]:
             for a, b in zip(results[0], other, strict=True):
                 assert torch.allclose(a, b, atol=1e-5)
-        # both listings give the same coalesced blocks, entry for entry
+        # both listings give the same blocks (and transposes), entry for entry
         rows, spans = [(0, cut), (cut, m)], [(a, b) for a, b in chunks]
         for key, (x, xt) in by_sort.blocks(rows, spans).items():
             y, yt = by_scan.blocks(rows, spans)[key]
             for p, q in ((x, y), (xt, yt)):
-                assert p.is_coalesced() and q.is_coalesced()
-                assert torch.equal(p.indices(), q.indices()) and torch.equal(p.values(), q.values())
+                assert p.shape == q.shape
+                for a, b in ((p.columns, q.columns), (p.starts, q.starts), (p.values, q.values)):
+                    assert torch.equal(a, b)
+            assert torch.equal(x.dense(), y.dense().view_as(x.dense()))
+            assert torch.equal(xt.dense(), x.dense().t())
 
 
-def test_coo_products_cut_across_threads_equal_one_call_bit_for_bit(monkeypatch):
-    """`coo_addmm_` splits a large COO product's columns over the intra-op threads; each chunk
-    adds the same nonzeros in the same order, so the result is the one-call result exactly,
-    for chunk counts that do and do not divide the columns, and in an autograd backward."""
+def test_gathered_blocks_multiply_like_the_dense_block_at_any_thread_count():
+    """`Gathered.times` (embedding_bag over the block's entries) equals the dense product, with
+    empty rows, and gives the same bits at 1 and 3 threads: each output row is one thread's sum."""
     g = torch.Generator().manual_seed(3)
     w = torch.randn(40, 70, generator=g) * (torch.rand(40, 70, generator=g) < 0.15)
-    coo = w.to_sparse_coo().coalesce()
-    monkeypatch.setattr(kernels, "PARALLEL_COO_WORK", 0)  # cut even these small products
+    w[5] = 0.0  # a target with no edge in: a zero row
+    block = kernels._listed(w)
+    assert torch.equal(block.dense(), w)
+    x = torch.randn(70, 1001, generator=g)
     threads = torch.get_num_threads()
     try:
-        for n, cols in ((2, 1000), (3, 1001), (4, 7), (5, 3)):
-            torch.set_num_threads(n)
-            x = torch.randn(70, cols, generator=g)
-            start = torch.randn(40, cols, generator=g)
-            ref = start.clone().addmm_(coo, x)
-            out = start.clone()
-            monkeypatch.setattr(kernels, "_pool", None)
-            assert coo_addmm_(out, coo, x) is out
-            assert torch.equal(out, ref)
-            assert kernels._pool is not None and kernels._pool[1] == n - 1  # it was cut
-        # through EdgeProduct: forward and input gradient take the cut path
-        torch.set_num_threads(3)
-        x = torch.randn(70, 4, 5, 5, generator=g, requires_grad=True)
-        plan = SparsePlan(w)
-        y = edge_product((x,), w, plan=plan)
-        (gx,) = torch.autograd.grad((y * y).sum(), [x])
         torch.set_num_threads(1)
-        y1 = edge_product((x,), w, plan=SparsePlan(w))
-        (gx1,) = torch.autograd.grad((y1 * y1).sum(), [x])
-        assert torch.equal(y, y1) and torch.equal(gx, gx1)
+        one = block.times(x)
+        torch.set_num_threads(3)
+        three = block.times(x)
     finally:
         torch.set_num_threads(threads)
+    assert torch.equal(one, three)
+    assert torch.allclose(one, w @ x, atol=1e-5) and not one[5].any()
 
 
 def test_sparse_plan_follows_the_device_table():

@@ -10,34 +10,32 @@ Inside a graph every node set's state is a contiguous (channels, N, H, W) tensor
   repeat_interleave'd weight is the usual depthwise conv (`NodeOps`).
 The graph converts to this layout once on entry and back once on exit.
 
-`EdgeProduct` uses sparse (COO) products for the forward pass and the input gradient when
-few weights are active (DNW keeps k of the candidates), and a dense product for the weight
+`EdgeProduct` uses gathered products (`Gathered`, run by `embedding_bag`) for the forward pass
+and the input gradient when few weights are active (DNW keeps k of the candidates), and a dense product for the weight
 gradient, which the straight-through rule needs at every candidate. Whether few is few enough
 depends on the device: `SPARSE_DENSITY` is the recorded table, `sparse_threshold` reads it.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Below this fraction of active weights a COO product beats the dense GEMM, per device type.
+# Below this fraction of active weights a sparse product beats the dense GEMM, per device type.
 # CPU (AMD EPYC, torch 2.14, MKL; benchmarks/results/speed.md, 2026-12-02): the products of
 # cifar_tiny's 15 blocks (8192 columns) at 12.5% density take 0.55x (forward) and 0.56x
 # (input gradient) of the dense GEMMs' time at one thread; at 25% the forward is 1.2x slower
-# and the input gradient level: COO up to 20%. Devices not listed stay dense: no GPU has been
+# and the input gradient level: COO up to 20%. The gathered products that replaced COO (session
+# 7) are faster still, so 20% errs on the dense side. Devices not listed stay dense: no GPU has been
 # measured yet (the earlier rule kept CUDA dense too); a `speed.py --device cuda` run is how an
 # entry for it would be chosen.
 SPARSE_DENSITY: dict[str, float] = {"cpu": 0.2}
 
 
 def sparse_threshold(device: torch.device | str) -> float:
-    """The density below which `sparse_plan` uses COO products on `device` (0: never)."""
+    """The density below which `sparse_plan` uses gathered products on `device` (0: never)."""
     return SPARSE_DENSITY.get(torch.device(device).type, 0.0)
 
 
@@ -66,7 +64,7 @@ def zero_rows(like: Tensor, rows: int, height: int, width: int) -> Tensor:
 
 # ----------------------------------------------------------------------------- edges
 class SparsePlan:
-    """COO copies of an effective weight's blocks, built once per forward pass and shared by
+    """Gathered copies of an effective weight's blocks, built once per forward pass and shared by
     every step that multiplies by it (discrete time reuses one weight T times).
 
     Two ways to list the blocks, chosen by the weight's density (both give the same tensors):
@@ -88,12 +86,12 @@ class SparsePlan:
         self.shape = w.shape
         nnz = int(torch.count_nonzero(self.w)) if nnz is None else nnz
         self.by_sort = nnz < self.SORT_BELOW * max(1, w.numel())
-        self.blocks_by_key: dict[tuple, dict[tuple[int, int], tuple[Tensor, Tensor]]] = {}
+        self.blocks_by_key: dict[tuple, dict[tuple[int, int], tuple[Gathered, Gathered]]] = {}
 
     def blocks(
         self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
-        """{(row group, column span): (block, its transpose)} as coalesced COO tensors."""
+    ) -> dict[tuple[int, int], tuple[Gathered, Gathered]]:
+        """{(row group, column span): (block, its transpose)}, each `Gathered`."""
         key = (tuple(rows), tuple(spans))
         if key not in self.blocks_by_key:
             by = self._by_sort if self.by_sort else self._by_scan
@@ -102,7 +100,7 @@ class SparsePlan:
 
     def _by_scan(
         self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
+    ) -> dict[tuple[int, int], tuple[Gathered, Gathered]]:
         wt = self.w.t().contiguous()
         out = {}
         for i, (r0, r1) in enumerate(rows):
@@ -112,7 +110,7 @@ class SparsePlan:
 
     def _by_sort(
         self, rows: list[tuple[int, int]], spans: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
+    ) -> dict[tuple[int, int], tuple[Gathered, Gathered]]:
         w = self.w
         idx = w.reshape(-1).nonzero().squeeze(1)
         all_rows, all_cols = idx // w.shape[1], idx % w.shape[1]
@@ -134,59 +132,52 @@ class SparsePlan:
                 r, c, v = rs[start:end] - r0, cs[start:end] - c0, vs[start:end]
                 m, n = r1 - r0, c1 - c0
                 t = torch.argsort(c * m + r)
-                out[(i, j)] = (
-                    _coo(torch.stack([r, c]), v, (m, n)),
-                    _coo(torch.stack([c[t], r[t]]), v[t], (n, m)),
-                )
+                out[(i, j)] = (Gathered(r, c, v, (m, n)), Gathered(c[t], r[t], v[t], (n, m)))
                 start = end
         return out
 
 
-# torch's COO x dense product on the CPU is one serial loop over the nonzeros: it ignores the
-# intra-op threads, so at 2 threads the sparse products (a quarter of a cifar_tiny step) ran on
-# one core. A large product is therefore cut into column chunks (map positions), one per thread,
-# run side by side from a small pool (ATen releases the GIL inside the op). Every chunk adds the
-# same nonzeros in the same order to its own columns, so the result is bit-identical to one call.
-PARALLEL_COO_WORK = 1 << 22  # nonzeros x columns below which handing chunks off costs more
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+class Gathered:
+    """A sparse block as `embedding_bag` reads it: output row u sums `values[e] * x[columns[e]]`
+    over its entries e = starts[u] .. starts[u + 1] - 1 (row-major order, so the sums and their
+    rounding never depend on the thread count).
+
+    Why not torch's COO product: on the CPU it is one serial loop over the nonzeros, and the
+    zeroed output it accumulates into costs a pass of its own; `embedding_bag` runs output rows
+    in parallel and writes each once. cifar_tiny's blocks (12.5% dense, 8192 columns): 1.15-1.3x
+    faster at one thread, 2.2-4.4x at two (benchmarks/results/speed.md, session 7).
+    """
+
+    __slots__ = ("columns", "starts", "values", "shape")
+
+    def __init__(self, rows: Tensor, columns: Tensor, values: Tensor, shape: tuple[int, int]):
+        counts = torch.bincount(rows, minlength=shape[0])
+        self.starts = counts.cumsum(0) - counts
+        self.columns, self.values, self.shape = columns, values, shape
+
+    def nnz(self) -> int:
+        return int(self.values.numel())
+
+    def times(self, x: Tensor) -> Tensor:
+        """This block (rows x cols) times x (cols x positions): rows x positions."""
+        return F.embedding_bag(
+            self.columns, x, self.starts, mode="sum", per_sample_weights=self.values
+        )
+
+    def dense(self) -> Tensor:
+        rows = torch.repeat_interleave(
+            torch.arange(self.shape[0], device=self.values.device),
+            torch.diff(self.starts, append=self.starts.new_tensor([self.nnz()])),
+        )
+        out = self.values.new_zeros(self.shape)
+        out[rows, self.columns] = self.values
+        return out
 
 
-def _workers(n: int) -> ThreadPoolExecutor:
-    global _pool
-    # a forked child inherits the pool object but not its threads: make a new one there
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
-        _pool = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="wirelang-coo"))
-    return _pool[2]
-
-
-def coo_addmm_(out: Tensor, coo: Tensor, dense: Tensor) -> Tensor:
-    """out += coo @ dense, using every intra-op thread on the CPU (see above)."""
-    threads = torch.get_num_threads()
-    cols = dense.shape[1]
-    if threads < 2 or out.device.type != "cpu" or coo._nnz() * cols < PARALLEL_COO_WORK:
-        return out.addmm_(coo, dense)
-    step = -(-cols // threads)
-    chunks = [(a, min(a + step, cols)) for a in range(0, cols, step)]
-    pool = _workers(threads - 1)
-    futures = [pool.submit(_chunk_addmm_, out, coo, dense, a, b) for a, b in chunks[1:]]
-    _chunk_addmm_(out, coo, dense, *chunks[0])
-    for f in futures:
-        f.result()
-    return out
-
-
-def _chunk_addmm_(out: Tensor, coo: Tensor, dense: Tensor, a: int, b: int) -> None:
-    out[:, a:b].addmm_(coo, dense[:, a:b])
-
-
-def _listed(block: Tensor) -> Tensor:
-    """A 2-D strided block as a coalesced COO tensor of its nonzero entries."""
-    idx = block.nonzero().t()
-    return _coo(idx, block[idx[0], idx[1]], tuple(block.shape))
-
-
-def _coo(idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
-    return torch.sparse_coo_tensor(idx, vals, shape, is_coalesced=True, check_invariants=False)
+def _listed(block: Tensor) -> Gathered:
+    """A 2-D strided block's nonzero entries, in row-major order."""
+    r, c = block.nonzero().unbind(1)
+    return Gathered(r, c, block[r, c], tuple(block.shape))
 
 
 def sparse_plan(w: Tensor, threshold: float | None = None) -> SparsePlan | None:
@@ -237,9 +228,8 @@ class EdgeProduct(torch.autograd.Function):
             y = None
             for j, ((c0, c1), x2) in enumerate(zip(spans, flat, strict=True)):
                 if blocks is not None:
-                    # in-place accumulation: torch.sparse.mm would zero a new output twice
-                    y = x2.new_zeros(r1 - r0, x2.shape[1]) if y is None else y
-                    coo_addmm_(y, blocks[(i, j)][0], x2)
+                    part = blocks[(i, j)][0].times(x2)
+                    y = part if y is None else y.add_(part)
                 elif y is None:
                     y = torch.mm(w[r0:r1, c0:c1], x2)
                 else:
@@ -279,8 +269,8 @@ class EdgeProduct(torch.autograd.Function):
                 if g is None:
                     continue
                 if blocks is not None:
-                    gx = g.new_zeros(c1 - c0, g.shape[1]) if gx is None else gx
-                    coo_addmm_(gx, blocks[(i, j)][1], g)
+                    part = blocks[(i, j)][1].times(g)
+                    gx = part if gx is None else gx.add_(part)
                 elif gx is None:
                     gx = torch.mm(w[r0:r1, c0:c1].t(), g)
                 else:
