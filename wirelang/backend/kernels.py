@@ -23,15 +23,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Below this fraction of active weights a sparse product beats the dense GEMM, per device type.
-# CPU (AMD EPYC, torch 2.14, MKL; benchmarks/results/speed.md, 2026-12-02): the products of
-# cifar_tiny's 15 blocks (8192 columns) at 12.5% density take 0.55x (forward) and 0.56x
-# (input gradient) of the dense GEMMs' time at one thread; at 25% the forward is 1.2x slower
-# and the input gradient level: COO up to 20%. The gathered products that replaced COO (session
-# 7) are faster still, so 20% errs on the dense side. Devices not listed stay dense: no GPU has been
-# measured yet (the earlier rule kept CUDA dense too); a `speed.py --device cuda` run is how an
-# entry for it would be chosen.
-SPARSE_DENSITY: dict[str, float] = {"cpu": 0.2}
+# Below this fraction of active weights a gathered product beats the dense GEMM, per device type.
+# CPU (AMD EPYC, torch 2.14, MKL; benchmarks/results/speed.md, session 7): a 192 x 416 block times
+# 8192 columns, gathered vs dense, forward / input gradient in ms at 1 and 2 threads: at 20%
+# 12.7 / 10.8 vs 17.0 / 18.2 and 6.5 / 6.3 vs 12.9 / 12.1; at 30% 18.2 / 14.7 vs 17.0 / 19.1 and
+# 9.3 / 9.4 vs 13.4 / 12.2; at 40% dense wins (11.7 / 12.4 vs 11.3 / 9.4 at 2 threads); a 34 x 100
+# block at 6272 columns breaks even at the same place. Hence 30% (it was 20% for the COO products
+# these replaced). Devices not listed stay dense: no GPU has been measured yet; a `speed.py
+# --device cuda` run is how an entry for it would be chosen.
+SPARSE_DENSITY: dict[str, float] = {"cpu": 0.3}
 
 
 def sparse_threshold(device: torch.device | str) -> float:
