@@ -155,23 +155,11 @@ class Gathered:
         self.starts = counts.cumsum(0) - counts
         self.columns, self.values, self.shape = columns, values, shape
 
-    def nnz(self) -> int:
-        return int(self.values.numel())
-
     def times(self, x: Tensor) -> Tensor:
         """This block (rows x cols) times x (cols x positions): rows x positions."""
         return F.embedding_bag(
             self.columns, x, self.starts, mode="sum", per_sample_weights=self.values
         )
-
-    def dense(self) -> Tensor:
-        rows = torch.repeat_interleave(
-            torch.arange(self.shape[0], device=self.values.device),
-            torch.diff(self.starts, append=self.starts.new_tensor([self.nnz()])),
-        )
-        out = self.values.new_zeros(self.shape)
-        out[rows, self.columns] = self.values
-        return out
 
 
 def _listed(block: Tensor) -> Gathered:

@@ -555,38 +555,32 @@ def _set_modules(
 ) -> None:
     """The operators (and send operators) of the kept channels, without the layers folded."""
     for s in g.sets:
-        n = int(idx[s.name].numel())
-        if n and len(s.op) > skip.get(s.name, 0):
-            plan.modules.append(
-                (
-                    f"op_{ident(s.name)}",
-                    _set_module(
-                        parts.ops[safe(s.name)],
-                        s.op,
-                        s.size,
-                        idx[s.name],
-                        f"{key}op_{ident(s.name)}",
-                        state,
-                        skip=skip.get(s.name, 0),
-                        # a product's output is new; a static input set's is a slice of x
-                        fresh=(own_input if s.role == "input" and not dynamic else s.name in where),
-                    ),
+        if not idx[s.name].numel():
+            continue
+        # a product's output is new; a static input set's is a slice of x
+        fresh = own_input if s.role == "input" and not dynamic else s.name in where
+        kinds = (
+            ("op", s.op, parts.ops, skip.get(s.name, 0), fresh),
+            ("send", s.send, parts.send, 0, False),
+        )
+        for kind, layers, trained, skipped, new in kinds:
+            if len(layers) > skipped:
+                name = f"{kind}_{ident(s.name)}"
+                plan.modules.append(
+                    (
+                        name,
+                        _set_module(
+                            trained[safe(s.name)],
+                            layers,
+                            s.size,
+                            idx[s.name],
+                            f"{key}{name}",
+                            state,
+                            skip=skipped,
+                            fresh=new,
+                        ),
+                    )
                 )
-            )
-        if n and s.send:
-            plan.modules.append(
-                (
-                    f"send_{ident(s.name)}",
-                    _set_module(
-                        parts.send[safe(s.name)],
-                        s.send,
-                        s.size,
-                        idx[s.name],
-                        f"{key}send_{ident(s.name)}",
-                        state,
-                    ),
-                )
-            )
 
 
 def _absorb_into_graph(g: GraphPlan, a: Affine, state: dict[str, Tensor]) -> None:
