@@ -21,7 +21,7 @@ from wirelang.diagnostics import SpecError
 from wirelang.frontend import build
 from wirelang.passes.load import INCLUDE_PATH_ENV
 from wirelang.runs.layout import BEST, CHECKPOINTS, CONFIG
-from wirelang.syntax import parse
+from wirelang.syntax import grammar, parse
 from wirelang.syntax.parse import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,45 @@ def test_a_pickled_checkpoint_never_runs(tmp_path, monkeypatch, with_config, com
     assert not marker.exists()
     assert r.exit_code == 1, r.output
     assert "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------------------- parser cache
+@pytest.fixture
+def fresh_parser():
+    """The parser rebuilt under the test's environment, and again after it."""
+    grammar.parser.cache_clear()
+    yield
+    grammar.parser.cache_clear()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775])
+def test_a_planted_parser_cache_in_a_shared_folder_never_runs(
+    tmp_path, monkeypatch, fresh_parser, mode
+):
+    # lark unpickles its cache file: one planted where others can write must never be read
+    shared = tmp_path / "shared"
+    (shared / "wirelang").mkdir(parents=True)
+    for folder in (shared, shared / "wirelang"):
+        folder.chmod(mode)
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("WIRELANG_TEST_MARKER", str(marker))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    for name in ("wire-lark.cache.start", f"wire-lark-{os.getuid()}.cache.start"):
+        (shared / "wirelang" / name).write_bytes(b"0" * 64 + b"\n" + pickle.dumps(Boom()))
+    assert grammar._cache_file() is None
+    assert build(ROOT / "specs/quickstart.wire").name == "quickstart"
+    assert not marker.exists()
+
+
+def test_the_parser_cache_lives_in_a_private_folder(tmp_path, monkeypatch, fresh_parser):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    build(ROOT / "specs/quickstart.wire")
+    cached = tmp_path / "cache" / "wirelang" / "wire-lark.cache.start"
+    assert cached.is_file()
+    assert (tmp_path / "cache" / "wirelang").stat().st_mode & 0o777 == 0o700
+    # a relative cache home (the current folder of whoever runs it) is not used
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")
+    assert grammar._cache_file() is None
 
 
 # ---------------------------------------------------------------------------- generated source

@@ -4,13 +4,19 @@ In a source checkout the grammar is `grammars/wire.lark` at the top of the repos
 installed wheel it is shipped as `wirelang/_grammars/wire.lark` (see pyproject's force-include).
 Building the LALR tables takes most of a second, so lark caches them on disk keyed by the
 grammar's hash; a warm `wirelang check` then starts in well under half a second.
+
+lark reads its cache with pickle, which runs whatever code the file names. So the cache lives
+only in a folder that no one but this user can write: `$XDG_CACHE_HOME/wirelang` or
+`~/.cache/wirelang`, created 0700, and used only while it and its parent belong to this user
+and are writable by no one else. Otherwise (a shared or foreign cache home, or no home at all)
+the tables are built each time, never cached in the shared temporary folder.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 from lark import Lark, Token
@@ -28,16 +34,33 @@ def grammar_path() -> Path:
     raise FileNotFoundError("wire.lark is missing from this installation of wirelang")
 
 
-def _cache_file() -> str | bool:
-    # A per-user cache directory; lark embeds the grammar hash in the cache, so a stale file
-    # is rebuilt rather than misread.
+def _private(folder: str) -> bool:
+    """Whether `folder` is a real folder owned by this user that no one else can write."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _cache_file() -> str | None:
+    """The per-user cache file of the tables, or None where no private folder can hold it."""
+    if not hasattr(os, "getuid"):  # no owners to check (Windows): build the tables each time
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
     folder = os.path.join(base, "wirelang")
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
-        folder = tempfile.gettempdir()
-    return os.path.join(folder, f"wire-lark-{os.getuid() if hasattr(os, 'getuid') else 0}.cache")
+        return None
+    # The parent too: whoever can write it can swap `folder` for one of their own.
+    if not (_private(base) and _private(folder)):
+        return None
+    # lark embeds the grammar's hash in the file, so a stale one is rebuilt, not misread
+    return os.path.join(folder, "wire-lark.cache")
 
 
 # Comments are ignored by the grammar but kept for `wirelang fmt`: the lexer hands each one to
@@ -61,7 +84,10 @@ def parser(start: str = "start") -> Lark:
         start=start,
         lexer_callbacks={"COMMENT": _keep_comment},
     )
-    try:
-        return Lark(text, cache=_cache_file() + f".{start}", **options)
-    except OSError:  # an unwritable cache only costs time
-        return Lark(text, **options)
+    cache = _cache_file()
+    if cache is not None:
+        try:
+            return Lark(text, cache=f"{cache}.{start}", **options)
+        except OSError:  # an unwritable cache only costs time
+            pass
+    return Lark(text, **options)
