@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,11 +18,14 @@ import wirelang
 from wirelang.cli.commands import app
 from wirelang.export.compact import ExportRefused, fixed_step_reference, plan_network
 from wirelang.export.frozen import frozen_wire
+from wirelang.export.nodes import kept_nodes
 from wirelang.export.programs import export_run
 from wirelang.export.standalone import instantiate
 from wirelang.fmt import format_text
 from wirelang.frontend import check_file
 from wirelang.runs.load import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def spec(
@@ -218,6 +222,83 @@ def test_compact_removes_exactly_the_dead_nodes(tmp_path):
     # a block per source set with a live edge: h <- a (1 x 2), o <- a (2 x 2) and h (2 x 1);
     # half their entries are live, far above the density where a sparse product pays
     assert g.weights == [("w_h", 1, (2,), (False,)), ("w_o", 2, (2, 1), (False, False))]
+
+
+def test_depthwise_sets_round_up_to_the_channel_block(tmp_path):
+    # MobileNetV1-DNW, perturbed weights: stage 1's input set keeps 28 of 32 channels, stage
+    # 2's first hidden set 118 of 128; on the CPU both run their depthwise convs on 32 and 128
+    # channels (more of the input's own channels; zero rows after the hidden set's kept ones)
+    from export_runs import perturb
+
+    from wirelang.backend.api import compile_network
+    from wirelang.frontend import build
+
+    torch.manual_seed(0)
+    net = build(ROOT / "specs/mbv1_dnw.wire")
+    model = compile_network(net)
+    perturb(model)
+    model.eval()
+    plans = {d: plan_network(net, model, device=d) for d in ("cpu", "cuda")}
+    s1, s2 = plans["cpu"].graphs[:2]
+    assert s1.init[1] == ("s_in", "self.op_in(x[0:32])") and not s1.buffers
+    assert s2.weights[0][:3] == ("w_h_1", 128, (64,))
+    assert [g.nodes for g in plans["cpu"].graphs[:2]] == [(92, 96), (310, 320)]
+    # no channel block on CUDA (not measured): the kept nodes as they are
+    c1, c2 = plans["cuda"].graphs[:2]
+    assert c1.init[1] == ("s_in", "self.op_in(x.index_select(0, self.idx_in))")
+    assert c2.weights[0][:2] == ("w_h_1", 118)
+    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x)
+        for plan in plans.values():
+            got = instantiate(plan)(x)
+            # outputs of ~1e10 after the perturbed weights: float32 rounding, relative
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+
+
+PADDED = """\
+network padded {
+  input image(3, 8, 8)
+  classes 4
+  stem {
+    conv(32, k=3)
+  }
+  graph g {
+    nodes a[32] input op(batchnorm, relu, dwconv(k=3))
+    nodes h[40] op(batchnorm, relu, dwconv(k=3))
+    nodes o[6] output
+    edges forward(a, h, o)
+    budget 300
+  }
+  head {
+    avgpool, linear(classes)
+  }
+}
+"""
+
+
+def kill_some(model) -> None:
+    """No edge leaves a0-a3 or h0-h5 (DNW takes the largest weights; these are 0)."""
+    wiring = model.graph_parts("g").wiring
+    with torch.no_grad():
+        wiring.w_0[:, :4] = 0  # h <- a
+        wiring.w_1[:, :4] = 0  # o <- a
+        wiring.w_1[:, 32:38] = 0  # o <- h
+
+
+def test_padded_sets_export_equal_to_the_trained_model(tmp_path):
+    path = tmp_path / "padded.wire"
+    path.write_text(PADDED)
+    run = load_run(make_run(tmp_path, path, model_hook=kill_some))
+    kept, _ = kept_nodes(run.model, run.net.graphs()[0])
+    a, h = int(kept[:32].sum()), int(kept[32:72].sum())
+    assert a == 28 and 17 <= h <= 34  # h: at least 6 dead, and padding to 48 pays
+    (g,) = plan_network(run.net, run.model).graphs
+    assert g.init[1] == ("s_a", "self.op_a(x[0:32])")  # all of a: no gather
+    assert g.weights[0][:3] == ("w_h", 48 if h > 32 else 32, (32,))
+    for fmt, out in [("pt2", "m.pt2"), ("onnx", "m.onnx"), ("python", "py")]:
+        report = export_run(run, fmt, tmp_path / out, batch=3, latency_s=0.01)
+        assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"]), fmt
 
 
 def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):

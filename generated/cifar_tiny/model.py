@@ -201,15 +201,15 @@ class Graph_tiny_body(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False), fresh=True)
-        self.op_h1 = NodeOps(nn.InstanceNorm2d(191, affine=True), nn.ReLU(), nn.Conv2d(191, 191, 3, stride=1, padding=1, groups=191, bias=False), fresh=True)
+        self.op_h1 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h2 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h3 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
-        self.op_h4 = NodeOps(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False), fresh=True)
-        self.w_h1 = Edges(191, [32], [797])
-        self.w_h2 = Edges(192, [32, 191], [759, 4594], merged=True)
-        self.w_h3 = Edges(192, [32, 191, 192], [783, 4522, 4631])
-        self.w_h4 = Edges(92, [32, 191, 192, 192], [346, 2180, 2262, 2210])
-        self.w_out = Edges(100, [32, 191, 192, 192, 92], [406, 2397, 2458, 2446, 1150])
+        self.op_h4 = NodeOps(nn.InstanceNorm2d(96, affine=True), nn.ReLU(), nn.Conv2d(96, 96, 3, stride=1, padding=1, groups=96, bias=False), fresh=True)
+        self.w_h1 = Edges(192, [32], [797])
+        self.w_h2 = Edges(192, [32, 192], [759, 4594], merged=True)
+        self.w_h3 = Edges(192, [32, 192, 192], [783, 4522, 4631])
+        self.w_h4 = Edges(96, [32, 192, 192, 192], [346, 2180, 2262, 2210])
+        self.w_out = Edges(100, [32, 192, 192, 192, 96], [406, 2397, 2458, 2446, 1150])
 
     def forward(self, x):
         x = swap_nc(x)

@@ -204,12 +204,12 @@ class Graph_tiny_body(nn.Module):
         self.op_h1 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h2 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h3 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
-        self.op_h4 = NodeOps(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False), fresh=True)
+        self.op_h4 = NodeOps(nn.InstanceNorm2d(96, affine=True), nn.ReLU(), nn.Conv2d(96, 96, 3, stride=1, padding=1, groups=96, bias=False), fresh=True)
         self.w_h1 = Edges(192, [32], [764])
         self.w_h2 = Edges(192, [32, 192], [767, 4541], merged=True)
         self.w_h3 = Edges(192, [32, 192, 192], [831, 4566, 4663])
-        self.w_h4 = Edges(92, [32, 192, 192, 192], [378, 2212, 2306, 2203])
-        self.w_out = Edges(100, [32, 192, 192, 192, 92], [415, 2387, 2420, 2417, 1130])
+        self.w_h4 = Edges(96, [32, 192, 192, 192], [378, 2212, 2306, 2203])
+        self.w_out = Edges(100, [32, 192, 192, 192, 96], [415, 2387, 2420, 2417, 1130])
 
     def forward(self, x):
         x = swap_nc(x)

@@ -201,15 +201,15 @@ class Graph_tiny_body(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.InstanceNorm2d(32, affine=True), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False), fresh=True)
-        self.op_h1 = NodeOps(nn.InstanceNorm2d(191, affine=True), nn.ReLU(), nn.Conv2d(191, 191, 3, stride=1, padding=1, groups=191, bias=False), fresh=True)
+        self.op_h1 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h2 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h3 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
-        self.op_h4 = NodeOps(nn.InstanceNorm2d(92, affine=True), nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False), fresh=True)
-        self.w_h1 = Edges(191, [32], [797])
-        self.w_h2 = Edges(192, [32, 191], [818, 4538], merged=True)
-        self.w_h3 = Edges(192, [32, 191, 192], [736, 4505, 4674])
-        self.w_h4 = Edges(92, [32, 191, 192, 192], [385, 2238, 2177, 2190])
-        self.w_out = Edges(100, [32, 191, 192, 192, 92], [422, 2445, 2388, 2450, 1161])
+        self.op_h4 = NodeOps(nn.InstanceNorm2d(96, affine=True), nn.ReLU(), nn.Conv2d(96, 96, 3, stride=1, padding=1, groups=96, bias=False), fresh=True)
+        self.w_h1 = Edges(192, [32], [797])
+        self.w_h2 = Edges(192, [32, 192], [818, 4538], merged=True)
+        self.w_h3 = Edges(192, [32, 192, 192], [736, 4505, 4674])
+        self.w_h4 = Edges(96, [32, 192, 192, 192], [385, 2238, 2177, 2190])
+        self.w_out = Edges(100, [32, 192, 192, 192, 96], [422, 2445, 2388, 2450, 1161])
 
     def forward(self, x):
         x = swap_nc(x)

@@ -204,13 +204,12 @@ class Graph_mbv1_s1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(30, 30, 3, stride=1, padding=1, groups=30, bias=False), fresh=True)
-        self.w_out = Edges(64, [30], [103], bias=True)
-        self.register_buffer("idx_in", torch.zeros(30, dtype=torch.long))
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False), fresh=True)
+        self.w_out = Edges(64, [32], [103], bias=True)
 
     def forward(self, x):
         x = swap_nc(x)
-        s_in = self.op_in(x.index_select(0, self.idx_in))
+        s_in = self.op_in(x[0:32])
         s_out = self.w_out(s_in)
         return s_out
 
@@ -221,9 +220,9 @@ class Graph_mbv1_s2(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(118, 118, 3, stride=1, padding=1, groups=118, bias=False), fresh=True)
-        self.w_h_1 = Edges(118, [64], [330], bias=True)
-        self.w_out = Edges(128, [64, 118], [306, 562], bias=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=1, padding=1, groups=128, bias=False), fresh=True)
+        self.w_h_1 = Edges(128, [64], [330], bias=True)
+        self.w_out = Edges(128, [64, 128], [306, 562], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:64])
@@ -238,9 +237,9 @@ class Graph_mbv1_s3(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(254, 254, 3, stride=1, padding=1, groups=254, bias=False), fresh=True)
-        self.w_h_1 = Edges(254, [128], [1249], bias=True)
-        self.w_out = Edges(256, [128, 254], [1244, 2459], bias=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=1, padding=1, groups=256, bias=False), fresh=True)
+        self.w_h_1 = Edges(256, [128], [1249], bias=True)
+        self.w_out = Edges(256, [128, 256], [1244, 2459], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:128])
@@ -255,17 +254,17 @@ class Graph_mbv1_s4(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(504, 504, 3, stride=1, padding=1, groups=504, bias=False), fresh=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_2 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_3 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_4 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_5 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
-        self.w_h_1 = Edges(504, [256], [2055], bias=True)
-        self.w_h_2 = Edges(512, [256, 504], [2014, 3859], bias=True)
-        self.w_h_3 = Edges(512, [256, 504, 512], [2022, 3848, 4059], bias=True)
-        self.w_h_4 = Edges(512, [256, 504, 512, 512], [2055, 4021, 4163, 3975], bias=True)
-        self.w_h_5 = Edges(512, [256, 504, 512, 512, 512], [2088, 4067, 4044, 4060, 4032], bias=True)
-        self.w_out = Edges(512, [256, 504, 512, 512, 512, 512], [2040, 3918, 4098, 4048, 4128, 4102], bias=True)
+        self.w_h_1 = Edges(512, [256], [2055], bias=True)
+        self.w_h_2 = Edges(512, [256, 512], [2014, 3859], bias=True)
+        self.w_h_3 = Edges(512, [256, 512, 512], [2022, 3848, 4059], bias=True)
+        self.w_h_4 = Edges(512, [256, 512, 512, 512], [2055, 4021, 4163, 3975], bias=True)
+        self.w_h_5 = Edges(512, [256, 512, 512, 512, 512], [2088, 4067, 4044, 4060, 4032], bias=True)
+        self.w_out = Edges(512, [256, 512, 512, 512, 512, 512], [2040, 3918, 4098, 4048, 4128, 4102], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:256])

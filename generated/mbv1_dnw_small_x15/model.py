@@ -205,13 +205,12 @@ class Graph_mbv1_s1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(24, 24, 3, stride=1, padding=1, groups=24, bias=False), fresh=True)
-        self.w_out = Edges(64, [24], [46], bias=True)
-        self.register_buffer("idx_in", torch.zeros(24, dtype=torch.long))
+        self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1, padding=1, groups=32, bias=False), fresh=True)
+        self.w_out = Edges(64, [32], [46], bias=True)
 
     def forward(self, x):
         x = swap_nc(x)
-        s_in = self.op_in(x.index_select(0, self.idx_in))
+        s_in = self.op_in(x[0:32])
         s_out = self.w_out(s_in)
         return s_out
 
@@ -239,9 +238,9 @@ class Graph_mbv1_s3(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(225, 225, 3, stride=1, padding=1, groups=225, bias=False), fresh=True)
-        self.w_h_1 = Edges(225, [128], [540], bias=True)
-        self.w_out = Edges(256, [128, 225], [557, 992], bias=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(240, 240, 3, stride=1, padding=1, groups=240, bias=False), fresh=True)
+        self.w_h_1 = Edges(240, [128], [540], bias=True)
+        self.w_out = Edges(256, [128, 240], [557, 992], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:128])
@@ -256,17 +255,17 @@ class Graph_mbv1_s4(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(440, 440, 3, stride=1, padding=1, groups=440, bias=False), fresh=True)
-        self.op_h_2 = NodeOps(nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False), fresh=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(448, 448, 3, stride=1, padding=1, groups=448, bias=False), fresh=True)
+        self.op_h_2 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_3 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
-        self.op_h_4 = NodeOps(nn.ReLU(), nn.Conv2d(510, 510, 3, stride=1, padding=1, groups=510, bias=False), fresh=True)
-        self.op_h_5 = NodeOps(nn.ReLU(), nn.Conv2d(492, 492, 3, stride=1, padding=1, groups=492, bias=False), fresh=True)
-        self.w_h_1 = Edges(440, [256], [914], bias=True)
-        self.w_h_2 = Edges(506, [256, 440], [875, 1486], bias=True)
-        self.w_h_3 = Edges(512, [256, 440, 506], [890, 1517, 1799], bias=True)
-        self.w_h_4 = Edges(510, [256, 440, 506, 512], [934, 1486, 1857, 1748], bias=True)
-        self.w_h_5 = Edges(492, [256, 440, 506, 512, 510], [909, 1539, 1680, 1758, 1699], bias=True)
-        self.w_out = Edges(512, [256, 440, 506, 512, 510, 492], [900, 1563, 1802, 1768, 1817, 1815], bias=True)
+        self.op_h_4 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
+        self.op_h_5 = NodeOps(nn.ReLU(), nn.Conv2d(496, 496, 3, stride=1, padding=1, groups=496, bias=False), fresh=True)
+        self.w_h_1 = Edges(448, [256], [914], bias=True)
+        self.w_h_2 = Edges(512, [256, 448], [875, 1486], bias=True)
+        self.w_h_3 = Edges(512, [256, 448, 512], [890, 1517, 1799], bias=True)
+        self.w_h_4 = Edges(512, [256, 448, 512, 512], [934, 1486, 1857, 1748], bias=True)
+        self.w_h_5 = Edges(496, [256, 448, 512, 512, 512], [909, 1539, 1680, 1758, 1699], bias=True)
+        self.w_out = Edges(512, [256, 448, 512, 512, 512, 496], [900, 1563, 1802, 1768, 1817, 1815], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:256])

@@ -220,9 +220,9 @@ class Graph_mbv1_s2(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(122, 122, 3, stride=1, padding=1, groups=122, bias=False), fresh=True)
-        self.w_h_1 = Edges(122, [64], [325], bias=True)
-        self.w_out = Edges(128, [64, 122], [338, 561], bias=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=1, padding=1, groups=128, bias=False), fresh=True)
+        self.w_h_1 = Edges(128, [64], [325], bias=True)
+        self.w_out = Edges(128, [64, 128], [338, 561], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:64])
@@ -237,9 +237,9 @@ class Graph_mbv1_s3(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(255, 255, 3, stride=1, padding=1, groups=255, bias=False), fresh=True)
-        self.w_h_1 = Edges(255, [128], [1245], bias=True)
-        self.w_out = Edges(256, [128, 255], [1219, 2504], bias=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=1, padding=1, groups=256, bias=False), fresh=True)
+        self.w_h_1 = Edges(256, [128], [1245], bias=True)
+        self.w_out = Edges(256, [128, 256], [1219, 2504], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:128])
@@ -254,17 +254,17 @@ class Graph_mbv1_s4(nn.Module):
     def __init__(self):
         super().__init__()
         self.op_in = NodeOps(nn.ReLU(), nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False), fresh=True)
-        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(506, 506, 3, stride=1, padding=1, groups=506, bias=False), fresh=True)
+        self.op_h_1 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_2 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_3 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_4 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
         self.op_h_5 = NodeOps(nn.ReLU(), nn.Conv2d(512, 512, 3, stride=1, padding=1, groups=512, bias=False), fresh=True)
-        self.w_h_1 = Edges(506, [256], [2041], bias=True)
-        self.w_h_2 = Edges(512, [256, 506], [2057, 3989], bias=True)
-        self.w_h_3 = Edges(512, [256, 506, 512], [2094, 3971, 3998], bias=True)
-        self.w_h_4 = Edges(512, [256, 506, 512, 512], [2038, 3968, 3993, 4079], bias=True)
-        self.w_h_5 = Edges(512, [256, 506, 512, 512, 512], [2017, 4038, 4120, 4082, 3958], bias=True)
-        self.w_out = Edges(512, [256, 506, 512, 512, 512, 512], [2121, 3937, 4097, 4004, 4067, 4079], bias=True)
+        self.w_h_1 = Edges(512, [256], [2041], bias=True)
+        self.w_h_2 = Edges(512, [256, 512], [2057, 3989], bias=True)
+        self.w_h_3 = Edges(512, [256, 512, 512], [2094, 3971, 3998], bias=True)
+        self.w_h_4 = Edges(512, [256, 512, 512, 512], [2038, 3968, 3993, 4079], bias=True)
+        self.w_h_5 = Edges(512, [256, 512, 512, 512, 512], [2017, 4038, 4120, 4082, 3958], bias=True)
+        self.w_out = Edges(512, [256, 512, 512, 512, 512, 512], [2121, 3937, 4097, 4004, 4067, 4079], bias=True)
 
     def forward(self, x):
         s_in = self.op_in(x[0:256])

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wirelang.backend.lower import safe
@@ -63,6 +64,18 @@ SPARSE_BELOW: dict[str, float] = {"cpu": 0.25, "cuda": 0.0}
 # more than the calls saved). Compiled programs (pt2) always run block by block: one program
 # for every batch size. CUDA: not measured, never.
 MERGE_BELOW: dict[str, int] = {"cpu": 16_384, "cuda": 0}
+
+# A set whose operator runs a depthwise conv keeps its channels in a multiple of this many per
+# device (zero channels after its kept ones, or more of an input set's own channels), where
+# that adds at most `PAD_AT_MOST` of its rows: oneDNN's depthwise conv runs channels in blocks
+# of 16 on this CPU (AVX-512), and a partial block costs about as much as the whole conv again.
+# Measured (1 thread, batch 1, 3x3, ms per call, 2026-12-03): 112 x 112 maps, 17 / 28 / 30 / 32
+# channels 0.32 / 0.36 / 0.36 / 0.30; 56 x 56, 100 / 104 / 112 / 118 / 128 channels 0.42 / 0.45
+# / 0.22 / 0.52 / 0.24 (104, a multiple of 8, is no faster); 14 x 14, 496 / 505 / 512 channels
+# 0.105 / 0.18 / 0.157. The padding rows also pass through the set's product and activation,
+# so at most half as many again. CUDA: not measured, so no padding.
+CHANNEL_MULTIPLE: dict[str, int] = {"cpu": 16, "cuda": 1}
+PAD_AT_MOST = 0.5
 
 
 # layers whose output may be their input itself or a view of it (identity, dropout in eval)
@@ -271,19 +284,25 @@ def _set_module(
     state: dict[str, Tensor],
     skip: int = 0,
     fresh: bool = False,
+    width: int | None = None,
 ) -> str:
-    """A node set's operator on its kept channels: per-channel tensors keep rows `idx`;
+    """A node set's operator on its kept channels: per-channel tensors keep rows `idx`, then
+    zeros up to `width` channels (a running variance ones), so a zero channel stays zero;
     `skip` leading layers are left out (folded elsewhere); `fresh`: its input is a new tensor
     that it may overwrite."""
+    width = int(idx.numel()) if width is None else width
+    pad = width - int(idx.numel())
     modules = list(trained) if isinstance(trained, nn.Sequential) else [trained]
     for i, module in enumerate(modules[skip:]):
         for k, v in module.state_dict().items():
-            state[f"{prefix}.{i}.{k}"] = (
-                v.detach().index_select(0, idx).clone()
-                if v.dim() and v.shape[0] == size
-                else v.detach().clone()
-            )
-    ctors = [ctor(x.op, x.params, int(idx.numel())) for x in layers[skip:]]
+            v = v.detach()
+            if v.dim() and v.shape[0] == size:
+                v = v.index_select(0, idx)
+                if pad:
+                    fill = v.new_ones if k == "running_var" else v.new_zeros
+                    v = torch.cat([v, fill((pad, *v.shape[1:]))])
+            state[f"{prefix}.{i}.{k}"] = v.clone()
+    ctors = [ctor(x.op, x.params, width) for x in layers[skip:]]
     if fresh and ctors:
         ctors.append("fresh=True")
     return sequential(ctors, "NodeOps")
@@ -363,10 +382,13 @@ def _graph(
     dynamic = mode != "static"
     # leading layers of a set's operator folded elsewhere
     inputs, skip = _input_norms(g, parts, wiring, fold_inputs and not dynamic)
-    _initial_states(plan, g, idx, var, skip, state, key, dynamic)
     where = {t: i for i, t in enumerate(wiring.targets)}
-    edges_of, kept_edges = _products(plan, g, parts, idx, var, skip, state, key, mode, device)
-    _set_modules(plan, g, parts, idx, skip, state, key, where, own_input, dynamic)
+    width = _widths(g, idx, where, mode, CHANNEL_MULTIPLE.get(device, 1))
+    _initial_states(plan, g, idx, var, skip, state, key, dynamic)
+    edges_of, kept_edges = _products(
+        plan, g, parts, idx, width, var, skip, state, key, mode, device
+    )
+    _set_modules(plan, g, parts, idx, width, skip, state, key, where, own_input, dynamic)
     if dynamic:  # sets that only send keep their initial state
         plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
     out_sets = [s for s in g.sets if s.role == "output"]
@@ -391,6 +413,42 @@ def _graph(
         f"{plan.nodes[1]} nodes and {plan.edges[0]:,} of {plan.edges[1]:,} edges kept."
     )
     return plan, inputs
+
+
+def _widths(
+    g: core.Graph, idx: dict[str, Tensor], where: dict[str, int], mode: str, step: int
+) -> dict[str, int]:
+    """The rows of each set's state: its kept nodes, rounded up to a multiple of `step`
+    (`CHANNEL_MULTIPLE`) for the sets of a static graph whose operator runs a depthwise conv,
+    where that adds at most `PAD_AT_MOST` of their rows. An input set that only sends rounds
+    up with more of its own channels (`idx` grows: real values, which no kept node reads, as a
+    node with an edge to a kept node is kept); a set computed by a product, with zero rows
+    after its kept ones (`_products`, `_set_module`). Output sets keep their kept nodes: their
+    channels leave the graph."""
+    width = {s.name: int(idx[s.name].numel()) for s in g.sets}
+    if mode != "static" or step <= 1:
+        return width
+    for s in g.sets:
+        n = width[s.name]
+        padded = -(-n // step) * step
+        if (
+            s.role == "output"
+            or not any(x.op == "dwconv" for x in s.op)
+            or n < step
+            or padded - n > PAD_AT_MOST * n
+        ):
+            continue
+        if s.role == "input" and s.name not in where:
+            if padded > s.size:
+                continue
+            unused = torch.ones(s.size, dtype=torch.bool)
+            unused[idx[s.name]] = False
+            extra = torch.nonzero(unused).flatten()[: padded - n]
+            idx[s.name] = torch.sort(torch.cat([idx[s.name], extra])).values
+        elif s.name not in where:
+            continue
+        width[s.name] = padded
+    return width
 
 
 def _input_norms(g: core.Graph, parts, wiring, fold: bool) -> tuple[Affine | None, dict[str, int]]:
@@ -457,6 +515,7 @@ def _products(
     g: core.Graph,
     parts,
     idx: dict[str, Tensor],
+    width: dict[str, int],
     var: dict[str, str],
     skip: dict[str, int],
     state: dict[str, Tensor],
@@ -466,7 +525,8 @@ def _products(
 ) -> tuple[dict[str, str], int]:
     """One product per target set with kept nodes, a block per kept source set with live
     edges, gathered where few are live; a target's leading batch norm folds into its rows.
-    Returns each target's weight name and the count of live edges kept."""
+    Blocks span the sets' `width`s: the padding rows and columns hold no edge. Returns each
+    target's weight name and the count of live edges kept."""
     wiring = parts.wiring
     masks = wiring.mask.active()
     effective = [t.detach() for t in wiring.mask.folded()]
@@ -499,15 +559,19 @@ def _products(
                 plan.step.append((sent[s], f"self.send_{ident(s)}({var[s]})"))
             srcs.append(sent.get(s, var[s]))
             size = int(rows.numel()) * int(cols.numel())
-            w = effective[i].index_select(0, rows).index_select(1, cols)
-            on = masks[i].index_select(0, rows).index_select(1, cols)
-            block = Block(int(rows.numel()), int(cols.numel()), live, hh * ww, live <= below * size)
+            pad = (0, width[s] - int(cols.numel()), 0, width[t] - int(rows.numel()))
+            w = F.pad(effective[i].index_select(0, rows).index_select(1, cols), pad)
+            on = F.pad(masks[i].index_select(0, rows).index_select(1, cols), pad)
+            block = Block(width[t], width[s], live, hh * ww, live <= below * size)
             blocks.append((w, on, block))
         wname = f"w_{ident(t)}"
         ref = ref or f"{var[t]}"
         if blocks:
             # the set's leading batch norm: an affine map of each row of the product
             a = leading_affine(sets[t].op, parts.ops[safe(t)], rows)
+            if a is not None and width[t] > rows.numel():  # padding rows stay zero
+                more = (0, width[t] - int(rows.numel()))
+                a = Affine(F.pad(a.scale, more), F.pad(a.shift, more))
             # (not a static input set's: its operator also runs on x, unfolded)
             if a is not None and not (sets[t].role == "input" and not dynamic):
                 skip[t] = 1
@@ -522,7 +586,7 @@ def _products(
             plan.weights.append(
                 (
                     wname,
-                    int(rows.numel()),
+                    width[t],
                     tuple(b.cols for _, _, b in blocks),
                     tuple(b.live if b.sparse else 0 for _, _, b in blocks),
                 )
@@ -530,7 +594,7 @@ def _products(
             edges_of[t] = wname
             summed = f"self.{wname}({', '.join(srcs)})"
         else:  # no live edge in: the node computes f(0), a constant map
-            summed = f"{ref}.new_zeros(({int(rows.numel())}, {ref}.shape[1], {hh}, {ww}))"
+            summed = f"{ref}.new_zeros(({width[t]}, {ref}.shape[1], {hh}, {ww}))"
         has_op = len(sets[t].op) > skip.get(t, 0)
         out = f"self.op_{ident(t)}({summed})" if has_op else summed
         new = var[t] if mode == "static" else f"d_{ident(t)}"
@@ -546,6 +610,7 @@ def _set_modules(
     g: core.Graph,
     parts,
     idx: dict[str, Tensor],
+    width: dict[str, int],
     skip: dict[str, int],
     state: dict[str, Tensor],
     key: str,
@@ -578,6 +643,7 @@ def _set_modules(
                             state,
                             skip=skipped,
                             fresh=new,
+                            width=width[s.name],
                         ),
                     )
                 )
