@@ -301,6 +301,38 @@ def test_padded_sets_export_equal_to_the_trained_model(tmp_path):
         assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["max_abs_output"]), fmt
 
 
+@pytest.mark.parametrize(
+    "head, moved, left",
+    [
+        (
+            "batchnorm, relu, avgpool, linear(classes)",
+            2,
+            "nn.Sequential(FlatLinear(6, 4, bias=True))",
+        ),
+        ("avgpool, linear(classes)", 1, "nn.Sequential(FlatLinear(6, 4, bias=True))"),
+        ("conv(8, k=1), avgpool, linear(classes)", 0, None),  # a conv mixes channels: stays
+    ],
+)
+def test_a_head_pool_runs_in_the_graph_layout(tmp_path, head, moved, left):
+    # the head's per-map layers up to its pool run at the end of the graph, before the copy
+    # to N x C x H x W (a batch norm right after the graph folds into its output rows first)
+    path = tmp_path / "head.wire"
+    path.write_text(PADDED.replace("avgpool, linear(classes)", head))
+    run = load_run(make_run(tmp_path, path, model_hook=kill_some))
+    plan = plan_network(run.net, run.model)
+    (g,) = plan.graphs
+    tail = [source for attr, source in g.modules if attr == "tail"]
+    assert len(tail) == (moved > 0)
+    if moved:
+        assert tail[0].count("nn.") == moved and g.output == "swap_nc(self.tail(s_o))"
+        assert dict(plan.items)["head"] == left
+    else:
+        assert g.output == "swap_nc(s_o)"
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        close(instantiate(plan)(x), run.model(x))
+
+
 def test_continuous_needs_a_fixed_step_solver(runs, tmp_path):
     result = CliRunner().invoke(
         app,

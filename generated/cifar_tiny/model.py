@@ -205,6 +205,7 @@ class Graph_tiny_body(nn.Module):
         self.op_h2 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h3 = NodeOps(nn.InstanceNorm2d(192, affine=True), nn.ReLU(), nn.Conv2d(192, 192, 3, stride=1, padding=1, groups=192, bias=False), fresh=True)
         self.op_h4 = NodeOps(nn.InstanceNorm2d(96, affine=True), nn.ReLU(), nn.Conv2d(96, 96, 3, stride=1, padding=1, groups=96, bias=False), fresh=True)
+        self.tail = NodeOps(CenterCrop(2), nn.AdaptiveAvgPool2d(1))
         self.w_h1 = Edges(192, [32], [797])
         self.w_h2 = Edges(192, [32, 192], [759, 4594], merged=True)
         self.w_h3 = Edges(192, [32, 192, 192], [783, 4522, 4631])
@@ -219,7 +220,7 @@ class Graph_tiny_body(nn.Module):
         s_h3 = self.op_h3(self.w_h3(s_in, s_h1, s_h2))
         s_h4 = self.op_h4(self.w_h4(s_in, s_h1, s_h2, s_h3))
         s_out = self.w_out(s_in, s_h1, s_h2, s_h3, s_h4)
-        return swap_nc(s_out)
+        return swap_nc(self.tail(s_out))
 
 
 class Model(nn.Module):
@@ -227,7 +228,7 @@ class Model(nn.Module):
         super().__init__()
         self.tiny_stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, groups=1, bias=True), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False), nn.Conv2d(16, 32, 1, stride=1, padding=0, groups=1, bias=True))
         self.tiny_body = Graph_tiny_body()
-        self.tiny_head = nn.Sequential(CenterCrop(2), nn.AdaptiveAvgPool2d(1), FlatLinear(100, 10, bias=True))
+        self.tiny_head = nn.Sequential(FlatLinear(100, 10, bias=True))
 
     def forward(self, x):
         x = self.tiny_stem(x)

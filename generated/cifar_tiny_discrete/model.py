@@ -212,6 +212,7 @@ class Graph_tiny_body(nn.Module):
         self.send_h4 = NodeOps(nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False))
         self.op_out = NodeOps(nn.InstanceNorm2d(100, affine=True), fresh=True)
         self.send_out = NodeOps(nn.ReLU(), nn.Conv2d(100, 100, 3, stride=1, padding=1, groups=100, bias=False))
+        self.tail = NodeOps(CenterCrop(2), nn.AdaptiveAvgPool2d(1))
         self.w_in = Edges(32, [32, 192, 192, 192, 92, 100], [59, 279, 319, 317, 159, 156])
         self.w_h1 = Edges(192, [32, 192, 192, 192, 92, 100], [331, 1821, 1861, 1871, 857, 885])
         self.w_h2 = Edges(192, [32, 192, 192, 192, 92, 100], [283, 1868, 1863, 1875, 912, 938])
@@ -241,7 +242,7 @@ class Graph_tiny_body(nn.Module):
             d_h4 = self.op_h4(self.w_h4(m_in, m_h1, m_h2, m_h3, m_h4, m_out))
             d_out = self.op_out(self.w_out(m_in, m_h1, m_h2, m_h3, m_h4, m_out))
             s_in, s_h1, s_h2, s_h3, s_h4, s_out = d_in, d_h1, d_h2, d_h3, d_h4, d_out
-        return swap_nc(s_out)
+        return swap_nc(self.tail(s_out))
 
 
 class Model(nn.Module):
@@ -249,7 +250,7 @@ class Model(nn.Module):
         super().__init__()
         self.tiny_stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, groups=1, bias=True), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False), nn.Conv2d(16, 32, 1, stride=1, padding=0, groups=1, bias=True))
         self.tiny_body = Graph_tiny_body()
-        self.tiny_head = nn.Sequential(CenterCrop(2), nn.AdaptiveAvgPool2d(1), FlatLinear(100, 10, bias=True))
+        self.tiny_head = nn.Sequential(FlatLinear(100, 10, bias=True))
 
     def forward(self, x):
         x = self.tiny_stem(x)

@@ -212,6 +212,7 @@ class Graph_tiny_body(nn.Module):
         self.send_h4 = NodeOps(nn.ReLU(), nn.Conv2d(92, 92, 3, stride=1, padding=1, groups=92, bias=False))
         self.op_out = NodeOps(nn.InstanceNorm2d(100, affine=True), fresh=True)
         self.send_out = NodeOps(nn.ReLU(), nn.Conv2d(100, 100, 3, stride=1, padding=1, groups=100, bias=False))
+        self.tail = NodeOps(CenterCrop(3), nn.AdaptiveAvgPool2d(1))
         self.w_in = Edges(32, [32, 192, 192, 192, 92, 100], [63, 318, 300, 286, 158, 159])
         self.w_h1 = Edges(192, [32, 192, 192, 192, 92, 100], [314, 1785, 1832, 1806, 910, 980])
         self.w_h2 = Edges(192, [32, 192, 192, 192, 92, 100], [283, 1861, 1803, 1898, 859, 1044])
@@ -241,7 +242,7 @@ class Graph_tiny_body(nn.Module):
             d_h4 = self.op_h4(self.w_h4(m_in, m_h1, m_h2, m_h3, m_h4, m_out))
             d_out = self.op_out(self.w_out(m_in, m_h1, m_h2, m_h3, m_h4, m_out))
             s_in, s_h1, s_h2, s_h3, s_h4, s_out = d_in, d_h1, d_h2, d_h3, d_h4, d_out
-        return swap_nc(s_out)
+        return swap_nc(self.tail(s_out))
 
 
 class Model(nn.Module):
@@ -249,7 +250,7 @@ class Model(nn.Module):
         super().__init__()
         self.tiny_stem = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1, groups=1, bias=True), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False), nn.Conv2d(16, 32, 1, stride=1, padding=0, groups=1, bias=True))
         self.tiny_body = Graph_tiny_body()
-        self.tiny_head = nn.Sequential(CenterCrop(3), nn.AdaptiveAvgPool2d(1), FlatLinear(100, 10, bias=True))
+        self.tiny_head = nn.Sequential(FlatLinear(100, 10, bias=True))
 
     def forward(self, x):
         x = self.tiny_stem(x)

@@ -80,6 +80,14 @@ PAD_AT_MOST = 0.5
 
 # layers whose output may be their input itself or a view of it (identity, dropout in eval)
 VIEWS = frozenset({"identity", "dropout", "flatten", "centercrop"})
+# layers that act on each (channel, image) map alone, which `NodeOps` runs as well in a graph's
+# C x N x H x W layout (`_pool_in_graph`)
+PER_MAP = frozenset(
+    {
+        "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "leakyrelu", "identity", "dropout",
+        "batchnorm", "instancenorm", "avgpool", "maxpool", "centercrop",
+    }
+)  # fmt: skip
 
 
 class ExportRefused(ValueError):
@@ -768,6 +776,9 @@ def plan_network(
                 built.append((attr, g))
     for g in plan.graphs:  # after every fold: the merged entries copy the final blocks
         _merge_blocks(g, plan.state, plan.merge_below)
+    for (_, a), (_, b) in zip(built, built[1:], strict=False):
+        if isinstance(a, GraphPlan) and isinstance(b, _Seq):
+            _pool_in_graph(a, b, plan.state)
     for attr, obj in built:
         if isinstance(obj, _Seq):
             plan.items.append((attr, obj.source(attr, plan.state)))
@@ -783,6 +794,29 @@ def plan_network(
             "Sparse layers are ordinary conv / linear layers whose weights hold zeros outside the mask."
         )
     return plan
+
+
+def _pool_in_graph(g: GraphPlan, seq: _Seq, state: dict[str, Tensor]) -> None:
+    """A graph followed by layers that act on each map alone, up to a pool (a head's batch
+    norm, activation and global average pool): those run at the end of the graph, in its C x
+    N x H x W layout, so that the copy back to N x C x H x W moves the pooled maps (C x N
+    numbers for a global pool) instead of the whole output. Measured on the quick start at
+    batch 64: that copy took ~10% of the compact model's time."""
+    n = 0
+    for i, layer in enumerate(seq.layers):
+        if layer.op not in PER_MAP:
+            break
+        if layer.op in ("avgpool", "maxpool"):
+            n = i + 1
+    if not n:
+        return
+    tail, seq.layers = seq.layers[:n], seq.layers[n:]
+    for i, layer in enumerate(tail):
+        for k, v in layer.tensors.items():
+            state[f"{g.key}.tail.{i}.{k}"] = v
+    ctors = [ctor(x.op, x.params, x.channels) for x in tail]
+    g.modules.append(("tail", sequential(ctors, "NodeOps")))
+    g.output = f"swap_nc(self.tail({g.output_cm}))"
 
 
 def _chain_graphs(plan: CompactPlan) -> None:
