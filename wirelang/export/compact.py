@@ -14,7 +14,10 @@ as PyTorch source importing only torch, and `standalone.instantiate` runs. Per g
   gathered, embedding_bag over its live entries, below the measured break-even; a dense
   matrix product above);
 - each set's operator (norm, activation, depthwise conv: all per channel) keeps the channels
-  of its kept nodes;
+  of its kept nodes; a set with a depthwise conv rounds them up to the device's channel block
+  (`CHANNEL_MULTIPLE`) with channels no kept node reads;
+- a head's per-map layers up to its pool run at the end of the graph before it
+  (`_pool_in_graph`): the pooled maps, not the whole output, change layout;
 - batch norms are folded away where they are an affine map after a linear one (`Affine`): into
   the conv before them, into the rows of the product feeding a set (a row scale and a bias),
   and a graph's input sets' into the layer or graph before the graph (the head's into the
@@ -446,14 +449,14 @@ def _widths(
             or padded - n > PAD_AT_MOST * n
         ):
             continue
-        if s.role == "input" and s.name not in where:
-            if padded > s.size:
+        if s.role == "input":
+            if s.name in where or padded > s.size:  # (an input set with edges in: as it is)
                 continue
             unused = torch.ones(s.size, dtype=torch.bool)
             unused[idx[s.name]] = False
             extra = torch.nonzero(unused).flatten()[: padded - n]
             idx[s.name] = torch.sort(torch.cat([idx[s.name], extra])).values
-        elif s.name not in where:
+        elif s.name not in where:  # no product computes it: nothing to pad
             continue
         width[s.name] = padded
     return width
