@@ -199,8 +199,8 @@ def bench_inference(rounds: int, batch: int = 1, device: torch.device = CPU) -> 
         fns["compact"] = lambda: compact(x)
     except Exception as err:  # the exporter is optional here: measure what exists
         compact_note = f" (compact export unavailable: {type(err).__name__}: {err})"
-    with torch.inference_mode():
-        t = alternate(fns, rounds, warmup=2, device=device)
+    with torch.inference_mode():  # ~10 ms calls: ten times the rounds, as for the quick start
+        t = alternate(fns, 10 * rounds, warmup=2, device=device)
     line = (
         f"ratio inference mbv1_dnw x0.225 224x224 batch {batch}: masked {1e3 * t['masked']:.1f} ms, "
         f"dense MobileNetV1 x0.25 {1e3 * t['dense']:.1f} ms"
@@ -222,7 +222,7 @@ def bench_compact_quickstart(rounds: int, device: torch.device = CPU) -> None:
     net = build(ROOT / "specs/quickstart.wire")
     masked = compile_network(net).eval().to(device)
     compact = instantiate(plan_network(net, masked)).eval().to(device)
-    for size, reps in ((1, 10 * rounds), (64, rounds)):  # batch 1: ~ms calls, more rounds
+    for size, reps in ((1, 10 * rounds), (64, 5 * rounds)):  # calls of ms: more rounds
         x = torch.randn(size, 1, 28, 28, device=device)
         with torch.inference_mode():
             fns = {"masked": lambda x=x: masked(x), "compact": lambda x=x: compact(x)}
@@ -282,7 +282,7 @@ def bench_front(reps: int) -> None:
             path = Path(tmp) / "text.wire"
             path.write_text(make(1_000_000), encoding="utf-8")
             mb = path.stat().st_size / 1e6
-            t = process_cpu([*check, str(path)], max(1, reps // 4))
+            t = process_cpu([*check, str(path)], max(1, reps // 2))
             # the rate of reading text: the process's start and a small spec's check aside
             print(
                 f"ratio front end {kind}, {mb:.2f} MB: `wirelang check` {t:.2f} s CPU, "
