@@ -43,6 +43,7 @@ from wirelang.export.frozen import layer_blocks
 from wirelang.export.nodes import kept_nodes, node_graph
 from wirelang.export.standalone import ctor, sequential
 from wirelang.ir import core
+from wirelang.ops import get_op
 from wirelang.passes.shapes import topo_order
 from wirelang.version import __version__
 
@@ -83,14 +84,6 @@ PAD_AT_MOST = 0.5
 
 # layers whose output may be their input itself or a view of it (identity, dropout in eval)
 VIEWS = frozenset({"identity", "dropout", "flatten", "centercrop"})
-# layers that act on each (channel, image) map alone, which `NodeOps` runs as well in a graph's
-# C x N x H x W layout (`_pool_in_graph`)
-PER_MAP = frozenset(
-    {
-        "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "leakyrelu", "identity", "dropout",
-        "batchnorm", "instancenorm", "avgpool", "maxpool", "centercrop",
-    }
-)  # fmt: skip
 
 
 class ExportRefused(ValueError):
@@ -807,7 +800,10 @@ def _pool_in_graph(g: GraphPlan, seq: _Seq, state: dict[str, Tensor]) -> None:
     batch 64: that copy took ~10% of the compact model's time."""
     n = 0
     for i, layer in enumerate(seq.layers):
-        if layer.op not in PER_MAP:
+        # an operator a node set may have acts on each channel alone: `NodeOps` runs it on
+        # the graph's C x N x H x W states (a conv mixes channels and ends the tail)
+        spec = get_op(layer.op)
+        if spec is None or not spec.per_channel:
             break
         if layer.op in ("avgpool", "maxpool"):
             n = i + 1
