@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -350,6 +351,30 @@ def solver_plan(g: core.Graph, solver: str | None, steps: int | None) -> tuple[s
     return solver, fixed_grid(sem.time, sem.time / steps if steps is not None else sem.step_size)
 
 
+@dataclass
+class _Build:
+    """What the steps of one graph's plan share: the plan being filled, the graph, its trained
+    parts, each set's kept node indices (`idx`), state rows (`width`, `_widths`) and variable,
+    the leading operator layers folded elsewhere (`skip`, grown by `_products`), the state_dict
+    being filled and this graph's prefix in it, the mode, and each target set's wiring index."""
+
+    plan: GraphPlan
+    g: core.Graph
+    parts: Any
+    idx: dict[str, Tensor]
+    width: dict[str, int]
+    var: dict[str, str]
+    skip: dict[str, int]
+    state: dict[str, Tensor]
+    key: str
+    mode: str
+    where: dict[str, int]
+
+    @property
+    def dynamic(self) -> bool:
+        return self.mode != "static"
+
+
 @torch.no_grad()
 def _graph(
     model,
@@ -388,11 +413,10 @@ def _graph(
     inputs, skip = _input_norms(g, parts, wiring, fold_inputs and not dynamic)
     where = {t: i for i, t in enumerate(wiring.targets)}
     width = _widths(g, idx, where, mode, CHANNEL_MULTIPLE.get(device, 1))
-    _initial_states(plan, g, idx, var, skip, state, key, dynamic)
-    edges_of, kept_edges = _products(
-        plan, g, parts, idx, width, var, skip, state, key, mode, device
-    )
-    _set_modules(plan, g, parts, idx, width, skip, state, key, where, own_input, dynamic)
+    b = _Build(plan, g, parts, idx, width, var, skip, state, key, mode, where)
+    _initial_states(b)
+    edges_of, kept_edges = _products(b, device)
+    _set_modules(b, own_input)
     if dynamic:  # sets that only send keep their initial state
         plan.consts = [var[s.name] for s in g.sets if s.name not in where and idx[s.name].numel()]
     out_sets = [s for s in g.sets if s.role == "output"]
@@ -480,18 +504,11 @@ def _input_norms(g: core.Graph, parts, wiring, fold: bool) -> tuple[Affine | Non
     return (inputs if skip else None), skip
 
 
-def _initial_states(
-    plan: GraphPlan,
-    g: core.Graph,
-    idx: dict[str, Tensor],
-    var: dict[str, str],
-    skip: dict[str, int],
-    state: dict[str, Tensor],
-    key: str,
-    dynamic: bool,
-) -> None:
+def _initial_states(b: _Build) -> None:
     """Input nodes hold g(x) (static: after their operator), the rest 0; every state is
     C x N x H x W (`swap_nc`), the layout of the edge products."""
+    plan, g, idx, var, skip, state, key = b.plan, b.g, b.idx, b.var, b.skip, b.state, b.key
+    dynamic = b.dynamic
     plan.init.append(("x", "swap_nc(x)"))
     start, h, w = 0, g.in_shape.height, g.in_shape.width
     for s in g.sets:
@@ -514,30 +531,19 @@ def _initial_states(
             plan.init.append((var[s.name], f"x.new_zeros(({n}, x.shape[1], {h}, {w}))"))
 
 
-def _products(
-    plan: GraphPlan,
-    g: core.Graph,
-    parts,
-    idx: dict[str, Tensor],
-    width: dict[str, int],
-    var: dict[str, str],
-    skip: dict[str, int],
-    state: dict[str, Tensor],
-    key: str,
-    mode: str,
-    device: str,
-) -> tuple[dict[str, str], int]:
+def _products(b: _Build, device: str) -> tuple[dict[str, str], int]:
     """One product per target set with kept nodes, a block per kept source set with live
     edges, gathered where few are live; a target's leading batch norm folds into its rows.
     Blocks span the sets' `width`s: the padding rows and columns hold no edge. Returns each
     target's weight name and the count of live edges kept."""
+    plan, g, parts, idx, width, var = b.plan, b.g, b.parts, b.idx, b.width, b.var
+    skip, state, key, mode, where = b.skip, b.state, b.key, b.mode, b.where
     wiring = parts.wiring
     masks = wiring.mask.active()
     effective = [t.detach() for t in wiring.mask.folded()]
     sets = {s.name: s for s in g.sets}
-    dynamic = mode != "static"
+    dynamic = b.dynamic
     order = topo_order(g) if mode == "static" else [s.name for s in g.sets]
-    where = {t: i for i, t in enumerate(wiring.targets)}
     sent: dict[str, str] = {}
     edges_of: dict[str, str] = {}
     kept_edges = 0
@@ -609,25 +615,16 @@ def _products(
     return edges_of, kept_edges
 
 
-def _set_modules(
-    plan: GraphPlan,
-    g: core.Graph,
-    parts,
-    idx: dict[str, Tensor],
-    width: dict[str, int],
-    skip: dict[str, int],
-    state: dict[str, Tensor],
-    key: str,
-    where: dict[str, int],
-    own_input: bool,
-    dynamic: bool,
-) -> None:
+def _set_modules(b: _Build, own_input: bool) -> None:
     """The operators (and send operators) of the kept channels, without the layers folded."""
-    for s in g.sets:
+    plan, parts, idx, width, skip, state, key = (
+        b.plan, b.parts, b.idx, b.width, b.skip, b.state, b.key
+    )  # fmt: skip
+    for s in b.g.sets:
         if not idx[s.name].numel():
             continue
         # a product's output is new; a static input set's is a slice of x
-        fresh = own_input if s.role == "input" and not dynamic else s.name in where
+        fresh = own_input if s.role == "input" and not b.dynamic else s.name in b.where
         kinds = (
             ("op", s.op, parts.ops, skip.get(s.name, 0), fresh),
             ("send", s.send, parts.send, 0, False),
