@@ -341,35 +341,6 @@ def test_a_checkpoint_whose_weights_diverge_is_set_aside(tmp_path):
     assert not bool(torch.isfinite(model(x)).all())
 
 
-# A trainer that dies (os._exit: no cleanup, as SIGKILL leaves it) just before or just after
-# the n-th write that lands an epoch's files: a metrics.jsonl line, or a rename into
-# checkpoints/ (last.pt to prev.pt; a finished temporary to last.pt, best.pt or phase1_last.pt;
-# the manifest after each of them). Exit 3: the run ended with fewer writes than n.
-KILL_DRIVER = """
-import os, sys
-from wirelang.runs import layout
-n, when = int(sys.argv[3]), sys.argv[4]
-count = 0
-def point(do, counts=lambda *args: True):
-    def wrapped(*args, **kwargs):
-        global count
-        if not counts(*args):
-            return do(*args, **kwargs)
-        count += 1
-        if count == n and when == "before":
-            os._exit(9)
-        out = do(*args, **kwargs)
-        if count == n and when == "after":
-            os._exit(9)
-        return out
-    return wrapped
-os.replace = point(os.replace, lambda src, dst: "checkpoints" in str(dst))
-layout.MetricsLog.append = point(layout.MetricsLog.append)
-from wirelang.train import TrainOptions, train
-train(TrainOptions(spec=sys.argv[1], out=sys.argv[2]))
-sys.exit(3)
-"""
-
 # one phase of 2 epochs; two phases (1 epoch of phase two after 2 of phase one: phase1_last.pt
 # is written between a rotation of last.pt and phase two's first best.pt)
 KILLED_RUNS = {
@@ -399,29 +370,37 @@ def references(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", KILLED_RUNS)
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_a_kill_at_every_write_resumes_to_the_same_run(references, tmp_path, kind, when):
-    import os
-    import subprocess
-    import sys
+def test_a_kill_at_every_write_resumes_to_the_same_run(
+    references, tmp_path, monkeypatch, kind, when
+):
+    import multiprocessing
+
+    import kill_driver
 
     spec, reference = references(kind)
     ref_manifest = json.loads((reference / CHECKPOINTS / MANIFEST).read_text())
     roles = {"last", "prev", "best"} | ({"phase1_last"} if kind == "two_phases" else set())
     assert set(ref_manifest["checkpoints"]) == roles
-    env = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
+    # each killed run is a process forked from a server that has imported torch and the trainer
+    for name, value in kill_driver.SERVER_ENV.items():  # what the server starts with
+        monkeypatch.setenv(name, value)
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload(kill_driver.SERVER_PRELOAD)
     n, manifests = 0, 0
     while True:
         n += 1
-        out = tmp_path / f"{when}{n}"
-        proc = subprocess.run(
-            [sys.executable, "-c", KILL_DRIVER, str(spec), str(out), str(n), when],
-            env=env,
-            capture_output=True,
-            timeout=300,
+        out, log = tmp_path / f"{when}{n}", tmp_path / f"{when}{n}.log"
+        proc = server.Process(
+            target=kill_driver.killed_run, args=(str(spec), str(out), n, when, str(log))
         )
-        if proc.returncode == 3:
+        proc.start()
+        proc.join(300)
+        if proc.is_alive():  # hung: stop it, and fail below with its log
+            proc.kill()
+            proc.join()
+        if proc.exitcode == 3:
             break
-        assert proc.returncode == 9, proc.stderr.decode()[-2000:]
+        assert proc.exitcode == 9, log.read_text()[-2000:]
         killed = sorted(p.name for p in (out / CHECKPOINTS).iterdir())
         where = f"killed {when} write {n}, leaving {killed}"
         manifests += MANIFEST in killed
