@@ -210,6 +210,37 @@ def test_compact_model_equals_the_trained_one(runs, name):
         close(compact(batch()), run.model(batch()))
 
 
+def test_gathered_products_run_the_forward_only_kernel_in_inference(runs):
+    # without autograd the live weights go in detached, so embedding_bag skips the bookkeeping
+    # of its backward; with autograd the exported model still trains (fine-tuning): every
+    # block, also those a `merged` list copies for inference, gets its gradient
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    run = load_run(runs["sparse"])
+    plan = plan_network(run.net, run.model, run.label)
+    assert any(any(gathered) for _, _, _, gathered in plan.graphs[0].weights)
+    compact = instantiate(plan)
+    for grad, kernel in ((False, "_embedding_bag_forward_only"), (True, "_embedding_bag")):
+        with torch.set_grad_enabled(grad), Ops() as ops:
+            y = compact(batch())
+        assert {n.split(".")[0] for n in ops.names} & {
+            "_embedding_bag_forward_only",
+            "_embedding_bag",
+        } == {kernel}
+    y.sum().backward()
+    values = [p for name, p in compact.named_parameters() if ".val" in name]
+    assert values and all(p.grad is not None and p.grad.abs().sum() > 0 for p in values)
+
+
 def test_compact_removes_exactly_the_dead_nodes(tmp_path):
     from test_inspect import HAND, hand_edges
 

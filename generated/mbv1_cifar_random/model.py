@@ -135,7 +135,8 @@ class Edges(nn.Module):
     its edges name, scaled by their weights). Other blocks are dense matrix products. ONNX has
     no fast gathered product, so an ONNX export makes every block dense (the same sums).
     `merged`: the gathered blocks also as one list over the sources stacked, for small
-    sources, where one call costs less than a call per block (`MERGE_BELOW`).
+    sources, where one call costs less than a call per block (`MERGE_BELOW`); inference only,
+    since that list is a copy of the blocks' weights, which are what training updates.
     """
 
     def __init__(self, rows, cols, gathered, bias=False, merged=False):
@@ -164,6 +165,13 @@ class Edges(nn.Module):
         w = val.new_zeros(self.rows, self.cols[j])
         return w.index_put((getattr(self, f"row{j}"), getattr(self, f"col{j}")), val)
 
+    def values(self, j):
+        """Block j's live weights. Without autograd they go in detached: embedding_bag then
+        runs its forward-only kernel, which skips the bookkeeping a backward pass would read
+        (5-25% of the call on CPU)."""
+        val = getattr(self, f"val{j}")
+        return val if torch.is_grad_enabled() else val.detach()
+
     def forward(self, *zs):
         _, n, h, w = zs[0].shape
         dense = onnx_export()
@@ -171,6 +179,7 @@ class Edges(nn.Module):
             self.merged
             and not dense
             and not torch.compiler.is_compiling()  # a program runs block by block
+            and not torch.is_grad_enabled()  # `mval` is a copy: training reads the blocks
             and self.width * n * h * w <= MERGE_BELOW
         ):
             z = torch.cat(zs).reshape(self.width, -1)
@@ -186,7 +195,7 @@ class Edges(nn.Module):
                     z,
                     getattr(self, f"off{j}"),
                     mode="sum",
-                    per_sample_weights=getattr(self, f"val{j}"),
+                    per_sample_weights=self.values(j),
                 )
                 y = part if y is None else y.add_(part)
             elif y is None and not biased:  # the bias comes with the first dense product
