@@ -462,7 +462,9 @@ def export_(
 
     The compact model drops dead nodes and folds the masks into its weights.
     Blocks of edges run gathered or dense, whichever is faster at their density.
-    The report compares it with the masked model (difference, size, latency).
+    The report compares it with the masked model (difference, size, latency) and with
+    the dense twin: the network at the width that gives the same live multiply-adds,
+    every graph complete.
     RUN may also be a spec: its model with the initial wiring is exported.
 
     Example: wirelang export runs/quickstart --format pt2 --out quickstart.pt2

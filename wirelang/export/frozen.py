@@ -111,9 +111,13 @@ class _Printer:
             return None
         return int(sum(int(m.sum()) for m in self.model.masks()[layer.path].active()))
 
+    def text(self, layer: core.Layer) -> str:
+        """One layer of a block as .wire text."""
+        return layer_text(layer, self.sparse_k(layer))
+
     def layers(self, layers: list[core.Layer]) -> None:
         for layer in layers:
-            self.line(layer_text(layer, self.sparse_k(layer)))
+            self.line(self.text(layer))
 
     def block(self, name: str, layers: list[core.Layer]) -> None:
         last = name.rsplit(".", 1)[-1]
@@ -132,20 +136,13 @@ class _Printer:
             self.layers(res.shortcut)
             self.close()
         if res.after:
-            self.line("after " + ", ".join(layer_text(x, self.sparse_k(x)) for x in res.after))
+            self.line("after " + ", ".join(self.text(x) for x in res.after))
         self.close()
 
     # -- graphs
     def graph(self, g: core.Graph) -> None:
         self.open(f"graph {flat(g.name)}")
-        for text in _set_lines(g):
-            self.line(text)
-        for b in g.blocks:
-            self.line(
-                f"edges all({b.source}, self_loops=true)"
-                if b.source == b.target and b.self_loops
-                else f"edges {b.source} -> {b.target}"
-            )
+        self.structure(g)
         edges = self.edges[g.name]
         if len(edges) == g.candidates:  # every candidate: no need to list millions of edges
             self.line("wiring complete")
@@ -160,6 +157,17 @@ class _Printer:
             self.line(f"{src}[{i}] -> {dst}[{', '.join(map(str, js))}]")
         self.close()
         self.semantics(g)
+
+    def structure(self, g: core.Graph) -> None:
+        """A graph's `nodes` and `edges` lines."""
+        for text in _set_lines(g):
+            self.line(text)
+        for b in g.blocks:
+            self.line(
+                f"edges all({b.source}, self_loops=true)"
+                if b.source == b.target and b.self_loops
+                else f"edges {b.source} -> {b.target}"
+            )
 
     def semantics(self, g: core.Graph) -> None:
         """The graph's last line, and its closing brace."""
@@ -284,16 +292,25 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
     from wirelang.export.nodes import edge_list, node_graph
 
     edges = {g.name: edge_list(node_graph(model, g)) for g in net.graphs()}
-    p = _Printer(model, edges)
-    p.line(
+    header = [
         f"# Frozen by wirelang {__version__} (language version {LANGUAGE_VERSION}) from {source or net.name}."
-    )
+    ]
     if edges:
-        p.line(
+        header.append(
             "# Learned wiring: "
             + ", ".join(f"{name}: {len(e):,} edges" for name, e in edges.items())
             + "."
         )
+    return network_text(net, _Printer(model, edges), header, sparse_block(net), train)
+
+
+def network_text(
+    net: core.Network, p: _Printer, header: list[str], sparse: list[str], train: dict | None
+) -> str:
+    """The whole network printed by `p` (its `graph` and `sparse_k` decide the wirings) after
+    the comment lines `header`, with the `sparse` block's lines and the train settings."""
+    for text in header:
+        p.line(text)
     p.open(f"network {net.name}")
     p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
     p.line(f"classes {net.classes}")
@@ -305,10 +322,9 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
             p.residual(item)
         else:
             p.graph(item)
-    block = sparse_block(net)
-    if block:
+    if sparse:
         p.line()
-        for text in block:
+        for text in sparse:
             p.line(text)
     p.line()
     p.train(train if train is not None else net.train)

@@ -278,11 +278,40 @@ def export_run(
             report["max_abs_diff_vs_adaptive"] = float((got - run.model(x)).abs().max())
     from wirelang.export.inspect import inspect_run
 
-    report.update(measure({"masked": run.model, "compact": compact}, x, latency_s))
-    report["compact"].update(plan.macs(report["compact"]["macs_executed"]))
     paper = inspect_run(run)  # what the paper counts: k weights per wiring, live nodes only
+    models = {"masked": run.model, "compact": compact}
+    twin = dense_model(run, paper["macs"], solver, steps, report)
+    if twin is not None:
+        models["dense"] = twin[1]
+    report.update(measure(models, x, latency_s))
+    report["compact"].update(plan.macs(report["compact"]["macs_executed"]))
     report["masked"].update(params_paper=run.model.count_params(), macs_paper=paper["macs"])
+    if twin is not None:
+        report["dense"].update(factor=twin[0].factor, macs_paper=twin[0].macs)
     return report
+
+
+def dense_model(
+    run: Run, macs: int, solver: str | None, steps: int | None, report: dict[str, Any]
+) -> tuple[Any, nn.Module] | None:
+    """The dense network of the same live size (`wirelang.export.dense`) as its compact model,
+    random weights: what the compact model's latency is set against. None, with a note in
+    `report`, for a network that has none."""
+    from wirelang.backend.api import compile_network
+    from wirelang.export.compact import plan_network
+    from wirelang.export.dense import NoTwin, dense_twin
+    from wirelang.export.standalone import instantiate
+
+    try:
+        twin = dense_twin(run.net, macs)
+    except NoTwin as err:
+        report["dense_note"] = str(err)
+        return None
+    with torch.random.fork_rng():  # the caller's random stream stays as it was
+        torch.manual_seed(0)
+        model = compile_network(twin.net).eval()
+    plan = plan_network(twin.net, model, solver=solver, steps=steps)
+    return twin, instantiate(plan).eval()
 
 
 def export_module(
@@ -364,11 +393,27 @@ def print_report(report: dict[str, Any], say=print) -> None:
         f"{'compact model':15}{human(c['params']):>12}{human(c['params_nonzero']):>12}{human(c['macs_executed']):>15}"
         f"{c['latency_ms_batch1']:>8.2f} ms{c['latency_ms']:>8.1f} ms"
     )
+    d = report.get("dense")
+    if d is not None:
+        say(
+            f"{'dense twin':15}{human(d['params']):>12}{human(d['params']):>12}{human(d['macs_paper']):>15}"
+            f"{d['latency_ms_batch1']:>8.2f} ms{d['latency_ms']:>8.1f} ms"
+        )
     say(
         f"compact vs masked: {m['latency_ms_batch1'] / c['latency_ms_batch1']:.2f}x faster at batch 1, "
         f"{m['latency_ms'] / c['latency_ms']:.2f}x at batch {c['batch']}; "
         f"live multiply-adds of the compact model {human(c['macs_live'])} per image"
     )
+    if d is not None:
+        say(
+            f"compact vs dense twin: {d['latency_ms_batch1'] / c['latency_ms_batch1']:.2f}x at batch 1, "
+            f"{d['latency_ms'] / c['latency_ms']:.2f}x at batch {c['batch']} (above 1: the compact model is "
+            f"faster); the dense twin is the network "
+            f"at width {d['factor']:.3f} with every graph complete: {human(d['macs_paper'])} multiply-adds "
+            f"per image against the learned network's {human(m['macs_paper'])}"
+        )
+    elif "dense_note" in report:
+        say(f"no dense twin: {report['dense_note']}")
     forms = [g["products"] for g in report.get("graphs", [])]
     if forms:
         say(
@@ -381,7 +426,8 @@ def print_report(report: dict[str, Any], say=print) -> None:
     say(
         "effective parameters: k weights per wiring (masked), non-zero weights (compact); multiply-adds per image: "
         "the paper's count over live nodes (masked), as executed (compact: dense blocks count their zeros, "
-        "gathered blocks only live weights); latency: median per batch, one CPU thread"
+        "gathered blocks only live weights; dense twin: every weight); latency: median per batch, "
+        "one CPU thread"
     )
     ref = (
         "the trained model recompiled with the same fixed-step solver"
