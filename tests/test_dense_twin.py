@@ -76,3 +76,15 @@ def test_a_network_with_no_width_that_builds_has_no_twin(monkeypatch):
     monkeypatch.setattr(module, "_build", lambda net, factor: None)
     with pytest.raises(NoTwin, match="no width multiplier of quickstart builds as a dense network"):
         dense_twin(net, 1000)
+
+
+@pytest.mark.parametrize("spec", sorted(p.stem for p in (ROOT / "specs").glob("*.wire")))
+def test_every_shipped_spec_has_a_dense_twin_of_its_size(spec):
+    # residual networks, sparse layers, discrete and continuous time, two-phase wirings
+    # (fine-tune, lottery: the twin trains in one phase) all narrow to a network that builds
+    net = build(ROOT / "specs" / f"{spec}.wire")
+    live = network_cost(net).macs
+    twin = dense_twin(net, live)
+    assert abs(twin.macs - live) <= 0.02 * live
+    assert all(x.sparse is None for x in twin.net.layers())
+    assert all(g.wiring.method == "complete" for g in twin.net.graphs())

@@ -84,7 +84,10 @@ def dense_text(net: core.Network, factor: float) -> str:
         f"# The dense twin of {net.name} (wirelang {__version__}): every graph complete, "
         f"every width at {factor:.4f} of its own."
     ]
-    return network_text(net, _DensePrinter(factor, classifier(net)), header, [], None)
+    # a second training phase belongs to the wirings that fix a mask (lottery, fine-tune), which
+    # a network of complete graphs has not got
+    train = {k: v for k, v in net.train.items() if k != "phase2"}
+    return network_text(net, _DensePrinter(factor, classifier(net)), header, [], train)
 
 
 def _build(net: core.Network, factor: float) -> DenseTwin | None:
