@@ -172,3 +172,30 @@ def _config(layer: nn.Module) -> dict:
             "bias": layer.bias is not None,
         }
     return {}
+
+
+def test_edge_products_run_under_autocast_in_its_dtype():
+    """Mixed precision (`amp bf16 | fp16`, CUDA autocast in training): the products run in
+    autocast's dtype, the gradients come back in the inputs' dtypes, and the values agree
+    with float32 to that dtype's precision. CPU autocast (bfloat16) exercises the same code:
+    autocast casts the first `mm` of a sum but not the in-place `addmm_` after it, and never
+    runs in `backward`. The gathered form gives way to dense products under autocast."""
+    g = torch.Generator().manual_seed(4)
+    w = (
+        torch.randn(24, 40, generator=g) * (torch.rand(24, 40, generator=g) < 0.1)
+    ).requires_grad_()
+    xs = [torch.randn(n, 3, 4, 4, generator=g, requires_grad=True) for n in (16, 24)]
+    for plan in (None, SparsePlan(w)):
+        results = []
+        for amp in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                ys = edge_product(tuple(xs), w, (10, 14), (0, 16), plan)
+                loss = sum(
+                    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() for y in ys
+                )
+            grads = torch.autograd.grad(loss, [w, *xs])
+            assert [y.dtype for y in ys] == [torch.bfloat16 if amp else torch.float32] * 2
+            assert [t.dtype for t in grads] == [torch.float32] * 3
+            results.append([y.float() for y in ys] + list(grads))
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)

@@ -209,6 +209,15 @@ class EdgeProduct(torch.autograd.Function):
         rows = _ranges(splits)
         spans = [(c, c + x.shape[0]) for c, x in zip(cols, xs, strict=True)]
         tail = xs[0].shape[1:]
+        # Under autocast (mixed precision), the products run in its dtype. Autocast casts the
+        # first `mm` but not the in-place sums after it, and never runs in `backward`, so the
+        # casts are made here, once for all products; the gathered form (float32 values on
+        # the CPU) gives way to dense products.
+        amp = _autocast_dtype(w)
+        ctx.dtypes = (w.dtype, *(x.dtype for x in xs))
+        if amp is not None:
+            w, plan = w.to(amp), None
+            xs = tuple(x.to(amp) for x in xs)
         flat = [x.reshape(x.shape[0], -1) for x in xs]
         blocks = plan.blocks(rows, spans) if plan is not None else None
         outs = []
@@ -223,7 +232,7 @@ class EdgeProduct(torch.autograd.Function):
                 else:
                     y.addmm_(w[r0:r1, c0:c1], x2)
             outs.append(y.view(r1 - r0, *tail))
-        ctx.save_for_backward(w, *xs)
+        ctx.save_for_backward(w, *xs)  # in the products' dtype
         ctx.rows, ctx.spans, ctx.plan = rows, spans, plan
         return tuple(outs)
 
@@ -232,7 +241,7 @@ class EdgeProduct(torch.autograd.Function):
         w, *xs = ctx.saved_tensors
         rows, spans, plan = ctx.rows, ctx.spans, ctx.plan
         flat = [x.reshape(x.shape[0], -1) for x in xs]
-        gs = [None if g is None else g.reshape(g.shape[0], -1) for g in grads]
+        gs = [None if g is None else g.reshape(g.shape[0], -1).to(w.dtype) for g in grads]
         gw = None
         if ctx.needs_input_grad[0]:
             covered = sum(c1 - c0 for c0, c1 in spans) == w.shape[1]
@@ -264,7 +273,16 @@ class EdgeProduct(torch.autograd.Function):
                 else:
                     gx.addmm_(w[r0:r1, c0:c1].t(), g)
             gxs.append(torch.zeros_like(x) if gx is None else gx.view_as(x))
+        # each gradient in its input's dtype (float32 weights and states under autocast)
+        gw = None if gw is None else gw.to(ctx.dtypes[0])
+        gxs = [None if g is None else g.to(t) for g, t in zip(gxs, ctx.dtypes[1:], strict=True)]
         return (gw, None, None, None, *gxs)
+
+
+def _autocast_dtype(t: Tensor) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on `t`'s device, or None when it is off."""
+    device = t.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
 
 
 def _ranges(splits: tuple[int, ...]) -> list[tuple[int, int]]:
