@@ -142,6 +142,14 @@ def _split(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
     return out
 
 
+def weights_key(weights: list[Tensor]) -> tuple:
+    """What identifies a list of weights for a cache of what is derived from them: each one's
+    identity, in-place version, device and dtype. `module.to(device)` and `.double()` replace
+    a parameter's data and keep its identity and version, so those alone would hand back the
+    old device's tensors."""
+    return tuple((id(w), w._version, w.device, w.dtype) for w in weights)
+
+
 class Pool:
     """One budget shared by several masks: top k over all members' candidates together.
 
@@ -156,7 +164,7 @@ class Pool:
 
     def masks(self) -> dict[int, list[Tensor]]:
         weights = [w for m in self.members for w in m.weights()]
-        key = tuple((id(w), w._version) for w in weights)
+        key = weights_key(weights)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         cands = [c for m in self.members for c in m.candidate_masks()]
@@ -340,7 +348,7 @@ class EdgeMask(nn.Module):
             # inference: the same weights give the same tensors, so that what the lowering
             # derives from them (sparse plans) is reused from batch to batch
             key = (
-                tuple((id(w), w._version) for w in weights),
+                weights_key(weights),
                 int(self.phase),
                 self.progress,
                 torch.is_inference_mode_enabled(),
@@ -368,7 +376,7 @@ class EdgeMask(nn.Module):
         if self.training:
             self._eval_cache = None
             return self.active()
-        key = tuple((id(w), w._version) for w in weights) + (int(self.phase), self.progress)
+        key = weights_key(weights) + (int(self.phase), self.progress)
         if self._eval_cache is None or self._eval_cache[0] != key:
             self._eval_cache = (key, self.active())
         return self._eval_cache[1]
@@ -400,7 +408,8 @@ class EdgeMask(nn.Module):
             scores = torch.where(cand, rows.detach().abs(), torch.full_like(rows, -1.0))
             order = scores.argsort(dim=1, descending=True, stable=True)
             rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order).contiguous())
+            positions = torch.arange(rows.shape[1], device=rows.device)
+            rank.scatter_(1, order, positions.expand_as(order).contiguous())
             out.append((rank < quota[:, None]).reshape(w.shape) & cand.reshape(w.shape))
         return out
 

@@ -42,7 +42,9 @@ class SparseMixin:
     mask: EdgeMask
 
     def attach_mask(self, wiring: core.Wiring, k: int, seed: int) -> None:
-        self.mask = EdgeMask(wiring, k, self, ["weight"], [None], seed=seed)
+        # on the weight's device: `sparsify` may swap layers of a model already on a GPU
+        mask = EdgeMask(wiring, k, self, ["weight"], [None], seed=seed)
+        self.mask = mask.to(self.weight.device)
 
     def masked_weight(self) -> Tensor:
         return self.mask()[0]
