@@ -239,6 +239,13 @@ def test_gathered_products_run_the_forward_only_kernel_in_inference(runs):
     y.sum().backward()
     values = [p for name, p in compact.named_parameters() if ".val" in name]
     assert values and all(p.grad is not None and p.grad.abs().sum() > 0 for p in values)
+    # after a fine-tuning step, inference (merged lists where they pay) computes with the
+    # trained weights, as the block-by-block products with autograd on do
+    assert any(e.merged for e in compact.modules() if hasattr(e, "merged"))
+    torch.optim.SGD(compact.parameters(), lr=0.5).step()
+    with torch.no_grad():
+        inferred = compact(batch())
+    close(inferred, compact(batch()).detach())
 
 
 def test_compact_removes_exactly_the_dead_nodes(tmp_path):

@@ -131,8 +131,8 @@ class Edges(nn.Module):
     its edges name, scaled by their weights). Other blocks are dense matrix products. ONNX has
     no fast gathered product, so an ONNX export makes every block dense (the same sums).
     `merged`: the gathered blocks also as one list over the sources stacked, for small
-    sources, where one call costs less than a call per block (`MERGE_BELOW`); inference only,
-    since that list is a copy of the blocks' weights, which are what training updates.
+    sources, where one call costs less than a call per block (`MERGE_BELOW`); without autograd
+    only (training and fine-tuning run block by block).
     """
 
     def __init__(self, rows, cols, gathered, bias=False, merged=False):
@@ -142,7 +142,9 @@ class Edges(nn.Module):
         if merged:
             self.register_buffer("mcol", torch.zeros(sum(gathered), dtype=torch.long))
             self.register_buffer("moff", torch.zeros(rows, dtype=torch.long))
-            self.register_buffer("mval", torch.zeros(sum(gathered)))
+            # the blocks' live weights, concatenated, in the merged list's order
+            self.register_buffer("mperm", torch.zeros(sum(gathered), dtype=torch.long))
+            self._merged_key, self._merged = None, None
         for j, (c, live) in enumerate(zip(cols, gathered)):
             if live:
                 self.register_buffer(f"row{j}", torch.zeros(live, dtype=torch.long))
@@ -168,6 +170,16 @@ class Edges(nn.Module):
         val = getattr(self, f"val{j}")
         return val if torch.is_grad_enabled() else val.detach()
 
+    def merged_values(self):
+        """The blocks' live weights in the merged list's order. Read from the blocks, and
+        gathered again whenever one of them changed (an optimizer step, a load, a move to
+        another device), so a fine-tuned model's merged list holds what it trained."""
+        vals = [getattr(self, f"val{j}") for j in range(len(self.cols))]
+        key = tuple((v._version, v.data_ptr()) for v in vals)
+        if self._merged_key != key:
+            self._merged_key, self._merged = key, torch.cat(vals).detach()[self.mperm]
+        return self._merged
+
     def forward(self, *zs):
         _, n, h, w = zs[0].shape
         dense = onnx_export()
@@ -175,11 +187,13 @@ class Edges(nn.Module):
             self.merged
             and not dense
             and not torch.compiler.is_compiling()  # a program runs block by block
-            and not torch.is_grad_enabled()  # `mval` is a copy: training reads the blocks
+            and not torch.is_grad_enabled()  # training runs block by block
             and self.width * n * h * w <= MERGE_BELOW
         ):
             z = torch.cat(zs).reshape(self.width, -1)
-            y = F.embedding_bag(self.mcol, z, self.moff, mode="sum", per_sample_weights=self.mval)
+            y = F.embedding_bag(
+                self.mcol, z, self.moff, mode="sum", per_sample_weights=self.merged_values()
+            )
             y = y if self.bias is None else y.add_(self.bias[:, None])
             return y.view(self.rows, n, h, w)
         y, biased = None, self.bias is None

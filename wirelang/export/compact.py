@@ -677,7 +677,8 @@ def _absorb_into_graph(g: GraphPlan, a: Affine, state: dict[str, Tensor]) -> Non
 def _merge_blocks(g: GraphPlan, state: dict[str, Tensor], below: int) -> None:
     """Each product of two or more gathered blocks whose sources, stacked for one image, hold
     at most `below` values: its live entries also in one CSR list over the stacked sources
-    (`mcol`, `moff`, `mval`), for `Edges` to run as one call where that pays (`MERGE_BELOW`)."""
+    (`mcol`, `moff`, and `mperm`: where each entry's weight is among the blocks' `val`s,
+    concatenated), for `Edges` to run as one call where that pays (`MERGE_BELOW`)."""
     blocks = iter(g.blocks)
     for wname, rows, cols, gathered in g.weights:
         mine = [next(blocks) for _ in cols]
@@ -687,12 +688,11 @@ def _merge_blocks(g: GraphPlan, state: dict[str, Tensor], below: int) -> None:
         base = torch.tensor([0, *cols]).cumsum(0)
         row = torch.cat([state[f"{prefix}row{j}"] for j in range(len(cols))])
         col = torch.cat([state[f"{prefix}col{j}"] + base[j] for j in range(len(cols))])
-        val = torch.cat([state[f"{prefix}val{j}"] for j in range(len(cols))])
         order = torch.argsort(row * int(base[-1]) + col)  # row-major: CSR order
         counts = torch.bincount(row, minlength=rows)
         state[prefix + "mcol"] = col[order].clone()
         state[prefix + "moff"] = torch.cumsum(counts, 0) - counts
-        state[prefix + "mval"] = val[order].clone()
+        state[prefix + "mperm"] = order.clone()
         g.merged.add(wname)
 
 
