@@ -175,6 +175,8 @@ class Edges(nn.Module):
         gathered again whenever one of them changed (an optimizer step, a load, a move to
         another device), so a fine-tuned model's merged list holds what it trained."""
         vals = [getattr(self, f"val{j}") for j in range(len(self.cols))]
+        if any(v.is_inference() for v in vals):  # made under inference_mode: no version to ask
+            return torch.cat(vals)[self.mperm]
         key = tuple((v._version, v.data_ptr()) for v in vals)
         if self._merged_key != key:
             self._merged_key, self._merged = key, torch.cat(vals).detach()[self.mperm]
