@@ -30,10 +30,14 @@ from wirelang.version import __version__
 # Bisection steps on the width multiplier: 2^-16 of a set's size, below one node for sets of
 # up to 65,536 nodes, so the closest whole sizes are found.
 _STEPS = 16
+# Factors tried around one that does not build, on each side, in sixteenths of the interval.
+_PROBES = 7
+# A twin further than this from the count it is to match is not reported as its dense twin.
+TOLERANCE = 0.05
 
 
 class NoTwin(ValueError):
-    """No width multiplier gives a network the front end accepts."""
+    """No width multiplier gives a network of about the learned count that the front end accepts."""
 
 
 @dataclass(frozen=True)
@@ -43,39 +47,78 @@ class DenseTwin:
     macs: int  # multiply-adds per image, `wirelang.cost`'s count
 
 
+@dataclass(frozen=True)
+class _Fixed:
+    """The widths that keep their size: what the image feeds and what gives the scores."""
+
+    layer: str | None  # the classifier's path
+    sets: frozenset[tuple[str, str]]  # (graph, set): input sets fed by the image, output sets
+    # of a graph that ends the network
+
+
+def fixed_widths(net: core.Network) -> _Fixed:
+    """The first item's input sets, when it is a graph, take the image's channels; the last
+    item that sets a width gives the class scores: a layer (the classifier) or a graph's output
+    sets."""
+    sets: set[tuple[str, str]] = set()
+    first = net.items[0] if net.items else None
+    if isinstance(first, core.Graph):
+        sets |= {(first.name, s.name) for s in first.sets if s.role == "input"}
+    layer = None
+    for item in reversed(net.items):
+        if isinstance(item, core.Graph):
+            sets |= {(item.name, s.name) for s in item.sets if s.role == "output"}
+            break
+        layers = (
+            [item] if isinstance(item, core.Layer) else item.branch + item.shortcut + item.after
+        )
+        widths = [x for x in layers if "out" in x.params]
+        if widths:
+            layer = widths[-1].path
+            break
+    return _Fixed(layer, frozenset(sets))
+
+
 class _DensePrinter(_Printer):
     """Prints every graph complete and every width narrowed, every layer dense."""
 
-    def __init__(self, factor: float, classifier: str | None):
+    def __init__(self, factor: float, fixed: _Fixed):
         super().__init__(model=None, edges={})
         self.factor = factor
-        self.classifier = classifier  # the path of the layer that gives the scores
+        self.fixed = fixed
 
     def sparse_k(self, layer: core.Layer) -> int | None:
         return None
 
     def text(self, layer: core.Layer) -> str:
-        if "out" not in layer.params or layer.path == self.classifier:
+        if "out" not in layer.params or layer.path == self.fixed.layer:
             return layer_text(layer)
-        out = narrowed(layer.params["out"], self.factor)
-        return layer_text(layer.model_copy(update={"params": {**layer.params, "out": out}}))
+        params = dict(layer.params)
+        out = narrowed(params["out"], self.factor)
+        if params.get("groups", 1) == params["out"]:  # a depthwise conv written as a conv
+            params["groups"] = out
+        params["out"] = out
+        return layer_text(layer.model_copy(update={"params": params}))
 
     def graph(self, g: core.Graph) -> None:
-        sets = [s.model_copy(update={"size": narrowed(s.size, self.factor)}) for s in g.sets]
+        sets = [
+            s
+            if (g.name, s.name) in self.fixed.sets
+            else s.model_copy(update={"size": narrowed(s.size, self.factor)})
+            for s in g.sets
+        ]
+        fan = getattr(g.init, "fan", None)  # the default counts the sending nodes: narrowed too
+        init = (
+            g.init if fan is None else g.init.model_copy(update={"fan": narrowed(fan, self.factor)})
+        )
         self.open(f"graph {flat(g.name)}")
         self.structure(g.model_copy(update={"sets": sets}))
         self.line("wiring complete")
-        self.semantics(g)
+        self.semantics(g.model_copy(update={"init": init}))
 
 
 def narrowed(size: int, factor: float) -> int:
     return max(1, round(size * factor))
-
-
-def classifier(net: core.Network) -> str | None:
-    """The path of the last layer with a width of its own: its `out` is the class count."""
-    layers = [x for x in net.layers() if "out" in x.params]
-    return layers[-1].path if layers and layers[-1].params["out"] == net.classes else None
 
 
 def dense_text(net: core.Network, factor: float) -> str:
@@ -87,7 +130,7 @@ def dense_text(net: core.Network, factor: float) -> str:
     # a second training phase belongs to the wirings that fix a mask (lottery, fine-tune), which
     # a network of complete graphs has not got
     train = {k: v for k, v in net.train.items() if k != "phase2"}
-    return network_text(net, _DensePrinter(factor, classifier(net)), header, [], train)
+    return network_text(net, _DensePrinter(factor, fixed_widths(net)), header, [], train)
 
 
 def _build(net: core.Network, factor: float) -> DenseTwin | None:
@@ -100,23 +143,35 @@ def _build(net: core.Network, factor: float) -> DenseTwin | None:
     return DenseTwin(twin, factor, int(network_cost(twin).macs))
 
 
+def _near(net: core.Network, low: float, high: float) -> DenseTwin | None:
+    """The twin at the middle of (low, high), or at the factor nearest it that builds."""
+    mid, step = (low + high) / 2, (high - low) / 16
+    for factor in [mid] + [
+        mid + sign * i * step for i in range(1, _PROBES + 1) for sign in (-1, 1)
+    ]:
+        twin = _build(net, factor)
+        if twin is not None:
+            return twin
+    return None
+
+
 def dense_twin(net: core.Network, macs: int) -> DenseTwin:
     """The twin whose multiply-adds per image come closest to `macs` (see the module
-    docstring). Raises NoTwin when no factor builds."""
+    docstring). Raises NoTwin when no factor builds, or none within `TOLERANCE` of `macs`."""
+    built = [t for t in (_build(net, 0.0), _build(net, 1.0)) if t is not None]
     low, high = 0.0, 1.0
-    built: list[DenseTwin] = []
     for _ in range(_STEPS):  # the count grows with the factor: bisect on it
-        mid = (low + high) / 2
-        twin = _build(net, mid)
-        if twin is None:  # step past a factor that does not build, towards the other end
-            low, high = (mid, high) if built and built[-1].factor < mid else (low, mid)
-            continue
+        twin = _near(net, low, high)
+        if twin is None:  # nothing builds between them
+            break
         built.append(twin)
-        low, high = (mid, high) if twin.macs <= macs else (low, mid)
-    for factor in (0.0, 1.0):
-        end = _build(net, factor)
-        if end is not None:
-            built.append(end)
+        low, high = (twin.factor, high) if twin.macs <= macs else (low, twin.factor)
     if not built:
         raise NoTwin(f"no width multiplier of {net.name} builds as a dense network")
-    return min(built, key=lambda t: (abs(t.macs - macs), t.factor))
+    best = min(built, key=lambda t: (abs(t.macs - macs), t.factor))
+    if abs(best.macs - macs) > TOLERANCE * macs:
+        raise NoTwin(
+            f"the dense network of {net.name} nearest its live size has {best.macs:,} multiply-adds "
+            f"against {macs:,} (width {best.factor:.3f}): no dense twin within {TOLERANCE:.0%}"
+        )
+    return best
