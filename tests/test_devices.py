@@ -56,3 +56,74 @@ def test_targeted_dropout_per_node_runs_on_the_weights_device():
         conv.to("cuda")  # as the training loop moves the model
         (top,) = conv.mask._per_node_topk(conv.mask.weights())
         assert top.device.type == "cuda" and top.shape == conv.weight.shape
+
+
+def test_a_cpu_run_resumed_on_gpus_starts_its_ranks_on_gpus(tmp_path, monkeypatch):
+    # `wirelang train --resume RUN --gpus 2` of a run begun on the CPU: the launcher starts its
+    # ranks with the device, since config.json still names the CPU; each rank then plans CUDA
+    # (before, each read the CPU back and trained there with gloo and one thread)
+    import subprocess
+
+    from export_runs import make_run
+
+    from wirelang.train import TrainOptions, distributed, train
+
+    spec = tmp_path / "small.wire"
+    spec.write_text((ROOT / "specs" / "quickstart.wire").read_text())
+    run = make_run(tmp_path, spec)
+    started = []
+
+    class Done:
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Done)
+    assert distributed.launch(spec, run, 2, "cuda") == 0
+    assert len(started) == 2 and all(argv[-2:] == ["--device", "cuda"] for argv in started)
+    argv = started[1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for key, value in dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(distributed.LAUNCHED_ENV, "1")
+    options = TrainOptions(spec=argv[4], resume=argv[6], device=argv[8], dry_run=True)
+    plan = train(options, say=lambda *_: None)
+    assert (plan["device"], plan["world_size"]) == ("cuda", 2)
+
+
+def test_a_run_without_a_gradient_scaler_resumes_with_one():
+    # a run begun on the CPU (or in bf16) saved an empty scaler state; resumed inside its
+    # phase on a GPU in fp16, the scaler is enabled and starts afresh (GradScaler refuses an
+    # empty state; a CPU scaler, enabled here, does the same as CUDA's)
+    from types import SimpleNamespace
+
+    from wirelang.train.loop import TrainState, _start_phase, build_optimizer
+    from wirelang.train_config import TrainConfig
+
+    model = nn.Linear(3, 2)
+    spec = TrainConfig().optimizer
+    saved = build_optimizer(model, spec).state_dict()
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    loop = SimpleNamespace(model=model, scaler=scaler, ema=None, say=print)
+    state = TrainState(phase=1, epoch=1, optimizer=saved, scaler={})
+    optimizer = _start_phase(loop, SimpleNamespace(number=1, optimizer=spec), state, fresh=False)
+    assert optimizer.state_dict()["param_groups"] == saved["param_groups"]
+    assert scaler.is_enabled() and scaler.get_scale() == 2.0**16  # its initial scale
+
+
+def test_a_checkpoint_of_more_gpus_restores_the_generators_this_machine_has(monkeypatch):
+    # a run checkpointed with two GPUs resumed on one (allowed, not bit-exact): one CUDA
+    # generator restored, not an index error
+    from wirelang.runs.checkpoint import rng_state, set_rng_state
+
+    state = rng_state()
+    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in (1, 2)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: restored.append((int(s[0]), d)))
+    set_rng_state(state)
+    assert restored == [(1, 0)]

@@ -853,4 +853,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per device the run had; a resume may have fewer (or more) devices
+        for device, rng in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(rng, device)

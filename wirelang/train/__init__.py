@@ -141,6 +141,8 @@ def _resumed_plan(opts: TrainOptions, spec: Path, net, auto: bool, job, device: 
             save_plan(plan)  # launched ranks and later resumes read it from config.json
     if job is not None:
         plan.world_size = job[2]
+        if opts.gpus or opts.procs:  # torchrun ... --resume RUN --gpus N: as below
+            plan.device = "cuda" if opts.gpus else "cpu"
     elif opts.gpus or opts.procs:  # resuming on another machine: allowed, though not bit-exact
         plan.device, plan.world_size = ("cuda", opts.gpus) if opts.gpus else ("cpu", opts.procs)
     if opts.device is not None:

@@ -183,13 +183,17 @@ def free_port() -> int:
 
 
 def launch(spec: Path, run_dir: Path, nprocs: int, device_kind: str) -> int:
-    """Run `wirelang train SPEC --resume RUN` in `nprocs` processes; the first failure stops all.
+    """Run `wirelang train SPEC --resume RUN --device KIND` in `nprocs` processes; the first
+    failure stops all.
 
     Returns the exit code of the job: 0, or the code of the first process that failed.
     """
     port = free_port()
     threads = max(1, usable_cores() // nprocs) if device_kind == "cpu" else 1
+    # the device goes with them: a resumed run may move (a CPU run resumed with --gpus), and
+    # its config.json still names the device it started on
     argv = [sys.executable, "-m", "wirelang", "train", str(spec), "--resume", str(run_dir)]
+    argv += ["--device", device_kind]
     procs = []
     for rank in range(nprocs):
         env = dict(

@@ -338,7 +338,10 @@ def _start_phase(loop: Loop, phase, state: TrainState, fresh: bool):
     optimizer = build_optimizer(loop.model, phase.optimizer)
     if state.optimizer is not None and phase.number == state.phase:
         optimizer.load_state_dict(state.optimizer)
-        loop.scaler.load_state_dict(state.scaler)
+        # a run that did not scale (CPU, bf16, fp32) saved an empty state: a scaler enabled
+        # now (the run moved to a GPU with fp16) starts afresh instead of refusing it
+        if state.scaler:
+            loop.scaler.load_state_dict(state.scaler)
     return optimizer
 
 
