@@ -195,7 +195,7 @@ def bench_inference(rounds: int, batch: int = 1, device: torch.device = CPU) -> 
         from wirelang.export.compact import plan_network
         from wirelang.export.standalone import instantiate
 
-        compact = instantiate(plan_network(net, masked)).eval().to(device)
+        compact = instantiate(plan_network(net, masked, device=device.type)).eval().to(device)
         fns["compact"] = lambda: compact(x)
     except Exception as err:  # the exporter is optional here: measure what exists
         compact_note = f" (compact export unavailable: {type(err).__name__}: {err})"
@@ -221,7 +221,7 @@ def bench_compact_quickstart(rounds: int, device: torch.device = CPU) -> None:
     torch.manual_seed(0)
     net = build(ROOT / "specs/quickstart.wire")
     masked = compile_network(net).eval().to(device)
-    compact = instantiate(plan_network(net, masked)).eval().to(device)
+    compact = instantiate(plan_network(net, masked, device=device.type)).eval().to(device)
     for size, reps in ((1, 10 * rounds), (64, 5 * rounds)):  # calls of ms: more rounds
         x = torch.randn(size, 1, 28, 28, device=device)
         with torch.inference_mode():

@@ -127,3 +127,21 @@ def test_a_checkpoint_of_more_gpus_restores_the_generators_this_machine_has(monk
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: restored.append((int(s[0]), d)))
     set_rng_state(state)
     assert restored == [(1, 0)]
+
+
+def test_the_compact_plan_reads_its_tables_by_kind_of_device():
+    # `SPARSE_BELOW`, `MERGE_BELOW` and `CHANNEL_MULTIPLE` are per kind of device: cuda:1 is
+    # planned as cuda, torch.device("cpu") as cpu (before, it fell back to the GPU's values)
+    from wirelang.export.compact import plan_network
+
+    torch.manual_seed(0)
+    net = build(ROOT / "specs" / "quickstart.wire")
+    model = compile_network(net).eval()
+
+    def forms(device):
+        plan = plan_network(net, model, device=device)
+        return plan.device, plan.merge_below, [g.forms() for g in plan.graphs]
+
+    cpu, cuda = forms("cpu"), forms("cuda")
+    assert cpu[2][0]["sparse_blocks"] > 0 and cuda[2][0]["sparse_blocks"] == 0
+    assert forms(torch.device("cpu")) == cpu and forms("cuda:1") == cuda

@@ -30,6 +30,7 @@ Sparse layers become ordinary conv / linear layers with the mask folded into the
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -706,8 +707,13 @@ def plan_network(
 ) -> CompactPlan:
     """The compact plan of a trained model (put in eval mode here); products take the forms
     that are fastest on `device` (`SPARSE_BELOW`); batch norms are folded into the linear
-    maps before them where that is exact up to rounding (`Affine`)."""
+    maps before them where that is exact up to rounding (`Affine`). A model on a GPU is read
+    from a copy on the CPU, where the plan's tensors live (the caller moves the module it
+    instantiates)."""
     model.eval()
+    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+        model = copy.deepcopy(model).cpu()
+    device = torch.device(device).type  # the tables are per kind of device: cuda:1 is cuda
     plan = CompactPlan(
         network=net.name,
         source=source or net.name,

@@ -12,6 +12,7 @@ multiply-adds and CPU latency of both models.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import statistics
@@ -330,6 +331,11 @@ def export_module(
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     training = module.training
+    if any(t.device.type != "cpu" for t in (*module.parameters(), *module.buffers())):
+        # a model on a GPU: exported, checked and timed from a copy on the CPU, where the
+        # artifacts load (`map_location="cpu"`) and the ONNX runtime reads numpy arrays
+        module = copy.deepcopy(module).cpu()
+    example = example.cpu()
     try:
         if isinstance(module, WiredModel):
             run = Run(net=module.net, model=module.eval())
