@@ -505,6 +505,8 @@ def evaluate_run(
         raise RunError(f"--split must be val or test, not {split!r}", 2)
     check_device(device)
     where = Dist(device=torch.device("cuda", 0) if device == "cuda" else torch.device(device))
+    if where.device.type == "cuda":  # the loader's pinned memory and streams on that device,
+        torch.cuda.set_device(where.device)  # not a second context on cuda:0
     run_dir = Path(run_dir)
     saved = read_config(run_dir)
     config = TrainConfig.model_validate(saved["train"])
