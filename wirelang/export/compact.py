@@ -697,6 +697,11 @@ def _merge_blocks(g: GraphPlan, state: dict[str, Tensor], below: int) -> None:
         g.merged.add(wname)
 
 
+def on_cpu(module: nn.Module) -> bool:
+    """Whether every tensor of `module` is on the CPU, where plans and artifacts are made."""
+    return all(t.device.type == "cpu" for t in (*module.parameters(), *module.buffers()))
+
+
 def plan_network(
     net: core.Network,
     model,
@@ -711,7 +716,7 @@ def plan_network(
     from a copy on the CPU, where the plan's tensors live (the caller moves the module it
     instantiates)."""
     model.eval()
-    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+    if not on_cpu(model):
         model = copy.deepcopy(model).cpu()
     device = torch.device(device).type  # the tables are per kind of device: cuda:1 is cuda
     plan = CompactPlan(

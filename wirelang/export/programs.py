@@ -331,7 +331,9 @@ def export_module(
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     training = module.training
-    if any(t.device.type != "cpu" for t in (*module.parameters(), *module.buffers())):
+    from wirelang.export.compact import on_cpu
+
+    if not on_cpu(module):
         # a model on a GPU: exported, checked and timed from a copy on the CPU, where the
         # artifacts load (`map_location="cpu"`) and the ONNX runtime reads numpy arrays
         module = copy.deepcopy(module).cpu()
