@@ -292,7 +292,9 @@ def _train_here(plan: RunPlan, opts: TrainOptions, auto: bool, say):
 
         progress = opts.progress or Progress(enabled=d.is_main)
         try:
-            return run(plan, d, progress)
+            result = run(plan, d, progress)
+            distributed.settle(d)
+            return result
         except DataError as err:  # an unreadable image met mid-epoch: name it, no traceback
             raise RunError(str(err)) from None
         except RuntimeError:
