@@ -3,7 +3,9 @@ against in `wirelang export`'s report.
 
 `dense_twin(net, macs)` is the network at a width multiplier: every graph complete (each
 candidate edge a weight, no budget), every set of every graph and every conv and linear layer
-narrowed by one common factor (the classifier keeps its classes), every layer dense. The
+narrowed by one common factor, every layer dense. What the image feeds (a first graph's input
+sets) and what gives the scores (the classifier, or the output sets of a graph that ends the
+network) keep their widths (`fixed_widths`); graphs start at the narrowed fan-in. The
 factor is the one whose multiply-adds per image (`wirelang.cost`, the count `compile` and
 `inspect` give) come closest to `macs`, the learned network's live count. It is the dense
 network of the paper's comparisons (MobileNetV1 at a width multiplier against DNW at the same
@@ -13,7 +15,8 @@ The twin is printed as .wire text by the frozen exporter's printer and built by 
 so it is a network the language states, checked by the same passes. Rounding can make widths
 that no longer fit (two input sets that no longer sum to the layer before, a grouped conv whose
 groups no longer divide its channels): such factors are refused by the front end and left out
-of the search; a network with no factor that builds has no twin (`NoTwin`).
+of the search, and the nearest factor that builds is taken instead. A network with no factor
+that builds, or none within `TOLERANCE` of the count, has no twin (`NoTwin`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from wirelang.cost import network_cost
 from wirelang.diagnostics import SpecError
-from wirelang.export.frozen import _Printer, flat, layer_text, network_text
+from wirelang.export.frozen import IRPrinter, flat, layer_text, network_text
 from wirelang.ir import core
 from wirelang.version import __version__
 
@@ -79,7 +82,7 @@ def fixed_widths(net: core.Network) -> _Fixed:
     return _Fixed(layer, frozenset(sets))
 
 
-class _DensePrinter(_Printer):
+class _DensePrinter(IRPrinter):
     """Prints every graph complete and every width narrowed, every layer dense."""
 
     def __init__(self, factor: float, fixed: _Fixed):

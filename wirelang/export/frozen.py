@@ -87,7 +87,10 @@ def flat(name: str) -> str:
     return name.replace(".", "_").replace("-", "_")
 
 
-class _Printer:
+class IRPrinter:
+    """Prints the IR as .wire text; the frozen export's wirings here, the dense twin's in
+    `wirelang.export.dense` (its `graph` and `sparse_k`)."""
+
     def __init__(self, model, edges: dict[str, list]):
         self.model = model
         self.edges = edges
@@ -301,11 +304,11 @@ def frozen_wire(net: core.Network, model, source: str = "", train: dict | None =
             + ", ".join(f"{name}: {len(e):,} edges" for name, e in edges.items())
             + "."
         )
-    return network_text(net, _Printer(model, edges), header, sparse_block(net), train)
+    return network_text(net, IRPrinter(model, edges), header, sparse_block(net), train)
 
 
 def network_text(
-    net: core.Network, p: _Printer, header: list[str], sparse: list[str], train: dict | None
+    net: core.Network, p: IRPrinter, header: list[str], sparse: list[str], train: dict | None
 ) -> str:
     """The whole network printed by `p` (its `graph` and `sparse_k` decide the wirings) after
     the comment lines `header`, with the `sparse` block's lines and the train settings."""
