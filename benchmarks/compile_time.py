@@ -253,22 +253,8 @@ def frozen_text(size: int) -> str:
             chosen += [(b.source, p // n_dst, b.target, p % n_dst, 1.0) for p in picks]
         chosen.sort(key=lambda e: (order[e[0]], e[1], order[e[2]], e[3]))
         edges[g.name] = chosen
-    p = frozen._Printer(None, edges)  # the body of frozen.frozen_wire without the model
-    p.open(f"network {net.name}")
-    p.line(f"input {net.input_kind}({net.input.channels}, {net.input.height}, {net.input.width})")
-    p.line(f"classes {net.classes}")
-    for item in frozen.layer_blocks(net.items):
-        p.line()
-        if isinstance(item, tuple):
-            p.block(*item)
-        elif isinstance(item, frozen.core.Residual):
-            p.residual(item)
-        else:
-            p.graph(item)
-    p.line()
-    p.train(net.train)
-    p.close()
-    return "\n".join(p.lines) + "\n"
+    # the frozen exporter's printer, given the edges instead of a trained model
+    return frozen.network_text(net, frozen.IRPrinter(None, edges), [], [], net.train)
 
 
 def sweep(sizes: tuple[int, ...]) -> None:
